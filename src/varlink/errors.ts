@@ -1,0 +1,22 @@
+// Varlink errors: a VarlinkError crosses the wire as {"error": name, "parameters": {...}}.
+
+export class VarlinkError extends Error {
+  readonly parameters: Record<string, unknown>;
+
+  /** `name` is the full error name, e.g. io.systemd.Machine.NoSuchMachine. */
+  constructor(name: string, parameters: object = {}, message?: string) {
+    const params = parameters as Record<string, unknown>;
+    super(message ?? (Object.keys(params).length ? `${name} ${JSON.stringify(params)}` : name));
+    this.name = name;
+    this.parameters = params;
+  }
+}
+
+const SERVICE = 'org.varlink.service';
+
+export const methodNotFound = (method: string) => new VarlinkError(`${SERVICE}.MethodNotFound`, { method });
+export const interfaceNotFound = (iface: string) => new VarlinkError(`${SERVICE}.InterfaceNotFound`, { interface: iface });
+export const invalidParameter = (parameter: string) => new VarlinkError(`${SERVICE}.InvalidParameter`, { parameter });
+export const permissionDenied = () => new VarlinkError(`${SERVICE}.PermissionDenied`);
+export const expectedMore = () => new VarlinkError(`${SERVICE}.ExpectedMore`);
+export const methodNotImplemented = (method: string) => new VarlinkError(`${SERVICE}.MethodNotImplemented`, { method });

@@ -1,0 +1,395 @@
+// A Varlink server on Unix sockets: NUL-terminated JSON messages, requests of a connection handled one after
+// the other, replies in request order. Everything a client sends is untrusted: bad input closes its
+// connection or gets an error reply, and never throws out of the server.
+
+import fs from 'node:fs/promises';
+import net from 'node:net';
+import { dirname } from 'node:path';
+import { VarlinkError, interfaceNotFound, methodNotFound, methodNotImplemented } from './errors.js';
+import { peerCredentials, type PeerCredentials } from './peercred.js';
+import { describeInterface, t, validate, type InterfaceDef } from './schema.js';
+
+export interface CallContext {
+  method: string;
+  more: boolean;
+  oneway: boolean;
+  peer: PeerCredentials;
+  /** In a `more` call: one reply with continues:true. */
+  notify(params: object): void;
+  /** Aborted when the client goes away (or stops sending) or the server closes. */
+  signal: AbortSignal;
+}
+
+/** The returned object is the final reply ({} when void); a thrown VarlinkError is an error reply. */
+export type Handler = (params: any, ctx: CallContext) => object | void | Promise<object | void>;
+
+export interface VarlinkLogger {
+  warn(o: object, msg: string): void;
+  debug(o: object, msg: string): void;
+}
+
+export interface VarlinkServerOptions {
+  vendor: string;
+  product: string;
+  version: string;
+  url: string;
+  /** Longest message accepted; a longer one closes the connection. Default 128 KiB. */
+  maxMessageBytes?: number;
+  /** How long a connection may hold an incomplete message. Default 5000 ms. */
+  partialTimeoutMs?: number;
+  /** Connections per peer UID. Default 64, and 1024 for root. */
+  maxConnectionsPerUid?: number;
+  /** Replies a client may leave unread before it is disconnected. Default 4 MiB. */
+  maxOutputBytes?: number;
+  log?: VarlinkLogger;
+}
+
+const INTERNAL_ERROR = 'io.mymachines.InternalError';
+const CLOSE_GRACE_MS = 3000;
+
+const SERVICE_DEF: InterfaceDef = {
+  name: 'org.varlink.service',
+  doc: 'The Varlink Service Interface is provided by every varlink service. It\ndescribes the service and the interfaces it implements.',
+  methods: {
+    GetInfo: {
+      doc: 'Get a list of all the interfaces a service provides and information\nabout the implementation.',
+      in: {},
+      out: { vendor: t.string, product: t.string, version: t.string, url: t.string, interfaces: t.array(t.string) },
+    },
+    GetInterfaceDescription: {
+      doc: 'Get the description of an interface that is implemented by this service.',
+      in: { interface: t.string },
+      out: { description: t.string },
+    },
+  },
+  errors: {
+    InterfaceNotFound: { interface: t.string },
+    MethodNotFound: { method: t.string },
+    MethodNotImplemented: { method: t.string },
+    InvalidParameter: { parameter: t.string },
+    PermissionDenied: {},
+    ExpectedMore: {},
+  },
+};
+
+interface Request { method: string; parameters: Record<string, unknown>; oneway: boolean; more: boolean }
+
+interface Interface { def: InterfaceDef; handlers: Record<string, Handler>; description: string }
+
+interface Connection {
+  socket: net.Socket;
+  peer: PeerCredentials;
+  partial: Buffer[]; // the start of a message whose NUL has not arrived yet
+  partialBytes: number;
+  partialTimer?: NodeJS.Timeout;
+  queue: Buffer[]; // complete requests waiting for the one in progress
+  queuedBytes: number;
+  call?: { done: Promise<void>; abort: AbortController };
+  ended: boolean; // the client sent EOF: it will send nothing more
+  closed: boolean;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+const REQUEST_KEYS = new Set(['method', 'parameters', 'oneway', 'more']);
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** The request in a message, or undefined for anything the protocol does not allow. */
+function parseRequest(raw: Buffer): Request | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(utf8.decode(raw));
+  } catch {
+    return undefined;
+  }
+  if (!isObject(v) || Object.keys(v).some((k) => !REQUEST_KEYS.has(k))) return undefined;
+  const { method, parameters = {}, oneway = false, more = false } = v;
+  if (typeof method !== 'string' || !isObject(parameters) || typeof oneway !== 'boolean' ||
+      typeof more !== 'boolean' || (oneway && more)) return undefined;
+  return { method, parameters, oneway, more };
+}
+
+const errnoError = (message: string, code: string) => Object.assign(new Error(message), { code });
+
+/** Whether a server accepts connections on the socket at `path`. */
+function isLive(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = net.connect(path);
+    const done = (live: boolean) => {
+      clearTimeout(timer);
+      probe.destroy();
+      resolve(live);
+    };
+    // A server too busy to accept within a second is still alive.
+    const timer = setTimeout(() => done(true), 1000);
+    probe.once('connect', () => done(true));
+    probe.once('error', (err: NodeJS.ErrnoException) => done(err.code !== 'ECONNREFUSED' && err.code !== 'ENOENT'));
+  });
+}
+
+/** Waits for `p`, but no longer than `ms`. */
+async function within(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p, new Promise((resolve) => { timer = setTimeout(resolve, ms); })]);
+  clearTimeout(timer);
+}
+
+export class VarlinkServer {
+  private readonly interfaces = new Map<string, Interface>();
+  private readonly listeners: net.Server[] = [];
+  private readonly connections = new Set<Connection>();
+  private readonly perUid = new Map<number, number>();
+  private readonly maxMessageBytes: number;
+  private readonly partialTimeoutMs: number;
+  private readonly maxOutputBytes: number;
+  private readonly log: VarlinkLogger;
+  private closing?: Promise<void>;
+
+  constructor(private readonly opts: VarlinkServerOptions) {
+    this.maxMessageBytes = opts.maxMessageBytes ?? 128 * 1024;
+    this.partialTimeoutMs = opts.partialTimeoutMs ?? 5000;
+    this.maxOutputBytes = opts.maxOutputBytes ?? 4 * 1024 * 1024;
+    this.log = opts.log ?? { warn() {}, debug() {} };
+    this.addInterface(SERVICE_DEF, {
+      GetInfo: () => ({
+        vendor: opts.vendor, product: opts.product, version: opts.version, url: opts.url,
+        interfaces: [...this.interfaces.keys()],
+      }),
+      GetInterfaceDescription: (p: { interface: string }) => {
+        const iface = this.interfaces.get(p.interface);
+        if (!iface) throw interfaceNotFound(p.interface);
+        return { description: iface.description };
+      },
+    });
+  }
+
+  /** Serves `def`. A method of `def` without a handler answers MethodNotImplemented. */
+  addInterface(def: InterfaceDef, handlers: Record<string, Handler>): void {
+    if (this.interfaces.has(def.name)) throw new Error(`interface ${def.name} added twice`);
+    for (const name of Object.keys(handlers)) {
+      if (!Object.hasOwn(def.methods, name)) throw new Error(`${def.name}: handler for unknown method ${name}`);
+    }
+    // Describing it now also rejects a malformed definition at start-up rather than at the first call.
+    this.interfaces.set(def.name, { def, handlers, description: describeInterface(def) });
+  }
+
+  /**
+   * Listens on the Unix socket `path`. A socket file left by a dead server is replaced; one that a live
+   * server answers on is not (rejects with code EADDRINUSE).
+   */
+  async listen(path: string, mode = 0o666): Promise<void> {
+    if (this.closing) throw new Error('VarlinkServer is closed');
+    await fs.mkdir(dirname(path), { recursive: true, mode: 0o755 });
+    const st = await fs.lstat(path).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined;
+      throw err;
+    });
+    if (st && !st.isSocket()) throw errnoError(`${path} exists and is not a socket`, 'EEXIST');
+    if (st && await isLive(path)) throw errnoError(`${path} is in use by a running server`, 'EADDRINUSE');
+    if (st) await fs.rm(path, { force: true });
+
+    const server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    // Without a listener an accept error (EMFILE) would be thrown and end the process.
+    server.on('error', (err) => this.log.warn({ err, path }, 'varlink listener error'));
+    // Closing the server unlinks the socket file (libuv does that for a listening Unix socket).
+    this.listeners.push(server);
+    await fs.chmod(path, mode);
+  }
+
+  /** Stops accepting, lets calls in flight finish (a few seconds at most), closes connections and socket files. */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    const stopped = Promise.all(this.listeners.map((s) => new Promise((resolve) => s.close(resolve))));
+    const calls: Promise<void>[] = [];
+    for (const c of this.connections) {
+      c.call?.abort.abort();
+      if (c.call) calls.push(c.call.done);
+    }
+    await within(Promise.all(calls), CLOSE_GRACE_MS);
+    // end() sends the replies still buffered before the FIN; a client that does not hang up is then cut off.
+    for (const c of this.connections) c.socket.end();
+    await within(stopped, 1000);
+    for (const c of this.connections) this.finish(c);
+    await stopped;
+  }
+
+  private accept(socket: net.Socket): void {
+    if (this.closing) return void socket.destroy();
+    let peer: PeerCredentials;
+    try {
+      peer = peerCredentials(socket);
+    } catch (err) {
+      this.log.warn({ err }, 'varlink: no peer credentials, connection refused');
+      return void socket.destroy();
+    }
+    const count = this.perUid.get(peer.uid) ?? 0;
+    const cap = this.opts.maxConnectionsPerUid ?? (peer.uid === 0 ? 1024 : 64);
+    if (count >= cap) {
+      this.log.warn({ peer, cap }, 'varlink: too many connections for this uid, connection refused');
+      return void socket.destroy();
+    }
+    this.perUid.set(peer.uid, count + 1);
+    const c: Connection = {
+      socket, peer, partial: [], partialBytes: 0, queue: [], queuedBytes: 0, ended: false, closed: false,
+    };
+    this.connections.add(c);
+    socket.on('data', (chunk: Buffer) => this.receive(c, chunk));
+    socket.on('end', () => this.endOfInput(c));
+    socket.on('error', (err) => this.log.debug({ err, peer }, 'varlink connection error'));
+    socket.on('close', () => this.finish(c));
+  }
+
+  private receive(c: Connection, chunk: Buffer): void {
+    let start = 0;
+    for (let nul = chunk.indexOf(0); nul !== -1 && !c.closed; nul = chunk.indexOf(0, start)) {
+      if (c.partialBytes + nul - start > this.maxMessageBytes) return this.finish(c, 'message too long');
+      const piece = chunk.subarray(start, nul);
+      const msg = c.partialBytes ? Buffer.concat([...c.partial, piece]) : piece;
+      c.partial = [];
+      c.partialBytes = 0;
+      clearTimeout(c.partialTimer);
+      c.partialTimer = undefined;
+      c.queue.push(msg);
+      c.queuedBytes += msg.length + 1; // the NUL counts, so that a flood of empty messages is bounded too
+      start = nul + 1;
+    }
+    if (start < chunk.length && !c.closed) {
+      c.partial.push(chunk.subarray(start));
+      c.partialBytes += chunk.length - start;
+      if (c.partialBytes > this.maxMessageBytes) return this.finish(c, 'message too long');
+      this.armPartialTimer(c);
+    }
+    // Flow control for pipelined requests: stop reading while too much waits; pump() resumes.
+    if (c.queuedBytes > this.maxMessageBytes) {
+      c.socket.pause();
+      clearTimeout(c.partialTimer); // the message is incomplete because we stopped reading, not the client
+      c.partialTimer = undefined;
+    }
+    this.pump(c);
+  }
+
+  private armPartialTimer(c: Connection): void {
+    if (c.partialBytes > 0 && !c.partialTimer && !c.socket.isPaused()) {
+      c.partialTimer = setTimeout(() => this.finish(c, 'incomplete message timed out'), this.partialTimeoutMs);
+    }
+  }
+
+  private endOfInput(c: Connection): void {
+    // Requests already received are still answered (a client may send, shut down writing, then read), but
+    // a call waiting for events has nobody left to wait for.
+    c.ended = true;
+    c.partial = [];
+    c.partialBytes = 0;
+    clearTimeout(c.partialTimer);
+    c.call?.abort.abort();
+    this.pump(c);
+  }
+
+  /** Starts the next queued request unless one is in progress. */
+  private pump(c: Connection): void {
+    while (!c.call && !c.closed && !this.closing && c.queue.length) {
+      const raw = c.queue.shift()!;
+      c.queuedBytes -= raw.length + 1;
+      this.dispatch(c, raw);
+    }
+    if (c.closed || c.call) return;
+    if (c.ended && !c.queue.length) {
+      c.socket.end(); // 'close' follows once the replies are written
+    } else if (c.socket.isPaused() && c.queuedBytes <= this.maxMessageBytes) {
+      c.socket.resume();
+      this.armPartialTimer(c);
+    }
+  }
+
+  private dispatch(c: Connection, raw: Buffer): void {
+    const req = parseRequest(raw);
+    if (!req) return this.finish(c, 'protocol error');
+    const abort = new AbortController();
+    if (c.ended || this.closing) abort.abort();
+    let finished = false;
+    const reply = (msg: object, last: boolean) => {
+      if (finished || req.oneway) return;
+      finished = last;
+      this.send(c, msg, last);
+    };
+    const ctx: CallContext = {
+      method: req.method, more: req.more, oneway: req.oneway, peer: c.peer, signal: abort.signal,
+      notify: (params) => {
+        if (!req.more) throw new Error(`${req.method}: notify() in a call without 'more'`);
+        reply({ parameters: params, continues: true }, false);
+      },
+    };
+    const done = this.run(req, ctx).then(
+      (result) => reply({ parameters: result ?? {} }, true),
+      (err) => reply(this.errorReply(req.method, err), true),
+    ).finally(() => {
+      finished = true; // a notify() after the final reply is dropped
+      c.call = undefined;
+      this.pump(c);
+    });
+    c.call = { done, abort };
+  }
+
+  private async run(req: Request, ctx: CallContext): Promise<object | void> {
+    const dot = req.method.lastIndexOf('.');
+    const ifaceName = dot < 0 ? '' : req.method.slice(0, dot);
+    const name = req.method.slice(dot + 1);
+    const iface = this.interfaces.get(ifaceName);
+    if (!iface) throw interfaceNotFound(ifaceName);
+    if (!Object.hasOwn(iface.def.methods, name)) throw methodNotFound(req.method);
+    if (!Object.hasOwn(iface.handlers, name)) throw methodNotImplemented(req.method);
+    validate(iface.def, name, req.parameters);
+    // Optional keys may come as null; drop them so that handlers only have to test for undefined.
+    for (const [k, v] of Object.entries(req.parameters)) if (v === null) delete req.parameters[k];
+    return iface.handlers[name]!(req.parameters, ctx);
+  }
+
+  private errorReply(method: string, err: unknown): object {
+    if (err instanceof VarlinkError) return { error: err.name, parameters: err.parameters };
+    this.log.warn({ err, method }, 'varlink handler failed');
+    return { error: INTERNAL_ERROR, parameters: {} };
+  }
+
+  private send(c: Connection, msg: object, last: boolean): void {
+    if (c.closed) return; // the client went away: its replies are dropped
+    let text: string;
+    try {
+      text = JSON.stringify(msg);
+    } catch (err) {
+      this.log.warn({ err }, 'varlink reply cannot be serialized');
+      // An error reply ends a call, so it cannot stand in for an intermediate one.
+      if (!last) return this.finish(c, 'unserializable reply');
+      text = JSON.stringify({ error: INTERNAL_ERROR, parameters: {} });
+    }
+    c.socket.write(`${text}\0`);
+    if (c.socket.writableLength > this.maxOutputBytes) this.finish(c, 'client does not read its replies');
+  }
+
+  /** Closes the connection at once (idempotent); `reason` is given when the server decides it. */
+  private finish(c: Connection, reason?: string): void {
+    if (c.closed) return;
+    c.closed = true;
+    if (reason) this.log.debug({ peer: c.peer, reason }, 'varlink connection closed');
+    clearTimeout(c.partialTimer);
+    c.partial = [];
+    c.queue = [];
+    c.call?.abort.abort();
+    this.connections.delete(c);
+    const n = this.perUid.get(c.peer.uid)! - 1;
+    if (n) this.perUid.set(c.peer.uid, n);
+    else this.perUid.delete(c.peer.uid);
+    c.socket.destroy();
+  }
+}
