@@ -1,0 +1,94 @@
+// How mymachinesctl shows machines to people: tables and property lists.
+import { Address4, Address6 } from 'ip-address';
+
+export interface MachineJson {
+  name: string;
+  id?: string;
+  service?: string;
+  class: string;
+  leader: number;
+  rootDirectory?: string;
+  unit?: string;
+  timestamp: { realtime: number; monotonic: number };
+  ifIndices?: number[];
+  addresses?: { ifindex?: number; family: number; address: number[] }[];
+  uidShift?: number;
+  state: string;
+  vSockCid?: number;
+  sshAddress?: string;
+  osRelease?: Record<string, string>;
+}
+
+export function formatAddress(a: { ifindex?: number; family: number; address: number[] }): string {
+  const text = a.family === 2 ? Address4.fromInteger(a.address.reduce((n, b) => n * 256 + b, 0)).correctForm() : Address6.fromUnsignedByteArray(a.address).correctForm();
+  return a.ifindex ? `${text}%${a.ifindex}` : text;
+}
+
+export function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join(' ').trimEnd();
+  return [line(header), ...rows.map(line)].join('\n') + '\n';
+}
+
+export function listTable(machines: MachineJson[]): string {
+  const rows = machines.map((m) => {
+    const addrs = (m.addresses ?? []).map(formatAddress);
+    return [
+      m.name,
+      m.class,
+      m.service || '-',
+      m.osRelease?.ID ?? '-',
+      m.osRelease?.VERSION_ID ?? '-',
+      addrs.length === 0 ? '-' : addrs.length === 1 ? addrs[0] : `${addrs[0]}…`,
+    ];
+  });
+  const body = rows.length ? table(['MACHINE', 'CLASS', 'SERVICE', 'OS', 'VERSION', 'ADDRESSES'], rows) : '';
+  return `${body}${rows.length ? '\n' : ''}${rows.length} machine${rows.length === 1 ? '' : 's'} listed.\n`;
+}
+
+function since(realtimeUs: number): string {
+  const d = new Date(realtimeUs / 1000);
+  const ago = Math.max(0, Math.round((Date.now() - d.getTime()) / 1000));
+  const rel = ago < 60 ? `${ago}s ago` : ago < 3600 ? `${Math.floor(ago / 60)}min ago` : `${Math.floor(ago / 3600)}h ago`;
+  return `${d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC')}; ${rel}`;
+}
+
+export function statusText(m: MachineJson, leaderComm: string): string {
+  const rows: [string, string][] = [
+    ['Since', since(m.timestamp.realtime)],
+    ['Leader', `${m.leader}${leaderComm ? ` (${leaderComm})` : ''}`],
+    ['Service', `${m.service || '-'}; class ${m.class}`],
+  ];
+  if (m.rootDirectory) rows.push(['Root', m.rootDirectory]);
+  if (m.ifIndices?.length) rows.push(['Iface', m.ifIndices.join(' ')]);
+  const addrs = (m.addresses ?? []).map(formatAddress);
+  addrs.forEach((a, i) => rows.push([i === 0 ? 'Address' : '', a]));
+  const os = m.osRelease?.PRETTY_NAME ?? m.osRelease?.NAME;
+  if (os) rows.push(['OS', os]);
+  if (m.uidShift) rows.push(['UID Shift', String(m.uidShift)]);
+  if (m.unit) rows.push(['Unit', m.unit]);
+  if (m.vSockCid !== undefined) rows.push(['VSOCK CID', String(m.vSockCid)]);
+  if (m.sshAddress) rows.push(['SSH', m.sshAddress]);
+  rows.push(['State', m.state]);
+  const head = m.id ? `${m.name}(${m.id})` : m.name;
+  return `${head}\n${rows.map(([k, v]) => `${k.padStart(16)}${k ? ':' : ' '} ${v}`).join('\n')}\n`;
+}
+
+/** machinectl show's property names. */
+export function properties(m: MachineJson): [string, string][] {
+  return [
+    ['Name', m.name],
+    ['Id', m.id ?? ''],
+    ['Timestamp', String(m.timestamp.realtime)],
+    ['TimestampMonotonic', String(m.timestamp.monotonic)],
+    ['Service', m.service ?? ''],
+    ['Unit', m.unit ?? ''],
+    ['Leader', String(m.leader)],
+    ['Class', m.class],
+    ['RootDirectory', m.rootDirectory ?? ''],
+    ['NetworkInterfaces', (m.ifIndices ?? []).join(' ')],
+    ['Addresses', (m.addresses ?? []).map(formatAddress).join(' ')],
+    ['UIDShift', m.uidShift === undefined ? '' : String(m.uidShift)],
+    ['State', m.state],
+  ];
+}

@@ -1,0 +1,84 @@
+// mymachinesd: wires the registry and its front ends, starts and stops them.
+import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { findCgroup2Mount, Cgroups } from '../registry/cgroup.js';
+import { Registry } from '../registry/registry.js';
+import { machineHandlers, machineInterface } from '../registry/varlink-machine.js';
+import { VarlinkServer } from '../varlink/server.js';
+import { makeLogger } from './logging.js';
+import { HELP, parseOptions, UsageError, type DaemonOptions } from './options.js';
+
+export const SOCKET_NAME = 'io.systemd.Machine';
+
+function version(): string {
+  return JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')).version;
+}
+
+/** True when a daemon already answers on the socket (a stale socket file refuses the connection). */
+function socketIsLive(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+async function run(opts: DaemonOptions): Promise<void> {
+  const log = makeLogger(opts.logLevel);
+  const socketPath = join(opts.runtimeDir, SOCKET_NAME);
+  if (await socketIsLive(socketPath)) {
+    log.fatal({ socket: socketPath }, 'another mymachinesd already serves this socket');
+    process.exit(1);
+  }
+  const mount = await findCgroup2Mount();
+  if (!mount) log.warn({}, 'no cgroup2 hierarchy: creating machines (allocateUnit) is not supported');
+  const registry = new Registry({
+    stateDir: opts.stateDir,
+    scopes: mount ? new Cgroups(mount) : undefined,
+    terminateTimeoutMs: opts.terminateTimeoutMs,
+    log,
+  });
+  await registry.start();
+
+  const server = new VarlinkServer({
+    vendor: 'mymachines',
+    product: 'mymachinesd',
+    version: version(),
+    url: '',
+    log,
+  });
+  server.addInterface(machineInterface, machineHandlers(registry));
+  await server.listen(socketPath, 0o666);
+  log.info({ socket: socketPath, stateDir: opts.stateDir, machines: registry.list().length - 1 }, 'ready');
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    await server.close();
+    await registry.stop();
+    log.flush?.();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+try {
+  const opts = parseOptions(process.argv.slice(2), process.env);
+  if (opts === 'help') process.stdout.write(HELP);
+  else if (opts === 'version') process.stdout.write(`mymachinesd ${version()}\n`);
+  else await run(opts);
+} catch (e) {
+  if (e instanceof UsageError) {
+    process.stderr.write(`mymachinesd: ${e.message}\nTry 'mymachinesd --help'.\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`mymachinesd: ${(e as Error).message}\n`);
+  process.exit(1);
+}

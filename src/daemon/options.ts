@@ -1,0 +1,83 @@
+// mymachinesd's command line.
+import { parseArgs } from 'node:util';
+
+export interface DaemonOptions {
+  runtimeDir: string;
+  stateDir: string;
+  /** '' turns the userdb listener off. */
+  userdbDir: string;
+  bus: string;
+  logLevel: string;
+  terminateTimeoutMs: number;
+}
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
+
+export const HELP = `Usage: mymachinesd [OPTIONS]
+
+The mymachines registry daemon: container and VM managers register their machines with it; it answers
+for them by name (libnss_mymachines, io.systemd.Resolve), as users and groups (io.systemd.UserDatabase),
+and over machined's interfaces.
+
+Options:
+  --runtime-dir DIR        directory of the daemon socket io.systemd.Machine
+                           (default: $MYMACHINES_RUNTIME_DIR or /run/mymachines)
+  --state-dir DIR          machine state files, machined's format (default: /run/systemd/machines)
+  --userdb-dir DIR         where to put the userdb socket for nss-systemd and userdbctl
+                           (default: /run/systemd/userdb; '' turns it off)
+  --bus system|session|none|ADDRESS
+                           D-Bus bus for org.freedesktop.machine1 (default: system)
+  --log-level LEVEL        fatal, error, warn, info, debug or trace (default: info)
+  --terminate-timeout SEC  seconds from SIGTERM to SIGKILL when terminating a machine (default: 10)
+  -h, --help               show this help
+  --version                show the version
+
+Signals: SIGTERM or SIGINT stops the daemon; registered machines and their state files stay.
+`;
+
+export class UsageError extends Error {}
+
+export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): DaemonOptions | 'help' | 'version' {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        'runtime-dir': { type: 'string' },
+        'state-dir': { type: 'string' },
+        'userdb-dir': { type: 'string' },
+        bus: { type: 'string' },
+        'log-level': { type: 'string' },
+        'terminate-timeout': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean' },
+      },
+    });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const v = parsed.values;
+  if (v.help) return 'help';
+  if (v.version) return 'version';
+  const logLevel = v['log-level'] ?? 'info';
+  if (!LOG_LEVELS.includes(logLevel)) throw new UsageError(`invalid --log-level '${logLevel}': expected one of ${LOG_LEVELS.join(', ')}`);
+  const timeout = Number(v['terminate-timeout'] ?? '10');
+  if (!Number.isFinite(timeout) || timeout < 0 || timeout > 86400) throw new UsageError(`invalid --terminate-timeout '${v['terminate-timeout']}': expected seconds, 0..86400`);
+  const runtimeDir = v['runtime-dir'] ?? (env.MYMACHINES_RUNTIME_DIR || '/run/mymachines');
+  const stateDir = v['state-dir'] ?? '/run/systemd/machines';
+  for (const [flag, dir] of [['--runtime-dir', runtimeDir], ['--state-dir', stateDir]]) {
+    if (!dir.startsWith('/')) throw new UsageError(`${flag} must be an absolute path`);
+  }
+  const userdbDir = v['userdb-dir'] ?? '/run/systemd/userdb';
+  if (userdbDir !== '' && !userdbDir.startsWith('/')) throw new UsageError("--userdb-dir must be an absolute path or ''");
+  return {
+    runtimeDir,
+    stateDir,
+    userdbDir,
+    bus: v.bus ?? 'system',
+    logLevel,
+    terminateTimeoutMs: Math.round(timeout * 1000),
+  };
+}

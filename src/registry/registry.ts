@@ -1,0 +1,450 @@
+// The registry: the only place that knows machines. Front ends (Varlink, D-Bus) call it; the resolver
+// and userdb read it and follow its events. It imports no other part of mymachines.
+import { EventEmitter } from 'node:events';
+import { readFile } from 'node:fs/promises';
+import { networkInterfaces } from 'node:os';
+import { RegistryError, invalid, noSuchMachine } from './errors.js';
+import * as c from './libc.js';
+import { AF_INET, AF_INET6, type Address, type Machine, type MachineSpec, parseAddress } from './machine.js';
+import { NetnsWatcher } from './netns.js';
+import { readOsRelease } from './os-release.js';
+import { processTree, readCgroupPath, readIdMap, readProcStat, unitOfCgroupPath } from './proc.js';
+import { type StateRecord, StateFiles } from './state-files.js';
+import { type RegisterRequest, sortAddresses, validateRequest } from './validate.js';
+
+/** Makes and removes the scope of a machine made by Create. */
+export interface ScopeAllocator {
+  create(machine: string, leader: number): Promise<{ path: string; unit: string }>;
+  processes(path: string): Promise<number[]>;
+  /** True once gone; false while processes remain. */
+  remove(path: string): Promise<boolean>;
+}
+
+export interface Logger {
+  info(o: object, msg: string): void;
+  warn(o: object, msg: string): void;
+  debug(o: object, msg: string): void;
+}
+
+export interface RegistryOptions {
+  stateDir: string;
+  /** Where Create puts leaders; without one, Create is refused as not supported. */
+  scopes?: ScopeAllocator;
+  terminateTimeoutMs?: number;
+  /** How often leaders are checked for exit; a machine goes within this much after its leader. */
+  sweepMs?: number;
+  log: Logger;
+}
+
+export type Whom = 'leader' | 'all';
+
+export interface RegistryEvents {
+  added: [Machine];
+  removed: [Machine];
+  /** Addresses, ID maps or state changed. */
+  changed: [Machine];
+}
+
+const MAX_SIGNAL = 64;
+const FIRST_ADDRESSES_WAIT_MS = 1000;
+
+export class Registry extends EventEmitter<RegistryEvents> {
+  private readonly machines = new Map<string, Machine>();
+  /** Lower-cased names of registered and half-registered machines: names are unique ignoring case. */
+  private readonly lowerNames = new Map<string, string>();
+  private readonly leaders = new Set<number>();
+  private readonly pidfds = new Map<string, number>();
+  private readonly netWatches = new Map<string, number>();
+  private readonly killTimers = new Map<string, NodeJS.Timeout>();
+  /** Cgroups of removed machines that still held processes; removed once empty. */
+  private readonly staleCgroups = new Set<string>();
+  private readonly netns = new NetnsWatcher();
+  private readonly files: StateFiles;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  readonly host: Machine;
+
+  constructor(private readonly opts: RegistryOptions) {
+    super();
+    this.files = new StateFiles(opts.stateDir);
+    this.host = hostMachine();
+  }
+
+  /** Loads the state files (dropping machines whose leader is gone), then watches the leaders. */
+  async start(): Promise<void> {
+    c.raiseFileLimit();
+    await this.files.init();
+    this.host.id = await readFile('/etc/machine-id', 'utf8').then((s) => s.trim(), () => '');
+    this.machines.set(this.host.name, this.host);
+    this.lowerNames.set(this.host.name, this.host.name);
+    const { records, bad } = await this.files.loadAll();
+    for (const name of bad) await this.files.removeFile(name);
+    await Promise.all(records.map((r) => this.reload(r)));
+    await this.files.removeLeftovers(new Set(this.machines.keys()));
+    this.sweepTimer = setInterval(() => void this.sweep(), this.opts.sweepMs ?? 300);
+    this.sweepTimer.unref();
+  }
+
+  /** Stops watching; machines and their state files stay for the next start. */
+  async stop(): Promise<void> {
+    clearInterval(this.sweepTimer);
+    for (const t of this.killTimers.values()) clearTimeout(t);
+    for (const fd of this.pidfds.values()) c.close(fd);
+    this.pidfds.clear();
+    await this.netns.close();
+  }
+
+  get(name: string): Machine | undefined {
+    return this.machines.get(name);
+  }
+
+  /** By name, ignoring case, as DNS does. */
+  lookup(name: string): Machine | undefined {
+    const exact = this.lowerNames.get(name.toLowerCase());
+    return exact === undefined ? undefined : this.machines.get(exact);
+  }
+
+  mustGet(name: string): Machine {
+    const m = this.machines.get(name);
+    if (!m) throw noSuchMachine(name);
+    return m;
+  }
+
+  list(): Machine[] {
+    return [...this.machines.values()];
+  }
+
+  /** The machine that holds a process: its leader, else the machine of the unit the process is in. */
+  async byPid(pid: number): Promise<Machine> {
+    for (const m of this.machines.values()) if (m.leader === pid && m.class !== 'host') return m;
+    const path = await readCgroupPath(pid);
+    const unit = path === undefined ? '' : unitOfCgroupPath(path);
+    if (unit) for (const m of this.machines.values()) if (m.unit === unit && m.class !== 'host') return m;
+    throw new RegistryError('NoMachineForPID', `PID ${pid} does not belong to any known machine`);
+  }
+
+  async register(req: RegisterRequest): Promise<Machine> {
+    const spec = validateRequest(req);
+    if (spec.leader === process.pid) throw invalid('leader', `Invalid leader PID ${spec.leader}: that is the registry daemon itself`);
+    const lower = spec.name.toLowerCase();
+    const clash = this.lowerNames.get(lower);
+    if (clash !== undefined) {
+      throw new RegistryError('MachineExists', clash === spec.name ? `Machine '${spec.name}' already exists` : `Machine '${spec.name}' clashes with machine '${clash}': names must differ in more than letter case`);
+    }
+    if (this.leaders.has(spec.leader)) throw invalid('leader', `PID ${spec.leader} already leads another machine`);
+    if (spec.allocateUnit && !this.opts.scopes) throw new RegistryError('NotSupported', 'Creating a scope is not supported here: no cgroup2 hierarchy found');
+    // Reserve name and leader while the asynchronous checks run, so that a racing request is refused.
+    this.lowerNames.set(lower, spec.name);
+    this.leaders.add(spec.leader);
+    let pidfd = -1;
+    let ownCgroup = '';
+    try {
+      const { fd, startTime } = await openLeader(spec.leader);
+      pidfd = fd;
+      let unit = '';
+      if (spec.allocateUnit) {
+        ({ path: ownCgroup, unit } = await this.opts.scopes!.create(spec.name, spec.leader));
+      } else {
+        const path = await readCgroupPath(spec.leader);
+        unit = path === undefined ? '' : unitOfCgroupPath(path);
+        // A unit names one machine (the unit: link); a second machine in the same unit goes without.
+        if (unit && this.list().some((m) => m.unit === unit)) unit = '';
+      }
+      const m = await this.makeMachine(spec, startTime, unit, ownCgroup);
+      await this.files.write(m);
+      this.insert(m, pidfd);
+      await this.watchAddresses(m);
+      this.opts.log.info({ machine: m.name, leader: m.leader, class: m.class, unit: m.unit }, 'machine registered');
+      return m;
+    } catch (e) {
+      if (!this.machines.has(spec.name)) {
+        this.lowerNames.delete(lower);
+        this.leaders.delete(spec.leader);
+        if (pidfd >= 0) c.close(pidfd);
+        if (ownCgroup) await this.opts.scopes!.remove(ownCgroup);
+        await this.files.remove({ name: spec.name, unit: '' });
+      }
+      throw e;
+    }
+  }
+
+  /** Forgets a machine; its processes go on. */
+  async unregister(name: string): Promise<void> {
+    const m = this.mustRegistered(name);
+    await this.remove(m, 'unregistered');
+  }
+
+  /** SIGTERM to every process of the machine, SIGKILL to those left after the timeout. The machine
+   *  goes when its leader has exited. */
+  async terminate(name: string): Promise<void> {
+    const m = this.mustRegistered(name);
+    if (m.state !== 'closing') {
+      m.state = 'closing';
+      this.emit('changed', m);
+    }
+    await this.signal(m, 'all', 15);
+    if (!this.killTimers.has(m.name)) {
+      const t = setTimeout(() => {
+        this.killTimers.delete(m.name);
+        if (this.machines.get(m.name) === m) void this.signal(m, 'all', 9).catch(() => {});
+      }, this.opts.terminateTimeoutMs ?? 10_000);
+      t.unref();
+      this.killTimers.set(m.name, t);
+    }
+  }
+
+  async kill(name: string, whom: string, signal: number): Promise<void> {
+    const m = this.mustRegistered(name);
+    if (whom !== 'leader' && whom !== 'all' && whom !== '') throw invalid('whom', `Invalid whom '${whom}': expected 'leader' or 'all'`);
+    if (!Number.isSafeInteger(signal) || signal <= 0 || signal > MAX_SIGNAL) throw invalid('signal', `Invalid signal ${signal}: expected 1..${MAX_SIGNAL}`);
+    await this.signal(m, whom === 'leader' ? 'leader' : 'all', signal);
+  }
+
+  /** The addresses read from a container's own network namespace (machined's GetMachineAddresses). */
+  netAddresses(name: string): Address[] {
+    const m = this.mustGet(name);
+    if (m.class === 'host') return hostAddresses();
+    if (m.class !== 'container') throw new RegistryError('NotSupported', 'Requesting IP address data is only supported on container machines.');
+    if (!m.privateNetwork) throw new RegistryError('NoPrivateNetworking', `Machine '${name}' does not use private networking`);
+    return m.netAddresses ?? [];
+  }
+
+  async osRelease(name: string): Promise<Map<string, string>> {
+    const m = this.mustGet(name);
+    if (m.class === 'vm') throw new RegistryError('NotSupported', 'Requesting OS release data is only supported on container machines.');
+    const pid = m.class === 'host' ? process.pid : m.leader;
+    const os = await readOsRelease(pid);
+    if (!os) throw new RegistryError('NoOSRelease', 'Machine does not contain OS release information');
+    return os;
+  }
+
+  private mustRegistered(name: string): Machine {
+    const m = this.mustGet(name);
+    if (m.class === 'host') throw new RegistryError('NotSupported', 'The host cannot be unregistered, terminated or killed through the registry');
+    return m;
+  }
+
+  private async makeMachine(spec: MachineSpec, leaderStartTime: string, unit: string, ownCgroup: string): Promise<Machine> {
+    const container = spec.class === 'container';
+    const [uidMap, gidMap] = container ? await Promise.all([readIdMap(spec.leader, 'uid'), readIdMap(spec.leader, 'gid')]) : [[], []];
+    return {
+      ...spec,
+      leaderStartTime,
+      unit,
+      ownCgroup,
+      timestamp: now(),
+      state: 'running',
+      netAddresses: undefined,
+      privateNetwork: false,
+      uidMap,
+      gidMap,
+    };
+  }
+
+  private insert(m: Machine, pidfd: number): void {
+    this.machines.set(m.name, m);
+    this.lowerNames.set(m.name.toLowerCase(), m.name);
+    this.leaders.add(m.leader);
+    this.pidfds.set(m.name, pidfd);
+    this.emit('added', m);
+  }
+
+  /** Follows a container's addresses; waits (a bounded time) for the first list, so that a machine
+   *  resolves as soon as its registration is answered. */
+  private watchAddresses(m: Machine): Promise<void> {
+    if (m.class !== 'container') return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, FIRST_ADDRESSES_WAIT_MS);
+      const id = this.netns.watch(m.leader, (u) => {
+        clearTimeout(timer);
+        resolve();
+        if (this.machines.get(m.name) !== m) return;
+        if ('addresses' in u) {
+          m.privateNetwork = true;
+          m.netAddresses = u.addresses;
+        } else {
+          m.privateNetwork = u.error === 'failed';
+          m.netAddresses = undefined;
+          if (u.error === 'failed') this.opts.log.warn({ machine: m.name, error: u.message }, 'cannot read addresses');
+        }
+        this.emit('changed', m);
+      });
+      this.netWatches.set(m.name, id);
+    });
+  }
+
+  private async remove(m: Machine, why: string): Promise<void> {
+    if (this.machines.get(m.name) !== m) return;
+    this.machines.delete(m.name);
+    this.lowerNames.delete(m.name.toLowerCase());
+    this.leaders.delete(m.leader);
+    const fd = this.pidfds.get(m.name);
+    if (fd !== undefined) c.close(fd);
+    this.pidfds.delete(m.name);
+    const w = this.netWatches.get(m.name);
+    if (w !== undefined) this.netns.unwatch(w);
+    this.netWatches.delete(m.name);
+    clearTimeout(this.killTimers.get(m.name));
+    this.killTimers.delete(m.name);
+    await this.files.remove(m);
+    if (m.ownCgroup && !(await this.opts.scopes!.remove(m.ownCgroup))) this.staleCgroups.add(m.ownCgroup);
+    this.opts.log.info({ machine: m.name, why }, 'machine removed');
+    this.emit('removed', m);
+  }
+
+  private async signal(m: Machine, whom: Whom, sig: number): Promise<void> {
+    if (whom === 'leader') {
+      const fd = this.pidfds.get(m.name)!;
+      if (c.pidfd_send_signal(fd, sig, null, 0) !== 0 && c.errno() !== c.ESRCH) {
+        throw new RegistryError('Failed', `Failed to signal the leader of '${m.name}': errno ${c.errno()}`);
+      }
+      return;
+    }
+    // Every process of the machine: its own scope's cgroup, else the leader and its descendants.
+    const pids = m.ownCgroup ? await this.opts.scopes!.processes(m.ownCgroup) : await processTree(m.leader);
+    await this.signal(m, 'leader', sig);
+    for (const pid of pids) {
+      if (pid === m.leader) continue;
+      try {
+        process.kill(pid, sig);
+      } catch {
+        /* exited meanwhile */
+      }
+    }
+  }
+
+  /** Removes machines whose leader exited: a pidfd becomes readable when its process exits (zombies
+   *  included), and it names that process only, so a reused PID is never taken for the leader. */
+  private async sweep(): Promise<void> {
+    const names = [...this.pidfds.keys()];
+    if (names.length > 0) {
+      const fds = Buffer.alloc(8 * names.length);
+      names.forEach((n, i) => {
+        fds.writeInt32LE(this.pidfds.get(n)!, 8 * i);
+        fds.writeInt16LE(c.POLLIN, 8 * i + 4);
+      });
+      if (c.poll(fds, names.length, 0) > 0) {
+        for (let i = 0; i < names.length; i++) {
+          if (fds.readInt16LE(8 * i + 6) === 0) continue;
+          const m = this.machines.get(names[i]);
+          if (m) await this.remove(m, 'leader exited');
+        }
+      }
+    }
+    for (const m of this.machines.values()) {
+      // A user namespace may get its ID maps written after its leader registered.
+      if (m.class === 'container' && m.uidMap.length === 0) {
+        const [u, g] = await Promise.all([readIdMap(m.leader, 'uid'), readIdMap(m.leader, 'gid')]);
+        if (u.length > 0 && this.machines.get(m.name) === m) {
+          m.uidMap = u;
+          m.gidMap = g;
+          this.emit('changed', m);
+        }
+      }
+    }
+    for (const path of this.staleCgroups) if (await this.opts.scopes!.remove(path)) this.staleCgroups.delete(path);
+  }
+
+  /** Takes back a machine from its state file if its leader is still the same process. */
+  private async reload(r: StateRecord): Promise<void> {
+    const drop = async (why: string) => {
+      this.opts.log.info({ machine: r.name, why }, 'machine dropped at start');
+      await this.files.remove({ name: r.name, unit: r.unit });
+      if (r.ownCgroup && this.opts.scopes) await this.opts.scopes.remove(r.ownCgroup);
+    };
+    if (r.class !== 'container' && r.class !== 'vm') return drop(`invalid class '${r.class}'`);
+    let leader: { fd: number; startTime: string };
+    try {
+      leader = await openLeader(r.leader);
+    } catch {
+      return drop('leader gone');
+    }
+    if (r.leaderStartTime && r.leaderStartTime !== leader.startTime) {
+      c.close(leader.fd);
+      return drop('leader PID reused by another process');
+    }
+    if (this.leaders.has(r.leader) || this.lowerNames.has(r.name.toLowerCase())) {
+      c.close(leader.fd);
+      return drop('duplicate');
+    }
+    const spec: MachineSpec = {
+      name: r.name,
+      id: /^[0-9a-f]{32}$/.test(r.id) ? r.id : '',
+      service: r.service,
+      class: r.class,
+      leader: r.leader,
+      rootDirectory: r.rootDirectory,
+      ifIndices: r.ifIndices.filter((i) => Number.isSafeInteger(i) && i > 0),
+      addresses: sortAddresses(r.addresses.map((a) => parseAddress(a)!)),
+      vSockCid: r.vSockCid,
+      sshAddress: r.sshAddress,
+      allocateUnit: r.allocateUnit,
+    };
+    const m = await this.makeMachine(spec, leader.startTime, r.unit, r.ownCgroup);
+    m.timestamp = { realtime: r.realtime, monotonic: r.monotonic };
+    await this.files.write(m);
+    this.insert(m, leader.fd);
+    await this.watchAddresses(m);
+  }
+}
+
+/** A pidfd for the leader and its start time. The start time is read again after the pidfd is open,
+ *  so that the pidfd surely names the process that was checked. */
+async function openLeader(pid: number): Promise<{ fd: number; startTime: string }> {
+  const gone = () => invalid('leader', `Invalid leader PID ${pid}: no such process`);
+  const before = await readProcStat(pid);
+  if (!before || before.state === 'Z' || before.state === 'X') throw gone();
+  const fd = c.pidfd_open(pid, 0);
+  if (fd < 0) throw gone();
+  const after = await readProcStat(pid);
+  if (!after || after.startTime !== before.startTime || after.state === 'Z') {
+    c.close(fd);
+    throw gone();
+  }
+  return { fd, startTime: before.startTime };
+}
+
+function now(): { realtime: number; monotonic: number } {
+  return {
+    realtime: Math.floor((performance.timeOrigin + performance.now()) * 1000),
+    monotonic: Number(process.hrtime.bigint() / 1000n),
+  };
+}
+
+/** machined's `.host` pseudo machine (reference §2.3). */
+function hostMachine(): Machine {
+  const t = now();
+  return {
+    name: '.host',
+    id: '',
+    service: '',
+    class: 'host',
+    leader: 1,
+    rootDirectory: '/',
+    ifIndices: [],
+    addresses: [],
+    allocateUnit: false,
+    leaderStartTime: '',
+    unit: '-.slice',
+    ownCgroup: '',
+    // Boot time: the monotonic clock starts (nearly) at boot.
+    timestamp: { realtime: t.realtime - t.monotonic, monotonic: 0 },
+    state: 'running',
+    netAddresses: undefined,
+    privateNetwork: false,
+    uidMap: [],
+    gidMap: [],
+  };
+}
+
+/** The host's own addresses, filtered and ordered as a container's. */
+function hostAddresses(): Address[] {
+  const out: Address[] = [];
+  for (const list of Object.values(networkInterfaces())) {
+    for (const i of list ?? []) {
+      if (i.internal) continue;
+      const a = parseAddress(i.address.split('%')[0]);
+      if (a && a.scope < 254) out.push({ ...a, ifindex: 0 });
+    }
+  }
+  return sortAddresses(out.filter((a) => a.family === AF_INET || a.family === AF_INET6));
+}

@@ -1,0 +1,169 @@
+// State files in machined's format (reference §2.5), read by sd-login and nss-mymachines, plus keys of
+// our own for what machined lacks. Each write is atomic (a temporary file, then rename), so that readers
+// and inotify watchers only ever see whole files and a crash never leaves half a file.
+import { mkdir, open, readFile, readdir, readlink, rename, symlink, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type Machine, addressToString, parseAddress } from './machine.js';
+import { isValidMachineName } from './names.js';
+
+/** What a state file holds; enough to take a machine back after a restart. */
+export interface StateRecord {
+  name: string;
+  unit: string;
+  service: string;
+  rootDirectory: string;
+  id: string;
+  leader: number;
+  class: string;
+  realtime: number;
+  monotonic: number;
+  ifIndices: number[];
+  leaderStartTime: string;
+  addresses: string[];
+  ownCgroup: string;
+  allocateUnit: boolean;
+  vSockCid?: number;
+  sshAddress?: string;
+}
+
+export class StateFiles {
+  constructor(readonly dir: string) {}
+
+  async init(): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o755 });
+  }
+
+  async write(m: Machine): Promise<void> {
+    const lines = ['# This is private data. Do not parse.', `NAME=${m.name}`];
+    if (m.unit) lines.push(`SCOPE=${cescape(m.unit)}`);
+    if (m.service) lines.push(`SERVICE=${cescape(m.service)}`);
+    if (m.rootDirectory) lines.push(`ROOT=${cescape(m.rootDirectory)}`);
+    if (m.id) lines.push(`ID=${m.id}`);
+    lines.push(`LEADER=${m.leader}`, `CLASS=${m.class}`, `REALTIME=${m.timestamp.realtime}`, `MONOTONIC=${m.timestamp.monotonic}`);
+    if (m.ifIndices.length) lines.push(`NETIF=${m.ifIndices.join(' ')}`);
+    if (m.vSockCid !== undefined) lines.push(`VSOCK_CID=${m.vSockCid}`);
+    if (m.sshAddress) lines.push(`SSH_ADDRESS=${cescape(m.sshAddress)}`);
+    // Ours: machined ignores unknown keys.
+    lines.push(`LEADER_STARTTIME=${m.leaderStartTime}`);
+    if (m.addresses.length) lines.push(`ADDRESSES=${m.addresses.map(addressToString).join(' ')}`);
+    if (m.ownCgroup) lines.push(`OWN_CGROUP=${cescape(m.ownCgroup)}`);
+    if (m.allocateUnit) lines.push('ALLOCATE_UNIT=1');
+    const path = join(this.dir, m.name);
+    const tmp = join(this.dir, `.#${m.name}.${process.pid}.${Math.random().toString(36).slice(2)}`);
+    const fh = await open(tmp, 'wx', 0o644);
+    try {
+      await fh.writeFile(lines.join('\n') + '\n');
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+    if (m.unit) await this.link(m.unit, m.name);
+  }
+
+  /** unit:<unit> -> <name>, through which sd_pid_get_machine_name() finds the machine of a process. */
+  private async link(unit: string, name: string): Promise<void> {
+    const path = join(this.dir, `unit:${unit}`);
+    const tmp = join(this.dir, `.#unit.${process.pid}.${Math.random().toString(36).slice(2)}`);
+    await symlink(name, tmp);
+    await rename(tmp, path);
+  }
+
+  async remove(m: Pick<Machine, 'name' | 'unit'>): Promise<void> {
+    await unlink(join(this.dir, m.name)).catch(() => {});
+    if (m.unit) await unlink(join(this.dir, `unit:${m.unit}`)).catch(() => {});
+  }
+
+  /** Every state file with a valid name, parsed; unreadable ones are reported by name. */
+  async loadAll(): Promise<{ records: StateRecord[]; bad: string[] }> {
+    const names = (await readdir(this.dir)).filter((n) => !n.startsWith('.') && !n.startsWith('unit:') && isValidMachineName(n));
+    const records: StateRecord[] = [];
+    const bad: string[] = [];
+    await Promise.all(
+      names.map(async (n) => {
+        const rec = await readFile(join(this.dir, n), 'utf8').then(parseState, () => undefined);
+        if (rec && rec.name === n) records.push(rec);
+        else bad.push(n);
+      }),
+    );
+    return { records, bad };
+  }
+
+  /** Removes what a crash may have left: temporary files and unit links without their machine. */
+  async removeLeftovers(keep: Set<string>): Promise<void> {
+    for (const n of await readdir(this.dir)) {
+      if (n.startsWith('.#')) await unlink(join(this.dir, n)).catch(() => {});
+      else if (n.startsWith('unit:')) {
+        const target = await readlink(join(this.dir, n)).catch(() => '');
+        if (!keep.has(target)) await unlink(join(this.dir, n)).catch(() => {});
+      }
+    }
+  }
+
+  async removeFile(name: string): Promise<void> {
+    await unlink(join(this.dir, name)).catch(() => {});
+  }
+}
+
+export function parseState(text: string): StateRecord | undefined {
+  const kv = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#') || !line.includes('=')) continue;
+    const i = line.indexOf('=');
+    kv.set(line.slice(0, i), cunescape(line.slice(i + 1)));
+  }
+  const name = kv.get('NAME');
+  const leader = Number(kv.get('LEADER'));
+  if (!name || !Number.isSafeInteger(leader) || leader <= 1) return undefined;
+  const num = (k: string) => (kv.has(k) ? Number(kv.get(k)) : undefined);
+  return {
+    name,
+    unit: kv.get('SCOPE') ?? '',
+    service: kv.get('SERVICE') ?? '',
+    rootDirectory: kv.get('ROOT') ?? '',
+    id: kv.get('ID') ?? '',
+    leader,
+    class: kv.get('CLASS') ?? '',
+    realtime: num('REALTIME') ?? 0,
+    monotonic: num('MONOTONIC') ?? 0,
+    ifIndices: (kv.get('NETIF') ?? '').split(' ').filter(Boolean).map(Number),
+    leaderStartTime: kv.get('LEADER_STARTTIME') ?? '',
+    addresses: (kv.get('ADDRESSES') ?? '').split(' ').filter((a) => a && parseAddress(a)),
+    ownCgroup: kv.get('OWN_CGROUP') ?? '',
+    allocateUnit: kv.get('ALLOCATE_UNIT') === '1',
+    vSockCid: num('VSOCK_CID'),
+    sshAddress: kv.get('SSH_ADDRESS'),
+  };
+}
+
+/** C-style escaping as systemd's cescape(): backslash, quotes and non-printable bytes. */
+export function cescape(s: string): string {
+  let out = '';
+  for (const b of Buffer.from(s, 'utf8')) {
+    const c = String.fromCharCode(b);
+    if (c === '\\' || c === '"' || c === "'") out += '\\' + c;
+    else if (b === 10) out += '\\n';
+    else if (b === 9) out += '\\t';
+    else if (b < 0x20 || b >= 0x7f) out += '\\x' + b.toString(16).padStart(2, '0');
+    else out += c;
+  }
+  return out;
+}
+
+export function cunescape(s: string): string {
+  const bytes: number[] = [];
+  for (let i = 0; i < s.length; i++) {
+    if (s[i] !== '\\' || i + 1 >= s.length) {
+      bytes.push(...Buffer.from(s[i], 'utf8'));
+      continue;
+    }
+    const n = s[++i];
+    if (n === 'n') bytes.push(10);
+    else if (n === 't') bytes.push(9);
+    else if (n === 'x' && /^[0-9a-fA-F]{2}$/.test(s.slice(i + 1, i + 3))) {
+      bytes.push(parseInt(s.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else bytes.push(...Buffer.from(n, 'utf8'));
+  }
+  return Buffer.from(bytes).toString('utf8');
+}

@@ -1,0 +1,99 @@
+// Checks a registration request field by field. Each refusal names the field; nothing is changed.
+import { isAbsolute } from 'node:path';
+import { invalid } from './errors.js';
+import { type Address, type MachineSpec, parseAddress } from './machine.js';
+import { isValidMachineName } from './names.js';
+
+/** A registration as the front ends hand it over, types already checked by their protocol. */
+export interface RegisterRequest {
+  name: string;
+  id?: string;
+  service?: string;
+  class?: string;
+  leader: number;
+  rootDirectory?: string;
+  ifIndices?: number[];
+  addresses?: string[];
+  vSockCid?: number;
+  sshAddress?: string;
+  allocateUnit?: boolean;
+}
+
+export const MAX_GIVEN_ADDRESSES = 64;
+export const MAX_IFINDICES = 64;
+
+export function validateRequest(r: RegisterRequest): MachineSpec {
+  if (!isValidMachineName(r.name)) {
+    throw invalid('name', `Invalid machine name '${printable(r.name)}': 1 to 64 letters, digits, '-' and '.', no '..' and no label starting with '.' or '-'`);
+  }
+  const cls = r.class ?? 'container';
+  if (cls === 'host') throw invalid('class', "Invalid machine class 'host': reserved for the host itself");
+  if (cls !== 'container' && cls !== 'vm') throw invalid('class', `Invalid machine class '${printable(cls)}': expected 'container' or 'vm'`);
+  const id = (r.id ?? '').toLowerCase();
+  if (id !== '' && !/^[0-9a-f]{32}$/.test(id)) throw invalid('id', 'Invalid machine id: expected 32 hexadecimal digits');
+  const service = r.service ?? '';
+  if (service.length > 255 || /[\x00-\x1f\x7f]/.test(service)) throw invalid('service', 'Invalid service: at most 255 printable characters');
+  const root = r.rootDirectory ?? '';
+  if (root !== '' && (!isAbsolute(root) || root.length > 4096 || root.includes('\0'))) {
+    throw invalid('rootDirectory', 'Invalid root directory: must be an absolute path');
+  }
+  if (!Number.isSafeInteger(r.leader) || r.leader <= 0 || r.leader > 0x3fffffff) throw invalid('leader', `Invalid leader PID ${r.leader}`);
+  if (r.leader === 1) throw invalid('leader', 'Invalid leader PID 1: the init process cannot lead a machine');
+  const ifIndices = r.ifIndices ?? [];
+  if (ifIndices.length > MAX_IFINDICES) throw invalid('ifIndices', `Too many network interfaces: at most ${MAX_IFINDICES}`);
+  for (const i of ifIndices) {
+    if (!Number.isSafeInteger(i) || i <= 0 || i > 0x7fffffff) throw invalid('ifIndices', `Invalid network interface index ${i}: must be > 0`);
+  }
+  const given = r.addresses ?? [];
+  if (given.length > MAX_GIVEN_ADDRESSES) throw invalid('addresses', `Too many addresses: at most ${MAX_GIVEN_ADDRESSES}`);
+  const addresses: Address[] = [];
+  for (const text of given) {
+    const a = parseAddress(text);
+    if (!a) throw invalid('addresses', `Invalid address '${printable(text)}': expected an IPv4 or IPv6 address`);
+    if (a.scope === 254) throw invalid('addresses', `Invalid address '${text}': loopback addresses cannot reach a machine`);
+    addresses.push(a);
+  }
+  if (r.vSockCid !== undefined && (!Number.isSafeInteger(r.vSockCid) || r.vSockCid < 3 || r.vSockCid > 0xfffffffe)) {
+    throw invalid('vSockCid', `Invalid VSOCK CID ${r.vSockCid}: must be 3..4294967294`);
+  }
+  if (r.sshAddress !== undefined && (r.sshAddress.length > 255 || /[\s\x00-\x1f\x7f]/.test(r.sshAddress))) {
+    throw invalid('sshAddress', 'Invalid SSH address');
+  }
+  return {
+    name: r.name,
+    id,
+    service,
+    class: cls,
+    leader: r.leader,
+    rootDirectory: root,
+    ifIndices: [...ifIndices],
+    addresses: sortAddresses(addresses),
+    vSockCid: r.vSockCid,
+    sshAddress: r.sshAddress,
+    allocateUnit: r.allocateUnit ?? false,
+  };
+}
+
+/** machined's order: IPv4 first, then scope ascending, ifindex, bytes; exact duplicates dropped. */
+export function sortAddresses(list: Address[]): Address[] {
+  const sorted = [...list].sort(
+    (a, b) =>
+      a.family - b.family || a.scope - b.scope || a.ifindex - b.ifindex || compareBytes(a.bytes, b.bytes),
+  );
+  return sorted.filter((a, i) => i === 0 || !sameAddress(a, sorted[i - 1]));
+}
+
+function compareBytes(a: number[], b: number[]): number {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return a[i] - b[i];
+  return a.length - b.length;
+}
+
+function sameAddress(a: Address, b: Address): boolean {
+  return a.family === b.family && a.ifindex === b.ifindex && compareBytes(a.bytes, b.bytes) === 0;
+}
+
+/** Quotes user input safely inside an error message. */
+function printable(s: string): string {
+  const t = s.length > 80 ? s.slice(0, 80) + '…' : s;
+  return t.replace(/[^\x20-\x7e]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}

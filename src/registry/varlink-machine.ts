@@ -1,0 +1,191 @@
+// The Varlink front end of the registry: interface io.systemd.Machine, modelled on systemd's (field names
+// as systemd's where it has them). It only translates between Varlink and Registry calls.
+import type { CallContext, Handler } from '../varlink/server.js';
+import { t, type InterfaceDef } from '../varlink/schema.js';
+import { VarlinkError, expectedMore, invalidParameter, permissionDenied } from '../varlink/errors.js';
+import { RegistryError } from './errors.js';
+import { type Address, type Machine, machineAddresses, uidShift } from './machine.js';
+import type { Registry } from './registry.js';
+
+const ERR = 'io.systemd.Machine';
+
+const machineFields = {
+  name: t.string,
+  id: t.optional(t.string),
+  service: t.optional(t.string),
+  class: t.string,
+  leader: t.int,
+  rootDirectory: t.optional(t.string),
+  unit: t.optional(t.string),
+  timestamp: t.ref('Timestamp'),
+  ifIndices: t.optional(t.array(t.int)),
+  addresses: t.optional(t.array(t.ref('Address'))),
+  uidShift: t.optional(t.int),
+  state: t.string,
+  vSockCid: t.optional(t.int),
+  sshAddress: t.optional(t.string),
+  osRelease: t.optional(t.map(t.string)),
+};
+
+export const machineInterface: InterfaceDef = {
+  name: 'io.systemd.Machine',
+  doc: 'The machine registry of mymachinesd: register, list and watch containers and VMs.',
+  types: {
+    Timestamp: t.struct({ realtime: t.int, monotonic: t.int }),
+    Address: t.struct({ ifindex: t.optional(t.int), family: t.int, address: t.array(t.int) }),
+    Machine: t.struct(machineFields),
+  },
+  methods: {
+    Register: {
+      doc: 'Registers a machine (root only). leader defaults to the caller. allocateUnit: also move the\nleader into a scope cgroup machine.slice/machine-NAME.scope (machined\'s CreateMachine).\naddresses: IP addresses to answer with instead of reading them from the leader (VMs).',
+      in: {
+        name: t.string,
+        id: t.optional(t.string),
+        service: t.optional(t.string),
+        class: t.string,
+        leader: t.optional(t.int),
+        rootDirectory: t.optional(t.string),
+        ifIndices: t.optional(t.array(t.int)),
+        vSockCid: t.optional(t.int),
+        sshAddress: t.optional(t.string),
+        addresses: t.optional(t.array(t.string)),
+        allocateUnit: t.optional(t.bool),
+      },
+      out: {},
+    },
+    Unregister: { doc: 'Forgets a machine; its processes go on (root only).', in: { name: t.string }, out: {} },
+    Terminate: { doc: 'SIGTERM to every process of the machine, SIGKILL after a timeout (root only).', in: { name: t.string }, out: {} },
+    Kill: {
+      doc: 'Sends a signal to the leader or to all processes of the machine (root only).',
+      in: { name: t.string, whom: t.optional(t.string), signal: t.int },
+      out: {},
+    },
+    List: {
+      doc: 'One machine (name or pid given), or all of them (with more). acquireMetadata adds osRelease.',
+      in: { name: t.optional(t.string), pid: t.optional(t.int), acquireMetadata: t.optional(t.bool) },
+      out: machineFields,
+    },
+    Watch: {
+      doc: 'With more: an event for each machine there now ("added"), then one for each machine added,\nremoved or changed, until the client hangs up.',
+      in: {},
+      out: { event: t.enum(['added', 'removed', 'changed']), machine: t.ref('Machine') },
+    },
+  },
+  errors: {
+    NoSuchMachine: {},
+    MachineExists: {},
+    NoPrivateNetworking: {},
+    NotSupported: {},
+    NoOSRelease: {},
+    NoSuchUserMapping: {},
+    NoSuchGroupMapping: {},
+    Failed: {},
+  },
+};
+
+/** A registry error as the Varlink error that names it; the message goes along for people. */
+export function toVarlinkError(e: unknown): unknown {
+  if (!(e instanceof RegistryError)) return e;
+  if (e.kind === 'InvalidParameter') return new VarlinkError('org.varlink.service.InvalidParameter', { parameter: e.field, message: e.message }, e.message);
+  const name = e.kind === 'NoMachineForPID' ? 'NoSuchMachine' : e.kind;
+  return new VarlinkError(`${ERR}.${name}`, { message: e.message }, e.message);
+}
+
+export function addressJson(a: Address): { ifindex?: number; family: number; address: number[] } {
+  return a.ifindex ? { ifindex: a.ifindex, family: a.family, address: a.bytes } : { family: a.family, address: a.bytes };
+}
+
+export function machineJson(m: Machine, osRelease?: Map<string, string>): Record<string, unknown> {
+  const shift = m.class === 'container' ? uidShift(m) : undefined;
+  const addresses = m.class === 'host' ? [] : machineAddresses(m);
+  return {
+    name: m.name,
+    ...(m.id && { id: m.id }),
+    ...(m.service && { service: m.service }),
+    class: m.class,
+    leader: m.leader,
+    ...(m.rootDirectory && { rootDirectory: m.rootDirectory }),
+    ...(m.unit && { unit: m.unit }),
+    timestamp: m.timestamp,
+    ...(m.ifIndices.length > 0 && { ifIndices: m.ifIndices }),
+    ...(addresses.length > 0 && { addresses: addresses.map(addressJson) }),
+    ...(shift !== undefined && { uidShift: shift }),
+    state: m.state,
+    ...(m.vSockCid !== undefined && { vSockCid: m.vSockCid }),
+    ...(m.sshAddress && { sshAddress: m.sshAddress }),
+    ...(osRelease && { osRelease: Object.fromEntries(osRelease) }),
+  };
+}
+
+function requireRoot(ctx: CallContext): void {
+  if (ctx.peer.uid !== 0) throw permissionDenied();
+}
+
+/** Wraps handlers so that registry errors leave as their Varlink names. */
+function mapped(handlers: Record<string, Handler>): Record<string, Handler> {
+  return Object.fromEntries(
+    Object.entries(handlers).map(([k, h]) => [
+      k,
+      async (p: any, ctx: CallContext) => {
+        try {
+          return await h(p, ctx);
+        } catch (e) {
+          throw toVarlinkError(e);
+        }
+      },
+    ]),
+  );
+}
+
+export function machineHandlers(reg: Registry): Record<string, Handler> {
+  const metadata = async (m: Machine, want: boolean) =>
+    want && m.class !== 'vm' ? await reg.osRelease(m.name).catch(() => undefined) : undefined;
+  return mapped({
+    async Register(p, ctx) {
+      requireRoot(ctx);
+      await reg.register({ ...p, leader: p.leader ?? ctx.peer.pid });
+      return {};
+    },
+    async Unregister(p, ctx) {
+      requireRoot(ctx);
+      await reg.unregister(p.name);
+      return {};
+    },
+    async Terminate(p, ctx) {
+      requireRoot(ctx);
+      await reg.terminate(p.name);
+      return {};
+    },
+    async Kill(p, ctx) {
+      requireRoot(ctx);
+      await reg.kill(p.name, p.whom ?? 'all', p.signal);
+      return {};
+    },
+    async List(p, ctx) {
+      let only: Machine | undefined;
+      if (p.name != null) only = reg.mustGet(p.name);
+      if (p.pid != null) {
+        if (!Number.isSafeInteger(p.pid) || p.pid <= 0) throw invalidParameter('pid');
+        const byPid = await reg.byPid(p.pid);
+        if (only && only !== byPid) throw new RegistryError('NoSuchMachine', `PID ${p.pid} does not belong to machine '${only.name}'`);
+        only = byPid;
+      }
+      if (only) return machineJson(only, await metadata(only, !!p.acquireMetadata));
+      if (!ctx.more) throw expectedMore();
+      const all = reg.list();
+      for (const m of all.slice(0, -1)) ctx.notify(machineJson(m, await metadata(m, !!p.acquireMetadata)));
+      const last = all[all.length - 1];
+      return machineJson(last, await metadata(last, !!p.acquireMetadata));
+    },
+    async Watch(_p, ctx) {
+      if (!ctx.more) throw expectedMore();
+      for (const m of reg.list()) ctx.notify({ event: 'added', machine: machineJson(m) });
+      const on = (event: 'added' | 'removed' | 'changed') => (m: Machine) => ctx.notify({ event, machine: machineJson(m) });
+      const listeners = { added: on('added'), removed: on('removed'), changed: on('changed') };
+      for (const [e, f] of Object.entries(listeners)) reg.on(e as 'added', f);
+      await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }));
+      for (const [e, f] of Object.entries(listeners)) reg.off(e as 'added', f);
+      return {};
+    },
+  });
+}
