@@ -1,0 +1,91 @@
+// Starts the real mymachinesd for a test, in private directories, and stops it again.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { connect } from 'node:net';
+import { run, waitFor, type RunResult } from './run.js';
+
+export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+export const DAEMON = join(ROOT, 'bin/mymachinesd');
+export const CTL = join(ROOT, 'bin/mymachinesctl');
+
+export interface Daemon {
+  dir: string;
+  runtimeDir: string;
+  stateDir: string;
+  userdbDir: string;
+  socket: string;
+  proc: ChildProcess;
+  /** What the daemon wrote on stdout (its JSON log) and stderr. */
+  output(): string;
+  /** mymachinesctl against this daemon. */
+  ctl(args: string[], opts?: { env?: NodeJS.ProcessEnv }): Promise<RunResult>;
+  /** SIGTERM and wait; returns the exit code. */
+  stop(): Promise<number | null>;
+  /** SIGKILL and wait. */
+  kill(): Promise<void>;
+  /** Starts another daemon on the same directories (after stop or kill). */
+  restart(): Promise<Daemon>;
+  /** Removes the directories (after stop). */
+  cleanup(): void;
+}
+
+export interface DaemonOptions {
+  args?: string[];
+  dir?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+function connects(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => (s.destroy(), resolve(true)));
+    s.once('error', () => resolve(false));
+  });
+}
+
+export async function startDaemon(o: DaemonOptions = {}): Promise<Daemon> {
+  const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'mymachines-test-'));
+  const runtimeDir = join(dir, 'run');
+  const stateDir = join(dir, 'machines');
+  const userdbDir = join(dir, 'userdb');
+  const socket = join(runtimeDir, 'io.systemd.Machine');
+  const args = ['--runtime-dir', runtimeDir, '--state-dir', stateDir, '--userdb-dir', userdbDir, '--bus', 'none', '--log-level', 'debug', ...(o.args ?? [])];
+  const proc = spawn(DAEMON, args, { stdio: ['ignore', 'pipe', 'pipe'], env: o.env ?? process.env });
+  let out = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  proc.stderr!.on('data', (d) => (out += d));
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  const d: Daemon = {
+    dir,
+    runtimeDir,
+    stateDir,
+    userdbDir,
+    socket,
+    proc,
+    output: () => out,
+    ctl: (a, opts) => run(CTL, ['--socket', socket, ...a], { env: opts?.env }),
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      return exited;
+    },
+    async kill() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+      await exited;
+    },
+    restart: () => startDaemon({ ...o, dir }),
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
+  try {
+    await waitFor('the daemon socket', async () => {
+      if (proc.exitCode !== null) throw new Error(`mymachinesd exited with ${proc.exitCode}: ${out}`);
+      return out.includes('"msg":"ready"') && (await connects(socket)) ? true : undefined;
+    }, 15_000);
+  } catch (e) {
+    await d.kill();
+    throw e;
+  }
+  return d;
+}
