@@ -196,12 +196,17 @@ const verbs: Record<string, Verb> = {
   },
 };
 
+/** "Machine 'x' already exists" -> "machine 'x' already exists"; acronyms such as PID stay. */
+function lowerFirst(s: string): string {
+  return /^[A-Z][a-z]/.test(s) ? s.charAt(0).toLowerCase() + s.slice(1) : s;
+}
+
 /** The daemon's errors as one line that names the cause. */
 function describe(e: unknown, socket: string): string {
   if (e instanceof VarlinkError) {
     const p = e.parameters as Record<string, unknown>;
     if (e.name === 'org.varlink.service.PermissionDenied') return 'permission denied: changing the registry needs root';
-    if (typeof p.message === 'string') return p.message.charAt(0).toLowerCase() + p.message.slice(1);
+    if (typeof p.message === 'string') return lowerFirst(p.message);
     if (e.name === 'org.varlink.service.InvalidParameter') return `invalid parameter '${p.parameter}'`;
     return e.name;
   }

@@ -130,7 +130,10 @@ export class Registry extends EventEmitter<RegistryEvents> {
     if (clash !== undefined) {
       throw new RegistryError('MachineExists', clash === spec.name ? `Machine '${spec.name}' already exists` : `Machine '${spec.name}' clashes with machine '${clash}': names must differ in more than letter case`);
     }
-    if (this.leaders.has(spec.leader)) throw invalid('leader', `PID ${spec.leader} already leads another machine`);
+    if (this.leaders.has(spec.leader)) {
+      const other = this.list().find((m) => m.leader === spec.leader);
+      throw invalid('leader', `Invalid leader PID ${spec.leader}: it already leads ${other ? `machine '${other.name}'` : 'another machine'}`);
+    }
     if (spec.allocateUnit && !this.opts.scopes) throw new RegistryError('NotSupported', 'Creating a scope is not supported here: no cgroup2 hierarchy found');
     // Reserve name and leader while the asynchronous checks run, so that a racing request is refused.
     this.lowerNames.set(lower, spec.name);
@@ -150,13 +153,14 @@ export class Registry extends EventEmitter<RegistryEvents> {
         if (unit && this.list().some((m) => m.unit === unit)) unit = '';
       }
       const m = await this.makeMachine(spec, startTime, unit, ownCgroup);
+      await this.watchAddresses(m);
       await this.files.write(m);
       this.insert(m, pidfd);
-      await this.watchAddresses(m);
       this.opts.log.info({ machine: m.name, leader: m.leader, class: m.class, unit: m.unit }, 'machine registered');
       return m;
     } catch (e) {
       if (!this.machines.has(spec.name)) {
+        this.unwatchAddresses(spec.name);
         this.lowerNames.delete(lower);
         this.leaders.delete(spec.leader);
         if (pidfd >= 0) c.close(pidfd);
@@ -248,8 +252,8 @@ export class Registry extends EventEmitter<RegistryEvents> {
     this.emit('added', m);
   }
 
-  /** Follows a container's addresses; waits (a bounded time) for the first list, so that a machine
-   *  resolves as soon as its registration is answered. */
+  /** Follows a container's addresses. Waits (a bounded time) for the first list before the machine is
+   *  inserted, so that it resolves as soon as its registration is answered; later changes are events. */
   private watchAddresses(m: Machine): Promise<void> {
     if (m.class !== 'container') return Promise.resolve();
     return new Promise((resolve) => {
@@ -257,19 +261,20 @@ export class Registry extends EventEmitter<RegistryEvents> {
       const id = this.netns.watch(m.leader, (u) => {
         clearTimeout(timer);
         resolve();
-        if (this.machines.get(m.name) !== m) return;
-        if ('addresses' in u) {
-          m.privateNetwork = true;
-          m.netAddresses = u.addresses;
-        } else {
-          m.privateNetwork = u.error === 'failed';
-          m.netAddresses = undefined;
-          if (u.error === 'failed') this.opts.log.warn({ machine: m.name, error: u.message }, 'cannot read addresses');
-        }
-        this.emit('changed', m);
+        const before = JSON.stringify([m.privateNetwork, m.netAddresses]);
+        m.privateNetwork = 'addresses' in u || u.error === 'failed';
+        m.netAddresses = 'addresses' in u ? u.addresses : undefined;
+        if ('error' in u && u.error === 'failed') this.opts.log.warn({ machine: m.name, error: u.message }, 'cannot read addresses');
+        if (this.machines.get(m.name) === m && JSON.stringify([m.privateNetwork, m.netAddresses]) !== before) this.emit('changed', m);
       });
       this.netWatches.set(m.name, id);
     });
+  }
+
+  private unwatchAddresses(name: string): void {
+    const id = this.netWatches.get(name);
+    if (id !== undefined) this.netns.unwatch(id);
+    this.netWatches.delete(name);
   }
 
   private async remove(m: Machine, why: string): Promise<void> {
@@ -280,9 +285,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
     const fd = this.pidfds.get(m.name);
     if (fd !== undefined) c.close(fd);
     this.pidfds.delete(m.name);
-    const w = this.netWatches.get(m.name);
-    if (w !== undefined) this.netns.unwatch(w);
-    this.netWatches.delete(m.name);
+    this.unwatchAddresses(m.name);
     clearTimeout(this.killTimers.get(m.name));
     this.killTimers.delete(m.name);
     await this.files.remove(m);
@@ -381,9 +384,9 @@ export class Registry extends EventEmitter<RegistryEvents> {
     };
     const m = await this.makeMachine(spec, leader.startTime, r.unit, r.ownCgroup);
     m.timestamp = { realtime: r.realtime, monotonic: r.monotonic };
+    await this.watchAddresses(m);
     await this.files.write(m);
     this.insert(m, leader.fd);
-    await this.watchAddresses(m);
   }
 }
 

@@ -4,7 +4,8 @@ import type { CallContext, Handler } from '../varlink/server.js';
 import { t, type InterfaceDef } from '../varlink/schema.js';
 import { VarlinkError, expectedMore, invalidParameter, permissionDenied } from '../varlink/errors.js';
 import { RegistryError } from './errors.js';
-import { type Address, type Machine, machineAddresses, uidShift } from './machine.js';
+import { mapFromMachine, mapToMachine } from './id-mapping.js';
+import { type Machine, machineAddresses, uidShift } from './machine.js';
 import type { Registry } from './registry.js';
 
 const ERR = 'io.systemd.Machine';
@@ -32,7 +33,7 @@ export const machineInterface: InterfaceDef = {
   doc: 'The machine registry of mymachinesd: register, list and watch containers and VMs.',
   types: {
     Timestamp: t.struct({ realtime: t.int, monotonic: t.int }),
-    Address: t.struct({ ifindex: t.optional(t.int), family: t.int, address: t.array(t.int) }),
+    Address: t.struct({ family: t.int, address: t.array(t.int) }),
     Machine: t.struct(machineFields),
   },
   methods: {
@@ -70,6 +71,26 @@ export const machineInterface: InterfaceDef = {
       in: {},
       out: { event: t.enum(['added', 'removed', 'changed']), machine: t.ref('Machine') },
     },
+    MapFromMachineUser: {
+      doc: 'The host UID of UID uid inside container name (its uid_map), as machined\'s MapFromMachineUser.\nErrors: NoSuchMachine; NoSuchUserMapping when no map line holds uid; InvalidParameter for a VM.',
+      in: { name: t.string, uid: t.int },
+      out: { uid: t.int },
+    },
+    MapToMachineUser: {
+      doc: 'The container whose user namespace holds host UID uid, and the UID inside it, as machined\'s\nMapToMachineUser. Errors: NoSuchUserMapping for a UID below 65536 (the host\'s) or owned by no container.',
+      in: { uid: t.int },
+      out: { machineName: t.string, uid: t.int },
+    },
+    MapFromMachineGroup: {
+      doc: 'The host GID of GID gid inside container name (its gid_map). Errors as MapFromMachineUser,\nwith NoSuchGroupMapping.',
+      in: { name: t.string, gid: t.int },
+      out: { gid: t.int },
+    },
+    MapToMachineGroup: {
+      doc: 'The container whose user namespace holds host GID gid, and the GID inside it. Errors as\nMapToMachineUser, with NoSuchGroupMapping.',
+      in: { gid: t.int },
+      out: { machineName: t.string, gid: t.int },
+    },
   },
   errors: {
     NoSuchMachine: {},
@@ -91,10 +112,6 @@ export function toVarlinkError(e: unknown): unknown {
   return new VarlinkError(`${ERR}.${name}`, { message: e.message }, e.message);
 }
 
-export function addressJson(a: Address): { ifindex?: number; family: number; address: number[] } {
-  return a.ifindex ? { ifindex: a.ifindex, family: a.family, address: a.bytes } : { family: a.family, address: a.bytes };
-}
-
 export function machineJson(m: Machine, osRelease?: Map<string, string>): Record<string, unknown> {
   const shift = m.class === 'container' ? uidShift(m) : undefined;
   const addresses = m.class === 'host' ? [] : machineAddresses(m);
@@ -108,7 +125,8 @@ export function machineJson(m: Machine, osRelease?: Map<string, string>): Record
     ...(m.unit && { unit: m.unit }),
     timestamp: m.timestamp,
     ...(m.ifIndices.length > 0 && { ifIndices: m.ifIndices }),
-    ...(addresses.length > 0 && { addresses: addresses.map(addressJson) }),
+    // As machined's GetMachineAddresses: no interface (an index inside the container means nothing here).
+    ...(addresses.length > 0 && { addresses: addresses.map((a) => ({ family: a.family, address: a.bytes })) }),
     ...(shift !== undefined && { uidShift: shift }),
     state: m.state,
     ...(m.vSockCid !== undefined && { vSockCid: m.vSockCid }),
@@ -186,6 +204,16 @@ export function machineHandlers(reg: Registry): Record<string, Handler> {
       await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }));
       for (const [e, f] of Object.entries(listeners)) reg.off(e as 'added', f);
       return {};
+    },
+    MapFromMachineUser: (p) => ({ uid: mapFromMachine(reg, 'user', p.name, p.uid) }),
+    MapFromMachineGroup: (p) => ({ gid: mapFromMachine(reg, 'group', p.name, p.gid) }),
+    MapToMachineUser(p) {
+      const { machine, id } = mapToMachine(reg, 'user', p.uid);
+      return { machineName: machine.name, uid: id };
+    },
+    MapToMachineGroup(p) {
+      const { machine, id } = mapToMachine(reg, 'group', p.gid);
+      return { machineName: machine.name, gid: id };
     },
   });
 }

@@ -1,6 +1,6 @@
 // Starts the real mymachinesd for a test, in private directories, and stops it again.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -48,6 +48,7 @@ function connects(path: string): Promise<boolean> {
 
 export async function startDaemon(o: DaemonOptions = {}): Promise<Daemon> {
   const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'mymachines-test-'));
+  chmodSync(dir, 0o755); // unprivileged clients in the tests must reach the socket
   const runtimeDir = join(dir, 'run');
   const stateDir = join(dir, 'machines');
   const userdbDir = join(dir, 'userdb');
