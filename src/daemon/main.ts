@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { findCgroup2Mount, Cgroups } from '../registry/cgroup.js';
 import { Registry } from '../registry/registry.js';
 import { machineHandlers, machineInterface } from '../registry/varlink-machine.js';
+import { Resolver, resolveHandlers, resolveInterface } from '../resolver/index.js';
 import { VarlinkServer } from '../varlink/server.js';
 import { makeLogger } from './logging.js';
 import { HELP, parseOptions, UsageError, type DaemonOptions } from './options.js';
@@ -52,6 +53,7 @@ async function run(opts: DaemonOptions): Promise<void> {
     log,
   });
   server.addInterface(machineInterface, machineHandlers(registry));
+  server.addInterface(resolveInterface, resolveHandlers(new Resolver(registry)));
   await server.listen(socketPath, 0o666);
   log.info({ socket: socketPath, stateDir: opts.stateDir, machines: registry.list().length - 1 }, 'ready');
 

@@ -1,0 +1,109 @@
+// The resolver: machine names to addresses and back, answered from an index that follows the registry's
+// events, so that every lookup is a map read and nothing on the lookup path waits for anything.
+import { AF_INET, AF_INET6, type Address, type Machine, machineAddresses } from '../registry/machine.js';
+import type { Registry } from '../registry/registry.js';
+
+/** One address of a hosts answer; ifindex is the scope of an IPv6 link-local address, else absent. */
+export interface HostAddress {
+  family: typeof AF_INET | typeof AF_INET6;
+  bytes: number[];
+  ifindex?: number;
+}
+
+export interface HostEntry {
+  /** The registered name (the canonical name of the answer). */
+  name: string;
+  /** In machined's order, after the hosts policy (hostsAddresses); may be empty. */
+  addresses: HostAddress[];
+}
+
+const SCOPE_LINK = 253;
+const SCOPE_HOST = 254;
+
+/** The hosts policy of DESIGN.md "Name resolution" over a machine's addresses (already in machined's
+ *  order): never loopback; IPv6 link-local only with its scope, which is known only when exactly one
+ *  host-side interface was registered; IPv4 link-local only when there is no other IPv4 address.
+ *  An address that sits on two interfaces inside the machine is given once. */
+export function hostsAddresses(addresses: readonly Address[], ifIndices: readonly number[]): HostAddress[] {
+  const scope = ifIndices.length === 1 ? ifIndices[0] : 0;
+  const otherIPv4 = addresses.some((a) => a.family === AF_INET && a.scope < SCOPE_LINK);
+  const out: HostAddress[] = [];
+  const seen = new Set<string>();
+  for (const a of addresses) {
+    if (a.scope >= SCOPE_HOST) continue;
+    const linkLocal = a.scope === SCOPE_LINK;
+    if (linkLocal && a.family === AF_INET6 && scope === 0) continue;
+    if (linkLocal && a.family === AF_INET && otherIPv4) continue;
+    const k = key(a.family, a.bytes);
+    if (seen.has(k)) continue;
+    seen.add(k);
+    out.push(linkLocal && a.family === AF_INET6 ? { family: a.family, bytes: a.bytes, ifindex: scope } : { family: a.family, bytes: a.bytes });
+  }
+  return out;
+}
+
+function key(family: number, bytes: readonly number[]): string {
+  return `${family}:${bytes.join('.')}`;
+}
+
+/** Machines that resolve: running containers and VMs (never the `.host` pseudo machine). */
+function resolvable(m: Machine): boolean {
+  return (m.class === 'container' || m.class === 'vm') && m.state === 'running';
+}
+
+export class Resolver {
+  /** Lower-cased name -> entry. */
+  private readonly byName = new Map<string, HostEntry>();
+  /** Address key -> the names of the machines whose hosts answer holds it, in registration order. */
+  private readonly byAddress = new Map<string, { name: string; address: HostAddress }[]>();
+  private readonly update = (m: Machine) => this.index(m);
+  private readonly drop = (m: Machine) => this.unindex(m.name);
+
+  constructor(private readonly registry: Registry) {
+    for (const m of registry.list()) this.index(m);
+    registry.on('added', this.update);
+    registry.on('changed', this.update);
+    registry.on('removed', this.drop);
+  }
+
+  close(): void {
+    this.registry.off('added', this.update);
+    this.registry.off('changed', this.update);
+    this.registry.off('removed', this.drop);
+  }
+
+  /** By name, ignoring case as DNS does; undefined when the name is no (resolvable) machine. */
+  lookup(name: string): HostEntry | undefined {
+    return this.byName.get(name.toLowerCase());
+  }
+
+  /** The machines answering with this address (ifindex: the scope of an IPv6 link-local one). */
+  reverse(family: number, bytes: readonly number[]): { name: string; ifindex?: number }[] {
+    return (this.byAddress.get(key(family, bytes)) ?? []).map((e) => (e.address.ifindex ? { name: e.name, ifindex: e.address.ifindex } : { name: e.name }));
+  }
+
+  private index(m: Machine): void {
+    this.unindex(m.name);
+    if (!resolvable(m)) return;
+    const entry: HostEntry = { name: m.name, addresses: hostsAddresses(machineAddresses(m), m.ifIndices) };
+    this.byName.set(m.name.toLowerCase(), entry);
+    for (const a of entry.addresses) {
+      const k = key(a.family, a.bytes);
+      const list = this.byAddress.get(k) ?? [];
+      list.push({ name: m.name, address: a });
+      this.byAddress.set(k, list);
+    }
+  }
+
+  private unindex(name: string): void {
+    const old = this.byName.get(name.toLowerCase());
+    if (!old || old.name !== name) return;
+    this.byName.delete(name.toLowerCase());
+    for (const a of old.addresses) {
+      const k = key(a.family, a.bytes);
+      const list = this.byAddress.get(k)!.filter((e) => e.name !== name);
+      if (list.length > 0) this.byAddress.set(k, list);
+      else this.byAddress.delete(k);
+    }
+  }
+}
