@@ -1,0 +1,562 @@
+// src/varlink over real Unix sockets: the protocol, its limits, peer credentials and socket file handling.
+
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import { join } from 'node:path';
+import { after, test, type TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { VarlinkClient } from '../src/varlink/client.js';
+import { VarlinkError, expectedMore } from '../src/varlink/errors.js';
+import { describeInterface, t, validate, type InterfaceDef } from '../src/varlink/schema.js';
+import { VarlinkServer, type CallContext, type VarlinkServerOptions } from '../src/varlink/server.js';
+
+const tmp = fs.mkdtempSync(join(os.tmpdir(), 'varlink-test-'));
+fs.chmodSync(tmp, 0o755); // the peer credentials test connects as uid 65534
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+let socketCount = 0;
+const socketPath = () => join(tmp, `s${++socketCount}`);
+
+const TEST: InterfaceDef = {
+  name: 'org.example.test',
+  types: { Point: t.struct({ x: t.float, y: t.float }) },
+  methods: {
+    Echo: {
+      in: {
+        s: t.string, n: t.optional(t.int), tags: t.optional(t.array(t.string)),
+        kind: t.optional(t.enum(['a', 'b'])), point: t.optional(t.ref('Point')), labels: t.optional(t.map(t.int)),
+      },
+      out: { s: t.string },
+    },
+    Count: { in: { n: t.int }, out: { i: t.int } },
+    Sleep: { in: { ms: t.int }, out: { ms: t.int } },
+    Record: { in: { v: t.int }, out: {} },
+    Peer: { in: {}, out: { pid: t.int, uid: t.int, gid: t.int } },
+    WaitAbort: { in: {}, out: {} },
+    Flood: { in: {}, out: {} },
+    Fail: { in: {}, out: {} },
+    Unimplemented: { in: {}, out: {} },
+  },
+};
+
+/** A server with the TEST interface on a fresh socket; closed when the test ends. */
+async function startServer(t: TestContext, opts: Partial<VarlinkServerOptions> = {}) {
+  const recorded: number[] = [];
+  const warnings: string[] = [];
+  const events = { aborted: [] as Promise<void>[], floodSent: 0 };
+  const server = new VarlinkServer({
+    vendor: 'Example', product: 'test', version: '1.0', url: 'https://example.org',
+    log: { warn: (_o, msg) => warnings.push(msg), debug() {} },
+    ...opts,
+  });
+  const whenAborted = (ctx: CallContext) => new Promise<void>((resolve) => {
+    if (ctx.signal.aborted) resolve();
+    ctx.signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+  server.addInterface(TEST, {
+    Echo: (p) => p,
+    Count: async (p: { n: number }, ctx) => {
+      if (!ctx.more) throw expectedMore();
+      for (let i = 0; i < p.n - 1; i++) ctx.notify({ i });
+      return { i: p.n - 1 };
+    },
+    Sleep: async (p: { ms: number }) => {
+      await sleep(p.ms);
+      return { ms: p.ms };
+    },
+    Record: (p: { v: number }) => void recorded.push(p.v),
+    Peer: (_p, ctx) => ctx.peer,
+    WaitAbort: async (_p, ctx) => {
+      const aborted = whenAborted(ctx);
+      events.aborted.push(aborted);
+      await aborted;
+    },
+    Flood: async (_p, ctx) => {
+      const chunk = 'x'.repeat(64 * 1024);
+      for (; events.floodSent < 200 && !ctx.signal.aborted; events.floodSent++) {
+        ctx.notify({ chunk });
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      events.aborted.push(whenAborted(ctx));
+    },
+    Fail: () => { throw new Error('boom'); },
+  });
+  const path = socketPath();
+  await server.listen(path);
+  t.after(() => server.close());
+  return { server, path, recorded, warnings, events };
+}
+
+async function client(t: TestContext, path: string): Promise<VarlinkClient> {
+  const c = await VarlinkClient.connect(path);
+  t.after(() => c.close());
+  return c;
+}
+
+/** A connection that speaks raw bytes, to send what a well-behaved client would not. */
+class Raw {
+  readonly messages: unknown[] = [];
+  readonly closed: Promise<void>;
+  private buf = Buffer.alloc(0);
+  private waiter?: () => void;
+
+  constructor(readonly socket: net.Socket) {
+    socket.on('data', (d: Buffer) => {
+      this.buf = Buffer.concat([this.buf, d]);
+      for (let nul; (nul = this.buf.indexOf(0)) !== -1; this.buf = this.buf.subarray(nul + 1)) {
+        this.messages.push(JSON.parse(this.buf.subarray(0, nul).toString()));
+      }
+      this.waiter?.();
+    });
+    socket.on('error', () => {});
+    this.closed = new Promise((resolve) => socket.on('close', () => {
+      resolve();
+      this.waiter?.();
+    }));
+  }
+
+  static async open(t: TestContext, path: string): Promise<Raw> {
+    const socket = net.connect(path);
+    t.after(() => socket.destroy());
+    await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    return new Raw(socket);
+  }
+
+  send(data: string | Buffer): void {
+    this.socket.write(data);
+  }
+
+  /** Waits until `n` messages have arrived (or the connection closed) and returns them. */
+  async received(n: number): Promise<unknown[]> {
+    while (this.messages.length < n && !this.socket.closed) await new Promise<void>((r) => { this.waiter = r; });
+    return this.messages;
+  }
+}
+
+const msg = (o: object) => `${JSON.stringify(o)}\0`;
+
+async function rejectsWith(p: Promise<unknown>, name: string, parameters: object) {
+  await assert.rejects(p, (err: unknown) => {
+    assert.ok(err instanceof VarlinkError);
+    assert.equal(err.name, name);
+    assert.deepEqual(err.parameters, parameters);
+    return true;
+  });
+}
+
+/** Resolves when the peer closes `raw`, and fails the test if that takes longer than `ms`. */
+async function closesWithin(raw: Raw, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    raw.closed,
+    new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error('connection not closed')), ms); }),
+  ]);
+  clearTimeout(timer);
+}
+
+test('describeInterface prints Varlink IDL', () => {
+  const sample: InterfaceDef = {
+    name: 'org.example.sample',
+    doc: 'An example service.\nSecond line.',
+    types: {
+      Point: t.struct({ x: t.float, y: t.float }),
+      Color: t.enum(['red', 'green', 'blue']),
+      Empty: t.struct({}),
+    },
+    methods: {
+      Find: {
+        doc: 'Finds shapes.',
+        in: {
+          name: t.string, limit: t.optional(t.int), colors: t.array(t.ref('Color')), labels: t.map(t.string),
+          origin: t.optional(t.ref('Point')), options: t.struct({ strict: t.bool, any: t.object }),
+        },
+        out: { points: t.array(t.ref('Point')), total: t.int },
+      },
+      Ping: { in: {}, out: {} },
+    },
+    errors: { NotFound: { name: t.string }, Busy: {} },
+  };
+  assert.equal(describeInterface(sample), `# An example service.
+# Second line.
+interface org.example.sample
+
+type Point (
+  x: float,
+  y: float
+)
+
+type Color (red, green, blue)
+
+type Empty ()
+
+# Finds shapes.
+method Find(name: string, limit: ?int, colors: []Color, labels: [string]string, origin: ?Point, options: (strict: bool, any: object)) -> (points: []Point, total: int)
+
+method Ping() -> ()
+
+error NotFound (name: string)
+
+error Busy ()
+`);
+  assert.throws(() => describeInterface({ name: 'x.y', types: { Bad: t.string }, methods: {} }), /struct or an enum/);
+});
+
+test('validate names the first bad key', () => {
+  const check = (params: Record<string, unknown>) => {
+    try {
+      validate(TEST, 'Echo', params);
+      return undefined;
+    } catch (err) {
+      assert.ok(err instanceof VarlinkError);
+      assert.equal(err.name, 'org.varlink.service.InvalidParameter');
+      return (err.parameters as { parameter: string }).parameter;
+    }
+  };
+  assert.equal(check({ s: 'x' }), undefined);
+  assert.equal(check({ s: 'x', n: null, tags: null }), undefined);
+  assert.equal(check({ s: 'x', n: -5, tags: ['a'], kind: 'b', point: { x: 1.5, y: 2 }, labels: { a: 1 } }), undefined);
+  assert.equal(check({}), 's');
+  assert.equal(check({ s: 1 }), 's');
+  assert.equal(check({ s: 'x', n: 1.5 }), 'n');
+  assert.equal(check({ s: 'x', n: 2 ** 53 }), 'n');
+  assert.equal(check({ s: 'x', n: '1' }), 'n');
+  assert.equal(check({ s: 'x', tags: ['a', 1] }), 'tags');
+  assert.equal(check({ s: 'x', kind: 'c' }), 'kind');
+  assert.equal(check({ s: 'x', point: { x: 1 } }), 'point');
+  assert.equal(check({ s: 'x', point: { x: 1, y: 2, z: 3 } }), 'point');
+  assert.equal(check({ s: 'x', labels: { a: 'one' } }), 'labels');
+  assert.equal(check({ s: 'x', labels: [] }), 'labels');
+  // Keys in the order sent, missing ones after them.
+  assert.equal(check({ n: 1.5, bogus: 1 }), 'n');
+  assert.equal(check({ bogus: 1 }), 'bogus');
+  assert.equal(check(JSON.parse('{"s":"x","__proto__":1}')), '__proto__');
+});
+
+test('GetInfo and GetInterfaceDescription', async (t) => {
+  const { path } = await startServer(t);
+  const c = await client(t, path);
+  assert.deepEqual(await c.call('org.varlink.service.GetInfo'), {
+    vendor: 'Example', product: 'test', version: '1.0', url: 'https://example.org',
+    interfaces: ['org.varlink.service', 'org.example.test'],
+  });
+  assert.deepEqual(await c.call('org.varlink.service.GetInterfaceDescription', { interface: 'org.example.test' }),
+    { description: describeInterface(TEST) });
+  const { description } = await c.call('org.varlink.service.GetInterfaceDescription', { interface: 'org.varlink.service' });
+  assert.equal(description, `# The Varlink Service Interface is provided by every varlink service. It
+# describes the service and the interfaces it implements.
+interface org.varlink.service
+
+# Get a list of all the interfaces a service provides and information
+# about the implementation.
+method GetInfo() -> (vendor: string, product: string, version: string, url: string, interfaces: []string)
+
+# Get the description of an interface that is implemented by this service.
+method GetInterfaceDescription(interface: string) -> (description: string)
+
+error InterfaceNotFound (interface: string)
+
+error MethodNotFound (method: string)
+
+error MethodNotImplemented (method: string)
+
+error InvalidParameter (parameter: string)
+
+error PermissionDenied ()
+
+error ExpectedMore ()
+`);
+  await rejectsWith(c.call('org.varlink.service.GetInterfaceDescription', { interface: 'org.nope' }),
+    'org.varlink.service.InterfaceNotFound', { interface: 'org.nope' });
+  await rejectsWith(c.call('org.varlink.service.GetInfo', { extra: 1 }),
+    'org.varlink.service.InvalidParameter', { parameter: 'extra' });
+});
+
+test('parameters are validated before the handler runs', async (t) => {
+  const { path, recorded } = await startServer(t);
+  const c = await client(t, path);
+  const invalid = (parameter: string) => ['org.varlink.service.InvalidParameter', { parameter }] as const;
+  await rejectsWith(c.call('org.example.test.Echo', {}), ...invalid('s'));
+  await rejectsWith(c.call('org.example.test.Echo', { s: 'x', bogus: true }), ...invalid('bogus'));
+  await rejectsWith(c.call('org.example.test.Echo', { s: 42 }), ...invalid('s'));
+  await rejectsWith(c.call('org.example.test.Echo', { s: 'x', n: 1.5 }), ...invalid('n'));
+  await rejectsWith(c.call('org.example.test.Record', { v: 0.25 }), ...invalid('v'));
+  assert.deepEqual(recorded, []);
+  // Optional keys given as null reach the handler as absent.
+  assert.deepEqual(await c.call('org.example.test.Echo', { s: 'x', n: null, kind: 'a' }), { s: 'x', kind: 'a' });
+});
+
+test('unknown interfaces and methods, unimplemented methods, handler failures', async (t) => {
+  const { path, warnings } = await startServer(t);
+  const c = await client(t, path);
+  await rejectsWith(c.call('org.nope.Method'), 'org.varlink.service.InterfaceNotFound', { interface: 'org.nope' });
+  await rejectsWith(c.call('NoDot'), 'org.varlink.service.InterfaceNotFound', { interface: '' });
+  await rejectsWith(c.call('org.example.test.Nope'), 'org.varlink.service.MethodNotFound', { method: 'org.example.test.Nope' });
+  await rejectsWith(c.call('org.example.test.constructor'), 'org.varlink.service.MethodNotFound',
+    { method: 'org.example.test.constructor' });
+  await rejectsWith(c.call('org.example.test.Unimplemented'), 'org.varlink.service.MethodNotImplemented',
+    { method: 'org.example.test.Unimplemented' });
+  await rejectsWith(c.call('org.example.test.Fail'), 'io.mymachines.InternalError', {});
+  assert.deepEqual(warnings, ['varlink handler failed']);
+  assert.deepEqual(await c.call('org.example.test.Echo', { s: 'still here' }), { s: 'still here' });
+});
+
+test('more: replies carry continues except the last', async (t) => {
+  const { path } = await startServer(t);
+  const raw = await Raw.open(t, path);
+  raw.send(msg({ method: 'org.example.test.Count', parameters: { n: 3 }, more: true }));
+  assert.deepEqual(await raw.received(3), [
+    { parameters: { i: 0 }, continues: true },
+    { parameters: { i: 1 }, continues: true },
+    { parameters: { i: 2 } },
+  ]);
+  const c = await client(t, path);
+  const got = [];
+  for await (const r of c.callMore('org.example.test.Count', { n: 4 })) got.push(r);
+  assert.deepEqual(got, [{ i: 0 }, { i: 1 }, { i: 2 }, { i: 3 }]);
+  // A method that wants `more` may refuse a plain call; one that does not ignores `more`.
+  await rejectsWith(c.call('org.example.test.Count', { n: 2 }), 'org.varlink.service.ExpectedMore', {});
+  const echoed = [];
+  for await (const r of c.callMore('org.example.test.Echo', { s: 'once' })) echoed.push(r);
+  assert.deepEqual(echoed, [{ s: 'once' }]);
+  await assert.rejects(async () => {
+    for await (const _ of c.callMore('org.example.test.Nope')) assert.fail('no reply expected');
+  }, { name: 'org.varlink.service.MethodNotFound' });
+});
+
+test('oneway calls get no reply, not even an error', async (t) => {
+  const { path, recorded } = await startServer(t);
+  const raw = await Raw.open(t, path);
+  raw.send(msg({ method: 'org.example.test.Record', parameters: { v: 1 }, oneway: true }));
+  raw.send(msg({ method: 'org.example.test.Nope', oneway: true }));
+  raw.send(msg({ method: 'org.example.test.Echo', parameters: { s: 'after' } }));
+  assert.deepEqual(await raw.received(1), [{ parameters: { s: 'after' } }]);
+  assert.deepEqual(recorded, [1]);
+  // A oneway call followed at once by a hang-up is still carried out.
+  const c = await VarlinkClient.connect(path);
+  await c.oneway('org.example.test.Record', { v: 2 });
+  await c.oneway('org.example.test.Record', { v: 3 });
+  await c.close();
+  for (let i = 0; i < 50 && recorded.length < 3; i++) await sleep(10);
+  assert.deepEqual(recorded, [1, 2, 3]);
+});
+
+test('pipelined requests are answered in order', async (t) => {
+  const { path } = await startServer(t);
+  const raw = await Raw.open(t, path);
+  raw.send(msg({ method: 'org.example.test.Sleep', parameters: { ms: 80 } }) +
+    msg({ method: 'org.example.test.Echo', parameters: { s: 'fast' } }) +
+    msg({ method: 'org.example.test.Sleep', parameters: { ms: 0 } }));
+  assert.deepEqual(await raw.received(3),
+    [{ parameters: { ms: 80 } }, { parameters: { s: 'fast' } }, { parameters: { ms: 0 } }]);
+
+  const c = await client(t, path);
+  const order: string[] = [];
+  await Promise.all([
+    c.call('org.example.test.Sleep', { ms: 50 }).then(() => order.push('slow')),
+    c.call('org.example.test.Echo', { s: 'x' }).then(() => order.push('fast')),
+  ]);
+  assert.deepEqual(order, ['slow', 'fast']);
+});
+
+test('many pipelined requests beyond the input limit are all answered, in order', async (t) => {
+  const { path } = await startServer(t, { maxMessageBytes: 1024 });
+  const raw = await Raw.open(t, path);
+  const n = 2000;
+  raw.send(Array.from({ length: n }, (_, i) => msg({ method: 'org.example.test.Echo', parameters: { s: String(i) } })).join(''));
+  const replies = await raw.received(n);
+  assert.deepEqual(replies, Array.from({ length: n }, (_, i) => ({ parameters: { s: String(i) } })));
+});
+
+test('protocol errors and garbage close the connection', async (t) => {
+  const { path } = await startServer(t);
+  const bad: (string | Buffer)[] = [
+    msg({ method: 'org.example.test.Echo', parameters: { s: 'x' }, extra: 1 }),
+    msg({ method: 5 }),
+    msg({}),
+    msg({ method: 'org.example.test.Echo', parameters: null }),
+    msg({ method: 'org.example.test.Echo', parameters: ['s'] }),
+    msg({ method: 'org.example.test.Echo', oneway: 'yes' }),
+    msg({ method: 'org.example.test.Echo', more: 1 }),
+    msg({ method: 'org.example.test.Record', parameters: { v: 1 }, oneway: true, more: true }),
+    'not json\0',
+    '[1,2]\0',
+    '"string"\0',
+    'null\0',
+    Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d, 0]), // invalid UTF-8
+    `${'['.repeat(60000)}${']'.repeat(60000)}\0`,
+    Buffer.alloc(200000), // NUL flood
+  ];
+  for (const data of bad) {
+    const raw = await Raw.open(t, path);
+    raw.send(data);
+    await closesWithin(raw, 2000);
+    assert.deepEqual(raw.messages, [], `no reply to ${String(data).slice(0, 60)}`);
+  }
+  const c = await client(t, path);
+  assert.equal((await c.call('org.varlink.service.GetInfo')).product, 'test');
+});
+
+test('an oversized message closes the connection', async (t) => {
+  const { path } = await startServer(t, { maxMessageBytes: 1024 });
+  const big = (len: number) => msg({ method: 'org.example.test.Echo', parameters: { s: 'x'.repeat(len) } });
+  const ok = await Raw.open(t, path);
+  ok.send(big(900));
+  assert.equal((await ok.received(1)).length, 1);
+
+  const unterminated = await Raw.open(t, path);
+  unterminated.send('{"method":"org.example.test.Echo","parameters":{"s":"' + 'x'.repeat(2000));
+  await closesWithin(unterminated, 2000);
+
+  const terminated = await Raw.open(t, path);
+  terminated.send(big(2000));
+  await closesWithin(terminated, 2000);
+  assert.deepEqual(terminated.messages, []);
+});
+
+test('a stalled partial message is dropped while other clients are served', async (t) => {
+  const { path } = await startServer(t, { partialTimeoutMs: 300 });
+  const idle = await Raw.open(t, path);
+  const stalled = await Raw.open(t, path);
+  const started = Date.now();
+  stalled.send('{"method":"org.example.test.Ec');
+  let closedAt = 0;
+  void stalled.closed.then(() => { closedAt = Date.now(); });
+  const c = await client(t, path);
+  let served = 0;
+  while (!closedAt && Date.now() - started < 3000) {
+    assert.deepEqual(await c.call('org.example.test.Echo', { s: 'busy' }), { s: 'busy' });
+    served++;
+    await sleep(20);
+  }
+  assert.ok(closedAt, 'stalled connection closed');
+  assert.ok(closedAt - started >= 250, `closed after ${closedAt - started} ms`);
+  assert.ok(served > 3);
+  // A connection without a partial message is kept, however long it is idle.
+  await sleep(200);
+  assert.equal(idle.socket.closed, false);
+  idle.send(msg({ method: 'org.example.test.Echo', parameters: { s: 'idle' } }));
+  assert.deepEqual(await idle.received(1), [{ parameters: { s: 'idle' } }]);
+});
+
+test('connections per UID are capped', async (t) => {
+  const { path } = await startServer(t, { maxConnectionsPerUid: 2 });
+  const first = await client(t, path);
+  const second = await client(t, path);
+  await first.call('org.varlink.service.GetInfo');
+  await second.call('org.varlink.service.GetInfo');
+  const third = await Raw.open(t, path);
+  third.send(msg({ method: 'org.varlink.service.GetInfo' }));
+  await closesWithin(third, 2000);
+  assert.deepEqual(third.messages, []);
+  // A freed place can be taken again.
+  await first.close();
+  await sleep(50);
+  const fourth = await client(t, path);
+  assert.equal((await fourth.call('org.varlink.service.GetInfo')).product, 'test');
+});
+
+test('peer credentials of a process running as uid 65534', { skip: process.getuid?.() !== 0 && 'needs root' }, async (t) => {
+  const { path } = await startServer(t);
+  const script = `
+    const s = require('net').connect(process.argv[1]);
+    let buf = '';
+    s.on('data', (d) => { buf += d; if (buf.includes('\\0')) { process.stdout.write(buf.split('\\0')[0]); s.end(); } });
+    s.write(JSON.stringify({ method: 'org.example.test.Peer' }) + '\\0');`;
+  const stdout = await new Promise<string>((resolve, reject) => {
+    execFile('setpriv', ['--reuid', '65534', '--regid', '65534', '--clear-groups', process.execPath, '-e', script, path],
+      { timeout: 10000 }, (err, out) => (err ? reject(err) : resolve(out)));
+  });
+  const { parameters } = JSON.parse(stdout);
+  assert.equal(parameters.uid, 65534);
+  assert.equal(parameters.gid, 65534);
+  assert.ok(Number.isInteger(parameters.pid) && parameters.pid > 0 && parameters.pid !== process.pid);
+  const c = await client(t, path);
+  assert.deepEqual(await c.call('org.example.test.Peer'), { pid: process.pid, uid: 0, gid: 0 });
+});
+
+test('a client that goes away mid-call: the call is aborted, nothing breaks', async (t) => {
+  const { path, events } = await startServer(t);
+  const raw = await Raw.open(t, path);
+  raw.send(msg({ method: 'org.example.test.WaitAbort' }) + msg({ method: 'org.example.test.Echo', parameters: { s: 'x' } }));
+  while (!events.aborted.length) await sleep(5);
+  raw.socket.destroy();
+  await events.aborted[0]; // the test times out if the signal is never aborted
+  const c = await client(t, path);
+  assert.deepEqual(await c.call('org.example.test.Echo', { s: 'alive' }), { s: 'alive' });
+});
+
+test('a client that does not read its replies is disconnected', async (t) => {
+  const { path, events } = await startServer(t, { maxOutputBytes: 256 * 1024 });
+  const raw = await Raw.open(t, path);
+  raw.socket.pause();
+  raw.send(msg({ method: 'org.example.test.Flood', more: true }));
+  while (!events.aborted.length) await sleep(10);
+  await events.aborted[0];
+  assert.ok(events.floodSent < 200, `sent ${events.floodSent} chunks`);
+  raw.socket.resume();
+  await closesWithin(raw, 2000);
+});
+
+test('listen() refuses a live socket and takes over a stale one', async (t) => {
+  const { path } = await startServer(t);
+  const rival = new VarlinkServer({ vendor: 'v', product: 'rival', version: '1', url: 'u' });
+  t.after(() => rival.close());
+  await assert.rejects(rival.listen(path), { code: 'EADDRINUSE' });
+  const c = await client(t, path);
+  assert.equal((await c.call('org.varlink.service.GetInfo')).product, 'test');
+
+  // A server killed with SIGKILL leaves its socket file behind.
+  const stale = socketPath();
+  const child = spawn(process.execPath,
+    ['-e', 'require("net").createServer().listen(process.argv[1], () => console.log("up"))', stale]);
+  t.after(() => child.kill('SIGKILL'));
+  await new Promise((resolve) => child.stdout.once('data', resolve));
+  child.kill('SIGKILL');
+  await new Promise((resolve) => child.once('exit', resolve));
+  assert.ok(fs.statSync(stale).isSocket());
+  await rival.listen(stale);
+  const c2 = await client(t, stale);
+  assert.equal((await c2.call('org.varlink.service.GetInfo')).product, 'rival');
+
+  // Anything but a socket is left alone.
+  const file = socketPath();
+  fs.writeFileSync(file, 'data');
+  await assert.rejects(rival.listen(file), { code: 'EEXIST' });
+  assert.equal(fs.readFileSync(file, 'utf8'), 'data');
+});
+
+test('listen() creates the directory and sets the mode', async (t) => {
+  const server = new VarlinkServer({ vendor: 'v', product: 'p', version: '1', url: 'u' });
+  t.after(() => server.close());
+  const dir = join(tmp, 'deep', 'er');
+  await server.listen(join(dir, 'public'));
+  await server.listen(join(dir, 'private'), 0o600);
+  assert.equal(fs.statSync(dir).mode & 0o777, 0o755);
+  assert.equal(fs.statSync(join(dir, 'public')).mode & 0o777, 0o666);
+  assert.equal(fs.statSync(join(dir, 'private')).mode & 0o777, 0o600);
+  const c = await client(t, join(dir, 'private'));
+  assert.equal((await c.call('org.varlink.service.GetInfo')).product, 'p');
+});
+
+test('close() finishes calls in flight and unlinks its sockets', async (t) => {
+  const { server, path } = await startServer(t);
+  const second = socketPath();
+  await server.listen(second);
+  const c = await client(t, path);
+  const idle = await Raw.open(t, second);
+  const slow = c.call('org.example.test.Sleep', { ms: 200 });
+  await sleep(50);
+  const started = Date.now();
+  await server.close();
+  assert.deepEqual(await slow, { ms: 200 });
+  assert.ok(Date.now() - started < 2000);
+  assert.equal(fs.existsSync(path), false);
+  assert.equal(fs.existsSync(second), false);
+  await closesWithin(idle, 1000);
+  await assert.rejects(c.call('org.varlink.service.GetInfo'), { code: 'ECONNRESET' });
+  await server.close(); // a second close() is harmless
+  await assert.rejects(VarlinkClient.connect(path), { code: 'ENOENT' });
+});
