@@ -1,4 +1,5 @@
 // How mymachinesctl shows machines to people: tables and property lists.
+import { readFileSync, readdirSync } from 'node:fs';
 import { Address4, Address6 } from 'ip-address';
 
 export interface MachineJson {
@@ -46,6 +47,18 @@ export function listTable(machines: MachineJson[]): string {
   return `${body}${rows.length ? '\n' : ''}${rows.length} machine${rows.length === 1 ? '' : 's'} listed.\n`;
 }
 
+/** The host's name of a network interface, as machinectl shows it; the index when it has none. */
+function interfaceName(index: number): string {
+  for (const name of readdirSync('/sys/class/net')) {
+    try {
+      if (Number(readFileSync(`/sys/class/net/${name}/ifindex`, 'utf8')) === index) return name;
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return String(index);
+}
+
 function since(realtimeUs: number): string {
   const d = new Date(realtimeUs / 1000);
   const ago = Math.max(0, Math.round((Date.now() - d.getTime()) / 1000));
@@ -60,7 +73,7 @@ export function statusText(m: MachineJson, leaderComm: string): string {
     ['Service', `${m.service || '-'}; class ${m.class}`],
   ];
   if (m.rootDirectory) rows.push(['Root', m.rootDirectory]);
-  if (m.ifIndices?.length) rows.push(['Iface', m.ifIndices.join(' ')]);
+  if (m.ifIndices?.length) rows.push(['Iface', m.ifIndices.map(interfaceName).join(' ')]);
   const addrs = (m.addresses ?? []).map(formatAddress);
   addrs.forEach((a, i) => rows.push([i === 0 ? 'Address' : '', a]));
   const os = m.osRelease?.PRETTY_NAME ?? m.osRelease?.NAME;
