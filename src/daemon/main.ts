@@ -6,6 +6,7 @@ import { findCgroup2Mount, Cgroups } from '../registry/cgroup.js';
 import { Registry } from '../registry/registry.js';
 import { machineHandlers, machineInterface } from '../registry/varlink-machine.js';
 import { Resolver, resolveHandlers, resolveInterface } from '../resolver/index.js';
+import { userDatabaseHandlers, userDatabaseInterface } from '../userdb/varlink-userdb.js';
 import { VarlinkServer } from '../varlink/server.js';
 import { makeLogger } from './logging.js';
 import { HELP, parseOptions, UsageError, type DaemonOptions } from './options.js';
@@ -54,7 +55,14 @@ async function run(opts: DaemonOptions): Promise<void> {
   });
   server.addInterface(machineInterface, machineHandlers(registry));
   server.addInterface(resolveInterface, resolveHandlers(new Resolver(registry)));
+  server.addInterface(userDatabaseInterface, userDatabaseHandlers(registry));
   await server.listen(socketPath, 0o666);
+  // Where nss-systemd and userdbctl look for userdb services; the socket's name is the service name.
+  if (opts.userdbDir !== '') {
+    const userdbSocket = join(opts.userdbDir, SOCKET_NAME);
+    // A live machined may own it: then its records are served there, and ours on the daemon socket only.
+    await server.listen(userdbSocket, 0o666).catch((err) => log.warn({ err, socket: userdbSocket }, 'userdb socket not served'));
+  }
   log.info({ socket: socketPath, stateDir: opts.stateDir, machines: registry.list().length - 1 }, 'ready');
 
   let stopping = false;
