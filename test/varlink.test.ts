@@ -202,6 +202,7 @@ error NotFound (name: string)
 error Busy ()
 `);
   assert.throws(() => describeInterface({ name: 'x.y', types: { Bad: t.string }, methods: {} }), /struct or an enum/);
+  assert.throws(() => describeInterface({ name: 'x.y', methods: { M: { in: { p: t.ref('Nope') }, out: {} } } }), /unknown type Nope/);
 });
 
 test('validate names the first bad key', () => {

@@ -41,45 +41,48 @@ export interface InterfaceDef {
   errors?: Record<string, Record<string, VType>>;
 }
 
-function typeText(v: VType): string {
+/** `def` is the interface whose named types a ref may use. */
+function typeText(def: InterfaceDef, v: VType): string {
   switch (v.kind) {
-    case 'optional': return `?${typeText(v.of)}`;
-    case 'array': return `[]${typeText(v.of)}`;
-    case 'map': return `[string]${typeText(v.of)}`;
+    case 'optional': return `?${typeText(def, v.of)}`;
+    case 'array': return `[]${typeText(def, v.of)}`;
+    case 'map': return `[string]${typeText(def, v.of)}`;
     case 'enum': return `(${v.values.join(', ')})`;
-    case 'struct': return fieldsText(v.fields);
-    case 'ref': return v.name;
+    case 'struct': return fieldsText(def, v.fields);
+    case 'ref':
+      if (!Object.hasOwn(def.types ?? {}, v.name)) throw new Error(`${def.name}: unknown type ${v.name}`);
+      return v.name;
     default: return v.kind;
   }
 }
 
-function fieldsText(fields: Readonly<Record<string, VType>>): string {
-  return `(${Object.entries(fields).map(([k, v]) => `${k}: ${typeText(v)}`).join(', ')})`;
+function fieldsText(def: InterfaceDef, fields: Readonly<Record<string, VType>>): string {
+  return `(${Object.entries(fields).map(([k, v]) => `${k}: ${typeText(def, v)}`).join(', ')})`;
 }
 
 function comment(doc: string | undefined): string {
   return doc === undefined ? '' : doc.split('\n').map((l) => (l ? `# ${l}\n` : '#\n')).join('');
 }
 
-/** The interface as Varlink IDL text, as GetInterfaceDescription answers it. */
+/** The interface as Varlink IDL text, as GetInterfaceDescription answers it. Throws on a malformed definition. */
 export function describeInterface(def: InterfaceDef): string {
   const blocks = [`${comment(def.doc)}interface ${def.name}`];
   for (const [name, type] of Object.entries(def.types ?? {})) {
     if (type.kind === 'struct' && Object.keys(type.fields).length > 0) {
       // Named structs one field a line, as the Varlink specification writes them.
-      const lines = Object.entries(type.fields).map(([k, v]) => `  ${k}: ${typeText(v)}`);
+      const lines = Object.entries(type.fields).map(([k, v]) => `  ${k}: ${typeText(def, v)}`);
       blocks.push(`type ${name} (\n${lines.join(',\n')}\n)`);
     } else if (type.kind === 'struct' || type.kind === 'enum') {
-      blocks.push(`type ${name} ${typeText(type)}`);
+      blocks.push(`type ${name} ${typeText(def, type)}`);
     } else {
       throw new Error(`${def.name}: type ${name} must be a struct or an enum`);
     }
   }
   for (const [name, m] of Object.entries(def.methods)) {
-    blocks.push(`${comment(m.doc)}method ${name}${fieldsText(m.in)} -> ${fieldsText(m.out)}`);
+    blocks.push(`${comment(m.doc)}method ${name}${fieldsText(def, m.in)} -> ${fieldsText(def, m.out)}`);
   }
   for (const [name, fields] of Object.entries(def.errors ?? {})) {
-    blocks.push(`error ${name} ${fieldsText(fields)}`);
+    blocks.push(`error ${name} ${fieldsText(def, fields)}`);
   }
   return `${blocks.join('\n\n')}\n`;
 }
@@ -112,17 +115,16 @@ function matches(def: InterfaceDef, type: VType, v: unknown): boolean {
     case 'enum': return typeof v === 'string' && type.values.includes(v);
     case 'struct': return isObject(v) && firstBadKey(def, type.fields, v) === undefined;
     case 'ref': {
-      const named = def.types?.[type.name];
-      if (!named) throw new Error(`${def.name}: unknown type ${type.name}`);
-      return matches(def, named, v);
+      if (!Object.hasOwn(def.types ?? {}, type.name)) throw new Error(`${def.name}: unknown type ${type.name}`);
+      return matches(def, def.types![type.name]!, v);
     }
   }
 }
 
 /** Checks a call's parameters against the method's `in`; throws InvalidParameter naming the first bad key. */
 export function validate(def: InterfaceDef, method: string, params: Record<string, unknown>): void {
-  const m = def.methods[method];
-  if (!m) throw new Error(`${def.name}: no method ${method}`);
+  if (!Object.hasOwn(def.methods, method)) throw new Error(`${def.name}: no method ${method}`);
+  const m = def.methods[method]!;
   const bad = firstBadKey(def, m.in, params);
   if (bad !== undefined) throw invalidParameter(bad);
 }
