@@ -3,6 +3,8 @@ import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { findCgroup2Mount, Cgroups } from '../registry/cgroup.js';
+import { serveMachine1 } from '../registry/dbus-machine1.js';
+import { busAddress } from '../registry/dbus-service.js';
 import { Registry } from '../registry/registry.js';
 import { machineHandlers, machineInterface } from '../registry/varlink-machine.js';
 import { Resolver, resolveHandlers, resolveInterface } from '../resolver/index.js';
@@ -63,6 +65,8 @@ async function run(opts: DaemonOptions): Promise<void> {
     // A live machined may own it: then its records are served there, and ours on the daemon socket only.
     await server.listen(userdbSocket, 0o666).catch((err) => log.warn({ err, socket: userdbSocket }, 'userdb socket not served'));
   }
+  // D-Bus is optional: an unreachable bus is warned about and retried, never fatal.
+  const bus = opts.bus === 'none' ? undefined : serveMachine1(registry, log, busAddress(opts.bus, process.env));
   log.info({ socket: socketPath, stateDir: opts.stateDir, machines: registry.list().length - 1 }, 'ready');
 
   let stopping = false;
@@ -70,6 +74,7 @@ async function run(opts: DaemonOptions): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'stopping');
+    bus?.stop();
     await server.close();
     await registry.stop();
     log.flush?.();

@@ -1,0 +1,63 @@
+// org.freedesktop.LogControl1 (systemd's standard interface for daemons): reads and changes the log
+// level at run time. Levels are systemd's names, mapped onto the logger's (pino) levels.
+import { BusError, type BusObject, type Caller, E } from './dbus-service.js';
+
+export const LOG_CONTROL_PATH = '/org/freedesktop/LogControl1';
+
+/** The part of a pino logger that this needs: its level can be read and set. */
+export interface LevelLogger {
+  level: string;
+}
+
+const TO_PINO: Record<string, string> = {
+  emerg: 'fatal',
+  alert: 'fatal',
+  crit: 'fatal',
+  err: 'error',
+  warning: 'warn',
+  notice: 'info',
+  info: 'info',
+  debug: 'debug',
+};
+const FROM_PINO: Record<string, string> = { fatal: 'crit', error: 'err', warn: 'warning', info: 'info', debug: 'debug', trace: 'debug', silent: 'emerg' };
+
+async function requireRoot(caller: Caller): Promise<void> {
+  if ((await caller.creds()).uid !== 0) throw new BusError(E.AccessDenied, 'Access denied: only root may change logging.');
+}
+
+export function logControlObject(log: LevelLogger, identifier: string): BusObject {
+  return {
+    target: log,
+    interfaces: [
+      {
+        name: 'org.freedesktop.LogControl1',
+        methods: {},
+        signals: {},
+        properties: {
+          LogLevel: {
+            type: 's',
+            emits: 'false',
+            get: () => FROM_PINO[log.level] ?? 'info',
+            async set(_t, caller, value: string) {
+              await requireRoot(caller);
+              const level = TO_PINO[value];
+              if (!level) throw new BusError(E.InvalidArgs, `Invalid log level '${value}': expected one of ${Object.keys(TO_PINO).join(', ')}`);
+              log.level = level;
+            },
+          },
+          LogTarget: {
+            type: 's',
+            emits: 'false',
+            // JSON lines on stdout: the console (or the journal, when a service manager collects stdout).
+            get: () => 'console',
+            async set(_t, caller, value: string) {
+              await requireRoot(caller);
+              if (value !== 'console' && value !== 'auto') throw new BusError(E.NotSupported, `Log target '${value}' is not supported: mymachinesd logs to its standard output (console) only`);
+            },
+          },
+          SyslogIdentifier: { type: 's', emits: 'false', get: () => identifier },
+        },
+      },
+    ],
+  };
+}

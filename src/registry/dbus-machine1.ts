@@ -1,0 +1,275 @@
+// The D-Bus front end of the registry: org.freedesktop.machine1 as systemd-machined 252 serves it
+// (reference §1-§3): the Manager, one Machine object per machine (and `self`), the Manager's signals.
+// It only translates between D-Bus and Registry calls.
+import { RegistryError, type RegistryErrorKind } from './errors.js';
+import { type IdKind, mapFromMachine, mapToMachine } from './id-mapping.js';
+import { type Machine, uidShift } from './machine.js';
+import type { Registry } from './registry.js';
+import { LOG_CONTROL_PATH, type LevelLogger, logControlObject } from './dbus-log-control.js';
+import { BusError, type BusLog, type BusObject, BusService, type Caller, E, type InterfaceDef, type ObjectTree } from './dbus-service.js';
+
+export const BUS_NAME = 'org.freedesktop.machine1';
+export const MANAGER_PATH = '/org/freedesktop/machine1';
+const MANAGER = 'org.freedesktop.machine1.Manager';
+const MACHINE = 'org.freedesktop.machine1.Machine';
+const MACHINE_PREFIX = '/org/freedesktop/machine1/machine/';
+const UINT64_MAX = 0xffffffffffffffffn;
+
+/** machined's D-Bus error for each registry error kind (reference §1.4); the one place they are named. */
+const ERROR_NAMES: Record<RegistryErrorKind, string> = {
+  NoSuchMachine: 'org.freedesktop.machine1.NoSuchMachine',
+  MachineExists: 'org.freedesktop.machine1.MachineExists',
+  NoMachineForPID: 'org.freedesktop.machine1.NoMachineForPID',
+  NoPrivateNetworking: 'org.freedesktop.machine1.NoPrivateNetworking',
+  NoSuchUserMapping: 'org.freedesktop.machine1.NoSuchUserMapping',
+  NoSuchGroupMapping: 'org.freedesktop.machine1.NoSuchGroupMapping',
+  InvalidParameter: E.InvalidArgs,
+  NotSupported: E.NotSupported,
+  NoOSRelease: E.Failed,
+  Failed: E.Failed,
+};
+
+export function toBusError(e: unknown): BusError | undefined {
+  return e instanceof RegistryError ? new BusError(ERROR_NAMES[e.kind], e.message) : undefined;
+}
+
+/** sd-bus's bus_label_escape: letters stay, digits stay except first, every other byte is _xx. */
+export function busLabelEscape(s: string): string {
+  if (s === '') return '_';
+  let out = '';
+  const bytes = Buffer.from(s, 'utf8');
+  bytes.forEach((b, i) => {
+    const letter = (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a);
+    const digit = b >= 0x30 && b <= 0x39;
+    out += letter || (digit && i > 0) ? String.fromCharCode(b) : '_' + b.toString(16).padStart(2, '0');
+  });
+  return out;
+}
+
+/** The inverse; undefined for a label no escaping could have made. */
+export function busLabelUnescape(label: string): string | undefined {
+  if (label === '_') return '';
+  const bytes: number[] = [];
+  for (let i = 0; i < label.length; i++) {
+    if (label[i] !== '_') {
+      bytes.push(label.charCodeAt(i));
+      continue;
+    }
+    const hex = label.slice(i + 1, i + 3);
+    if (!/^[0-9a-fA-F]{2}$/.test(hex)) return undefined;
+    bytes.push(parseInt(hex, 16));
+    i += 2;
+  }
+  return Buffer.from(bytes).toString('utf8');
+}
+
+export function machinePath(name: string): string {
+  const path = MACHINE_PREFIX + busLabelEscape(name);
+  // Escaping only makes [A-Za-z0-9_]; checked anyway, as a bad path would break the whole reply.
+  if (!/^(\/[A-Za-z0-9_]+)+$/.test(path)) throw new BusError(E.Failed, `Cannot make an object path for machine '${name}'`);
+  return path;
+}
+
+async function requireRoot(caller: Caller): Promise<void> {
+  if ((await caller.creds()).uid !== 0) throw new BusError(E.AccessDenied, 'Access denied: only root may change machines.');
+}
+
+function idFromBytes(id: Buffer): string {
+  if (id.length !== 0 && id.length !== 16) throw new BusError(E.InvalidArgs, 'Invalid machine ID parameter: expected 0 or 16 bytes');
+  return id.every((b) => b === 0) ? '' : id.toString('hex');
+}
+
+const notBuilt = (what: string) => () => {
+  throw new BusError(E.NotSupported, `${what} are not supported by mymachinesd yet.`);
+};
+const images = notBuilt('Images');
+const ptys = notBuilt('PTYs, logins and shells');
+const copies = notBuilt('Bind mounts and copies');
+const rootDir = notBuilt('Opening the root directory of machines');
+
+function mapTo(reg: Registry, kind: IdKind, outer: number): unknown[] {
+  const { machine, id } = mapToMachine(reg, kind, outer);
+  return [machine.name, machinePath(machine.name), id];
+}
+
+function uidShiftOf(m: Machine): number {
+  if (m.class !== 'container' && m.class !== 'host') throw new BusError(E.NotSupported, 'UID/GID shift may only be determined for container machines.');
+  const shift = uidShift(m);
+  if (shift === undefined) throw new BusError(E.NotSupported, 'Machine uses a complex UID/GID mapping, cannot determine shift');
+  return shift;
+}
+
+const addresses = (reg: Registry, m: Machine) => [reg.netAddresses(m.name).map((a) => [a.family, a.bytes])];
+const osRelease = async (reg: Registry, m: Machine) => [Object.fromEntries(await reg.osRelease(m.name))];
+
+async function register(reg: Registry, caller: Caller, allocateUnit: boolean, name: string, id: Buffer, service: string, cls: string, leader: number, root: string, ifIndices: number[] = []) {
+  await requireRoot(caller);
+  if (leader === 0) leader = (await caller.creds()).pid;
+  const m = await reg.register({ name, id: idFromBytes(id), service, class: cls, leader, rootDirectory: root, ifIndices, allocateUnit });
+  return [machinePath(m.name)];
+}
+
+/** Looks a machine up first, then checks the caller, as machined does for Terminate/Kill/Unregister. */
+async function changeable(reg: Registry, caller: Caller, name: string): Promise<Machine> {
+  const m = reg.mustGet(name);
+  await requireRoot(caller);
+  return m;
+}
+
+function managerInterface(reg: Registry): InterfaceDef<null> {
+  const get = (name: string) => reg.mustGet(name);
+  return {
+    name: MANAGER,
+    methods: {
+      GetMachine: { in: 'name:s', out: 'machine:o', call: (_t, _c, name) => [machinePath(get(name).name)] },
+      GetImage: { in: 'name:s', out: 'image:o', call: images },
+      GetMachineByPID: {
+        in: 'pid:u',
+        out: 'machine:o',
+        call: async (_t, c, pid: number) => [machinePath((await reg.byPid(pid === 0 ? (await c.creds()).pid : pid)).name)],
+      },
+      ListMachines: { in: '', out: 'machines:a(ssso)', call: () => [reg.list().map((m) => [m.name, m.class, m.service, machinePath(m.name)])] },
+      ListImages: { in: '', out: 'images:a(ssbttto)', call: () => [[]] },
+      CreateMachine: {
+        in: 'name:s id:ay service:s class:s leader:u root_directory:s scope_properties:a(sv)',
+        out: 'path:o',
+        call: (_t, c, name, id, service, cls, leader, root) => register(reg, c, true, name, id, service, cls, leader, root),
+      },
+      CreateMachineWithNetwork: {
+        in: 'name:s id:ay service:s class:s leader:u root_directory:s ifindices:ai scope_properties:a(sv)',
+        out: 'path:o',
+        call: (_t, c, name, id, service, cls, leader, root, ifs) => register(reg, c, true, name, id, service, cls, leader, root, ifs),
+      },
+      RegisterMachine: {
+        in: 'name:s id:ay service:s class:s leader:u root_directory:s',
+        out: 'path:o',
+        call: (_t, c, name, id, service, cls, leader, root) => register(reg, c, false, name, id, service, cls, leader, root),
+      },
+      RegisterMachineWithNetwork: {
+        in: 'name:s id:ay service:s class:s leader:u root_directory:s ifindices:ai',
+        out: 'path:o',
+        call: (_t, c, name, id, service, cls, leader, root, ifs) => register(reg, c, false, name, id, service, cls, leader, root, ifs),
+      },
+      UnregisterMachine: { in: 'name:s', out: '', call: async (_t, c, name) => void (await reg.unregister((await changeable(reg, c, name)).name)) },
+      TerminateMachine: { in: 'id:s', out: '', call: async (_t, c, name) => void (await reg.terminate((await changeable(reg, c, name)).name)) },
+      KillMachine: {
+        in: 'name:s who:s signal:i',
+        out: '',
+        call: async (_t, c, name, who, sig) => void (await reg.kill((await changeable(reg, c, name)).name, who, sig)),
+      },
+      GetMachineAddresses: { in: 'name:s', out: 'addresses:a(iay)', call: (_t, _c, name) => addresses(reg, get(name)) },
+      GetMachineOSRelease: { in: 'name:s', out: 'fields:a{ss}', call: (_t, _c, name) => osRelease(reg, get(name)) },
+      OpenMachinePTY: { in: 'name:s', out: 'pty:h pty_path:s', call: ptys },
+      OpenMachineLogin: { in: 'name:s', out: 'pty:h pty_path:s', call: ptys },
+      OpenMachineShell: { in: 'name:s user:s path:s args:as environment:as', out: 'pty:h pty_path:s', call: ptys },
+      BindMountMachine: { in: 'name:s source:s destination:s read_only:b mkdir:b', out: '', call: copies },
+      CopyFromMachine: { in: 'name:s source:s destination:s', out: '', call: copies },
+      CopyToMachine: { in: 'name:s source:s destination:s', out: '', call: copies },
+      CopyFromMachineWithFlags: { in: 'name:s source:s destination:s flags:t', out: '', call: copies },
+      CopyToMachineWithFlags: { in: 'name:s source:s destination:s flags:t', out: '', call: copies },
+      OpenMachineRootDirectory: { in: 'name:s', out: 'fd:h', call: rootDir },
+      GetMachineUIDShift: { in: 'name:s', out: 'shift:u', call: (_t, _c, name) => [uidShiftOf(get(name))] },
+      RemoveImage: { in: 'name:s', out: '', call: images },
+      RenameImage: { in: 'name:s new_name:s', out: '', call: images },
+      CloneImage: { in: 'name:s new_name:s read_only:b', out: '', call: images },
+      MarkImageReadOnly: { in: 'name:s read_only:b', out: '', call: images },
+      GetImageHostname: { in: 'name:s', out: 'hostname:s', call: images },
+      GetImageMachineID: { in: 'name:s', out: 'id:ay', call: images },
+      GetImageMachineInfo: { in: 'name:s', out: 'machine_info:a{ss}', call: images },
+      GetImageOSRelease: { in: 'name:s', out: 'os_release:a{ss}', call: images },
+      SetPoolLimit: { in: 'size:t', out: '', call: images },
+      SetImageLimit: { in: 'name:s size:t', out: '', call: images },
+      CleanPool: { in: 'mode:s', out: 'images:a(st)', call: images },
+      MapFromMachineUser: { in: 'name:s uid_inner:u', out: 'uid_outer:u', call: (_t, _c, name, uid) => [mapFromMachine(reg, 'user', name, uid)] },
+      MapToMachineUser: { in: 'uid_outer:u', out: 'machine_name:s machine_path:o uid_inner:u', call: (_t, _c, uid) => mapTo(reg, 'user', uid) },
+      MapFromMachineGroup: { in: 'name:s gid_inner:u', out: 'gid_outer:u', call: (_t, _c, name, gid) => [mapFromMachine(reg, 'group', name, gid)] },
+      MapToMachineGroup: { in: 'gid_outer:u', out: 'machine_name:s machine_path:o gid_inner:u', call: (_t, _c, gid) => mapTo(reg, 'group', gid) },
+    },
+    properties: {
+      PoolPath: { type: 's', emits: 'false', get: () => '/var/lib/machines' },
+      // No image pool yet: unknown, as machined says on a pool that is not btrfs.
+      PoolUsage: { type: 't', emits: 'false', get: () => UINT64_MAX },
+      PoolLimit: { type: 't', emits: 'false', get: () => UINT64_MAX },
+    },
+    signals: { MachineNew: 'machine:s path:o', MachineRemoved: 'machine:s path:o' },
+  };
+}
+
+function machineInterface(reg: Registry): InterfaceDef<Machine> {
+  return {
+    name: MACHINE,
+    methods: {
+      Terminate: { in: '', out: '', call: async (m, c) => void (await reg.terminate((await changeable(reg, c, m.name)).name)) },
+      Kill: { in: 'who:s signal:i', out: '', call: async (m, c, who, sig) => void (await reg.kill((await changeable(reg, c, m.name)).name, who, sig)) },
+      GetAddresses: { in: '', out: 'addresses:a(iay)', call: (m) => addresses(reg, reg.mustGet(m.name)) },
+      GetOSRelease: { in: '', out: 'fields:a{ss}', call: (m) => osRelease(reg, reg.mustGet(m.name)) },
+      GetUIDShift: { in: '', out: 'shift:u', call: (m) => [uidShiftOf(m)] },
+      OpenPTY: { in: '', out: 'pty:h pty_path:s', call: ptys },
+      OpenLogin: { in: '', out: 'pty:h pty_path:s', call: ptys },
+      OpenShell: { in: 'user:s path:s args:as environment:as', out: 'pty:h pty_path:s', call: ptys },
+      BindMount: { in: 'source:s destination:s read_only:b mkdir:b', out: '', call: copies },
+      CopyFrom: { in: 'source:s destination:s', out: '', call: copies },
+      CopyTo: { in: 'source:s destination:s', out: '', call: copies },
+      CopyFromWithFlags: { in: 'source:s destination:s flags:t', out: '', call: copies },
+      CopyToWithFlags: { in: 'source:s destination:s flags:t', out: '', call: copies },
+      OpenRootDirectory: { in: '', out: 'fd:h', call: rootDir },
+    },
+    properties: {
+      Name: { type: 's', emits: 'const', get: (m) => m.name },
+      // An unset ID is an empty array, as machined sends it.
+      Id: { type: 'ay', emits: 'const', get: (m) => (m.id ? Buffer.from(m.id, 'hex') : Buffer.alloc(0)) },
+      Timestamp: { type: 't', emits: 'const', get: (m) => BigInt(m.timestamp.realtime) },
+      TimestampMonotonic: { type: 't', emits: 'const', get: (m) => BigInt(m.timestamp.monotonic) },
+      Service: { type: 's', emits: 'const', get: (m) => m.service },
+      Unit: { type: 's', emits: 'const', get: (m) => m.unit },
+      Scope: { type: 's', emits: 'const', hidden: true, get: (m) => m.unit },
+      Leader: { type: 'u', emits: 'const', get: (m) => m.leader },
+      Class: { type: 's', emits: 'const', get: (m) => m.class },
+      RootDirectory: { type: 's', emits: 'const', get: (m) => m.rootDirectory },
+      NetworkInterfaces: { type: 'ai', emits: 'const', get: (m) => m.ifIndices },
+      State: { type: 's', emits: 'false', get: (m) => m.state },
+    },
+    signals: {},
+  };
+}
+
+/** The objects of org.freedesktop.machine1, plus `extra` objects at fixed paths (LogControl1). */
+export function machine1Tree(reg: Registry, extra: Record<string, BusObject>): ObjectTree {
+  const manager: BusObject = { target: null, interfaces: [managerInterface(reg)] };
+  const machine = machineInterface(reg);
+  return {
+    async find(path, caller) {
+      if (path === MANAGER_PATH) return manager;
+      if (extra[path]) return extra[path];
+      if (!path.startsWith(MACHINE_PREFIX)) return undefined;
+      const label = path.slice(MACHINE_PREFIX.length);
+      let m: Machine | undefined;
+      // `self`: the caller's own machine (machined shadows a machine really named "self" the same way).
+      if (label === 'self') m = await reg.byPid((await caller.creds()).pid).catch(() => undefined);
+      else {
+        const name = busLabelUnescape(label);
+        m = name === undefined ? undefined : reg.get(name);
+      }
+      return m && { target: m, interfaces: [machine] };
+    },
+    paths: () => [MANAGER_PATH, ...Object.keys(extra), ...reg.list().map((m) => machinePath(m.name))],
+    mapError: toBusError,
+  };
+}
+
+/** MachineNew and MachineRemoved, as the registry adds and removes machines. */
+export function announceMachines(reg: Registry, service: BusService): void {
+  const send = (member: string) => (m: Machine) => service.signal(MANAGER_PATH, MANAGER, member, 'machine:s path:o', [m.name, machinePath(m.name)]);
+  reg.on('added', send('MachineNew'));
+  reg.on('removed', send('MachineRemoved'));
+}
+
+/** Serves org.freedesktop.machine1 and LogControl1 on the bus at `address` (see busAddress), for as long
+ *  as the daemon runs: the bus may come and go. */
+export function serveMachine1(reg: Registry, log: BusLog & LevelLogger, address: string | undefined): BusService {
+  const tree = machine1Tree(reg, { [LOG_CONTROL_PATH]: logControlObject(log, 'mymachinesd') });
+  const service = new BusService({ address, name: BUS_NAME, tree, log });
+  announceMachines(reg, service);
+  service.start();
+  return service;
+}

@@ -1,0 +1,356 @@
+// A small D-Bus object server on dbus-next's message API, and a bus connection that comes back after the
+// bus goes away. dbus-next's own Interface classes (configureMembers) cannot serve machined's interfaces:
+// their methods never see the sender (needed for UID checks, PID 0 and the `self` path), and they need
+// one export per path, where machine objects come and go with the registry (machined uses a fallback
+// vtable). So every method call is dispatched here, from plain tables of interfaces.
+import { readFile } from 'node:fs/promises';
+import dbus from 'dbus-next';
+
+const { Message, Variant } = dbus;
+const METHOD_CALL = dbus.MessageType.METHOD_CALL;
+const NO_REPLY_EXPECTED = 1;
+const BUS_CALL_TIMEOUT_MS = 5000;
+const RECONNECT_MS = 1000;
+
+export const E = {
+  Failed: 'org.freedesktop.DBus.Error.Failed',
+  InvalidArgs: 'org.freedesktop.DBus.Error.InvalidArgs',
+  NotSupported: 'org.freedesktop.DBus.Error.NotSupported',
+  AccessDenied: 'org.freedesktop.DBus.Error.AccessDenied',
+  UnknownObject: 'org.freedesktop.DBus.Error.UnknownObject',
+  UnknownMethod: 'org.freedesktop.DBus.Error.UnknownMethod',
+  UnknownInterface: 'org.freedesktop.DBus.Error.UnknownInterface',
+  UnknownProperty: 'org.freedesktop.DBus.Error.UnknownProperty',
+  PropertyReadOnly: 'org.freedesktop.DBus.Error.PropertyReadOnly',
+} as const;
+
+/** An error that leaves as a D-Bus error reply with this name and message. */
+export class BusError extends Error {
+  constructor(
+    readonly busName: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface Caller {
+  sender: string;
+  /** The sender's UID and PID, asked of the bus (once per call). */
+  creds(): Promise<{ uid: number; pid: number }>;
+}
+
+/** in and out: "name:type" pairs separated by spaces, e.g. "name:s id:ay". */
+export interface MethodDef<T> {
+  in: string;
+  out: string;
+  call(target: T, caller: Caller, ...args: any[]): unknown[] | void | Promise<unknown[] | void>;
+}
+
+export interface PropertyDef<T> {
+  type: string;
+  get(target: T, caller: Caller): unknown;
+  set?(target: T, caller: Caller, value: any): void | Promise<void>;
+  /** Readable by Get only: absent from introspection and GetAll (sd-bus's SD_BUS_VTABLE_HIDDEN). */
+  hidden?: boolean;
+  /** org.freedesktop.DBus.Property.EmitsChangedSignal. */
+  emits: 'const' | 'false' | 'true';
+}
+
+export interface InterfaceDef<T> {
+  name: string;
+  methods: Record<string, MethodDef<T>>;
+  properties: Record<string, PropertyDef<T>>;
+  signals: Record<string, string>;
+}
+
+export interface BusObject {
+  target: any;
+  interfaces: InterfaceDef<any>[];
+}
+
+export interface ObjectTree {
+  /** The object at path, or undefined when there is none. */
+  find(path: string, caller: Caller): BusObject | undefined | Promise<BusObject | undefined>;
+  /** Every object path: introspection lists the children of a path from these. */
+  paths(): string[];
+  /** Turns an exception of the object's own code into a BusError (else it is logged, answered Failed). */
+  mapError(e: unknown): BusError | undefined;
+}
+
+export interface BusLog {
+  info(o: object, msg: string): void;
+  warn(o: object, msg: string): void;
+  debug(o: object, msg: string): void;
+}
+
+const signatureOf = (args: string) => parseArgs(args).map((a) => a.type).join('');
+
+function parseArgs(args: string): { name: string; type: string }[] {
+  return args
+    .split(' ')
+    .filter(Boolean)
+    .map((a) => {
+      const i = a.indexOf(':');
+      return { name: a.slice(0, i), type: a.slice(i + 1) };
+    });
+}
+
+const xmlEscape = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+
+const STANDARD_INTERFACES = `<interface name="org.freedesktop.DBus.Peer">
+  <method name="Ping"/>
+  <method name="GetMachineId"><arg type="s" name="machine_uuid" direction="out"/></method>
+ </interface>
+ <interface name="org.freedesktop.DBus.Introspectable">
+  <method name="Introspect"><arg name="xml_data" type="s" direction="out"/></method>
+ </interface>
+ <interface name="org.freedesktop.DBus.Properties">
+  <method name="Get"><arg name="interface_name" direction="in" type="s"/><arg name="property_name" direction="in" type="s"/><arg name="value" direction="out" type="v"/></method>
+  <method name="GetAll"><arg name="interface_name" direction="in" type="s"/><arg name="props" direction="out" type="a{sv}"/></method>
+  <method name="Set"><arg name="interface_name" direction="in" type="s"/><arg name="property_name" direction="in" type="s"/><arg name="value" direction="in" type="v"/></method>
+  <signal name="PropertiesChanged"><arg type="s" name="interface_name"/><arg type="a{sv}" name="changed_properties"/><arg type="as" name="invalidated_properties"/></signal>
+ </interface>
+`;
+
+function introspectInterface(i: InterfaceDef<unknown>): string {
+  const arg = (dir: string) => (a: { name: string; type: string }) => `<arg type="${a.type}" name="${a.name}"${dir ? ` direction="${dir}"` : ''}/>`;
+  let x = ` <interface name="${i.name}">\n`;
+  for (const [name, m] of Object.entries(i.methods)) {
+    x += `  <method name="${name}">${parseArgs(m.in).map(arg('in')).join('')}${parseArgs(m.out).map(arg('out')).join('')}</method>\n`;
+  }
+  for (const [name, args] of Object.entries(i.signals)) x += `  <signal name="${name}">${parseArgs(args).map(arg('')).join('')}</signal>\n`;
+  for (const [name, p] of Object.entries(i.properties)) {
+    if (p.hidden) continue;
+    x += `  <property name="${name}" type="${p.type}" access="${p.set ? 'readwrite' : 'read'}"><annotation name="org.freedesktop.DBus.Property.EmitsChangedSignal" value="${p.emits}"/></property>\n`;
+  }
+  return x + ' </interface>\n';
+}
+
+/** The direct children of path among all object paths. */
+function childNodes(path: string, all: string[]): string[] {
+  const prefix = path === '/' ? '/' : path + '/';
+  const out = new Set<string>();
+  for (const p of all) if (p.startsWith(prefix) && p.length > prefix.length) out.add(p.slice(prefix.length).split('/')[0]);
+  return [...out].sort();
+}
+
+function withTimeout<T>(p: Promise<T>, what: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new BusError(E.Failed, `Timed out: ${what}`)), BUS_CALL_TIMEOUT_MS);
+    p.then(
+      (v) => (clearTimeout(t), resolve(v)),
+      (e) => (clearTimeout(t), reject(e)),
+    );
+  });
+}
+
+/** A connection to one bus that owns a name and serves an object tree there; it warns when the bus
+ *  cannot be reached and connects again when it can, and never throws for it. */
+export class BusService {
+  private bus: dbus.MessageBus | undefined;
+  private connected = false;
+  private retry: NodeJS.Timeout | undefined;
+  private stopped = false;
+  /** Warn once per outage, not on every retry. */
+  private warned = false;
+
+  constructor(
+    private readonly opts: { address: string | undefined; name: string; tree: ObjectTree; log: BusLog },
+  ) {}
+
+  start(): void {
+    this.connect();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.retry);
+    this.drop();
+  }
+
+  get isConnected(): boolean {
+    return this.connected;
+  }
+
+  /** Broadcasts a signal; dropped while there is no bus, as nobody could receive it. */
+  signal(path: string, iface: string, member: string, args: string, body: unknown[]): void {
+    if (!this.connected) return;
+    this.send(Message.newSignal(path, iface, member, signatureOf(args), body));
+  }
+
+  private connect(): void {
+    const { log, address, name } = this.opts;
+    const bus = dbus.sessionBus({ busAddress: address } as dbus.SessionBusOptions);
+    this.bus = bus;
+    const lost = (why: string) => {
+      if (this.bus !== bus) return;
+      const was = this.connected;
+      this.drop();
+      if (was) log.warn({ bus: address, why }, 'lost the D-Bus connection; reconnecting');
+      else if (!this.warned) log.warn({ bus: address, why }, `cannot reach the D-Bus bus; ${name} is not served until it can be reached`);
+      else log.debug({ bus: address, why }, 'D-Bus still unreachable');
+      this.warned = true;
+      if (!this.stopped) this.retry = setTimeout(() => this.connect(), RECONNECT_MS);
+    };
+    bus.on('error', (e: Error) => lost(e?.message ?? String(e)));
+    // dbus-next does not pass on the end of the stream; without this a closed bus would go unnoticed.
+    (bus as unknown as { _connection: NodeJS.EventEmitter })._connection.on('end', () => lost('the bus closed the connection'));
+    bus.addMethodHandler((msg: dbus.Message) => {
+      if ((msg.type as number) !== METHOD_CALL) return false;
+      void this.dispatch(msg);
+      return true;
+    });
+    bus.on('connect', () => {
+      withTimeout(bus.requestName(name, 0), 'RequestName')
+        .then((reply) => {
+          if (this.bus !== bus) return;
+          this.connected = true;
+          this.warned = false;
+          if (reply === dbus.RequestNameReply.PRIMARY_OWNER || reply === dbus.RequestNameReply.ALREADY_OWNER) log.info({ bus: address, name }, 'serving on D-Bus');
+          else log.warn({ bus: address, name }, 'another process owns the D-Bus name; queued for it');
+        })
+        .catch((e: Error) => lost(`cannot own ${name}: ${e.message}`));
+    });
+  }
+
+  private drop(): void {
+    const bus = this.bus;
+    this.bus = undefined;
+    this.connected = false;
+    try {
+      bus?.disconnect();
+    } catch {
+      /* already closed */
+    }
+  }
+
+  private send(msg: dbus.Message): void {
+    try {
+      this.bus?.send(msg);
+    } catch (e) {
+      this.opts.log.debug({ error: (e as Error).message }, 'cannot send on D-Bus');
+    }
+  }
+
+  private caller(msg: dbus.Message): Caller {
+    const bus = this.bus!;
+    let creds: Promise<{ uid: number; pid: number }> | undefined;
+    return {
+      sender: msg.sender,
+      creds: () =>
+        (creds ??= withTimeout(
+          bus.call(
+            new Message({
+              destination: 'org.freedesktop.DBus',
+              path: '/org/freedesktop/DBus',
+              interface: 'org.freedesktop.DBus',
+              member: 'GetConnectionCredentials',
+              signature: 's',
+              body: [msg.sender],
+            }),
+          ),
+          'GetConnectionCredentials',
+        ).then((reply) => {
+          const c = reply!.body[0] as Record<string, dbus.Variant>;
+          if (!c.UnixUserID || !c.ProcessID) throw new BusError(E.AccessDenied, 'Cannot tell who the caller is');
+          return { uid: Number(c.UnixUserID.value), pid: Number(c.ProcessID.value) };
+        })),
+    };
+  }
+
+  private async dispatch(msg: dbus.Message): Promise<void> {
+    const reply = (sig: string, body: unknown[]) => {
+      if (!(msg.flags & NO_REPLY_EXPECTED)) this.send(Message.newMethodReturn(msg, sig, body));
+    };
+    try {
+      await this.handle(msg, this.caller(msg), reply);
+    } catch (e) {
+      const err = e instanceof BusError ? e : this.opts.tree.mapError(e);
+      if (!err) this.opts.log.warn({ error: String((e as Error)?.stack ?? e), path: msg.path, member: msg.member }, 'D-Bus method failed');
+      const { busName, message } = err ?? new BusError(E.Failed, 'Internal error');
+      if (!(msg.flags & NO_REPLY_EXPECTED)) this.send(Message.newError(msg as unknown as string, busName, message));
+    }
+  }
+
+  private async handle(msg: dbus.Message, caller: Caller, reply: (sig: string, body: unknown[]) => void): Promise<void> {
+    const { path, member } = msg;
+    const iface = msg.interface ?? '';
+    const sig = msg.signature ?? '';
+    const body = msg.body ?? [];
+    const expect = (want: string) => {
+      if (sig !== want) throw new BusError(E.InvalidArgs, `Invalid arguments '${sig}' to call ${iface}.${member}(), expecting '${want}'.`);
+    };
+    if (iface === 'org.freedesktop.DBus.Peer') {
+      if (member === 'Ping') return expect(''), reply('', []);
+      if (member === 'GetMachineId') return expect(''), reply('s', [await this.machineId()]);
+    }
+    const obj = await this.opts.tree.find(path, caller);
+    if (iface === 'org.freedesktop.DBus.Introspectable' && member === 'Introspect') {
+      expect('');
+      const nodes = childNodes(path, this.opts.tree.paths());
+      if (!obj && nodes.length === 0) throw unknownObject(path);
+      const ifaces = obj ? obj.interfaces.map(introspectInterface).join('') : '';
+      const xml =
+        '<!DOCTYPE node PUBLIC "-//freedesktop//DTD D-BUS Object Introspection 1.0//EN"\n"http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd">\n' +
+        `<node>\n ${STANDARD_INTERFACES}${ifaces}${nodes.map((n) => ` <node name="${xmlEscape(n)}"/>\n`).join('')}</node>\n`;
+      return reply('s', [xml]);
+    }
+    if (!obj) throw unknownObject(path);
+    if (iface === 'org.freedesktop.DBus.Properties') {
+      const find = (ifaceName: string, prop: string) => {
+        const p = obj.interfaces.find((i) => i.name === ifaceName)?.properties[prop];
+        if (!p) throw new BusError(E.UnknownProperty, `Unknown property or interface.`);
+        return p;
+      };
+      if (member === 'Get') {
+        expect('ss');
+        const p = find(body[0], body[1]);
+        return reply('v', [new Variant(p.type, await p.get(obj.target, caller))]);
+      }
+      if (member === 'GetAll') {
+        expect('s');
+        const ifaces = body[0] === '' ? obj.interfaces : obj.interfaces.filter((i) => i.name === body[0]);
+        if (ifaces.length === 0) throw new BusError(E.UnknownInterface, `Unknown interface '${body[0]}'.`);
+        const all: Record<string, dbus.Variant> = {};
+        for (const i of ifaces) {
+          for (const [name, p] of Object.entries(i.properties)) if (!p.hidden) all[name] = new Variant(p.type, await p.get(obj.target, caller));
+        }
+        return reply('a{sv}', [all]);
+      }
+      if (member === 'Set') {
+        expect('ssv');
+        const p = find(body[0], body[1]);
+        if (!p.set) throw new BusError(E.PropertyReadOnly, `Property '${body[1]}' is not writable.`);
+        const v = body[2] as dbus.Variant;
+        if (v.signature !== p.type) throw new BusError(E.InvalidArgs, `Invalid type '${v.signature}' for property '${body[1]}', expecting '${p.type}'.`);
+        await p.set(obj.target, caller, v.value);
+        return reply('', []);
+      }
+    }
+    // Without an interface, the first one with that member answers (the D-Bus specification allows this).
+    const candidates = iface ? obj.interfaces.filter((i) => i.name === iface) : obj.interfaces;
+    const def = candidates.find((i) => i.methods[member]);
+    if (!def) throw new BusError(E.UnknownMethod, `Unknown method ${member} or interface ${iface}.`);
+    const m = def.methods[member];
+    expect(signatureOf(m.in));
+    const out = (await m.call(obj.target, caller, ...body)) ?? [];
+    reply(signatureOf(m.out), out);
+  }
+
+  private machineIdText: string | undefined;
+  private async machineId(): Promise<string> {
+    this.machineIdText ??= (await readFile('/etc/machine-id', 'utf8').catch(() => '')).trim();
+    return this.machineIdText;
+  }
+}
+
+/** The address for --bus: system (DBUS_SYSTEM_BUS_ADDRESS or the standard socket), session (left to
+ *  dbus-next: DBUS_SESSION_BUS_ADDRESS), or an address as is. */
+export function busAddress(bus: string, env: NodeJS.ProcessEnv): string | undefined {
+  if (bus === 'system') return env.DBUS_SYSTEM_BUS_ADDRESS || 'unix:path=/run/dbus/system_bus_socket';
+  if (bus === 'session') return env.DBUS_SESSION_BUS_ADDRESS;
+  return bus;
+}
+
+export const unknownObject = (path: string) => new BusError(E.UnknownObject, `Unknown object '${path}'.`);
