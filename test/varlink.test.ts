@@ -38,6 +38,7 @@ const TEST: InterfaceDef = {
     WaitAbort: { in: {}, out: {} },
     Flood: { in: {}, out: {} },
     Fail: { in: {}, out: {} },
+    Unserializable: { in: {}, out: {} },
     Unimplemented: { in: {}, out: {} },
   },
 };
@@ -83,6 +84,7 @@ async function startServer(t: TestContext, opts: Partial<VarlinkServerOptions> =
       events.aborted.push(whenAborted(ctx));
     },
     Fail: () => { throw new Error('boom'); },
+    Unserializable: () => ({ big: 10n }),
   });
   const path = socketPath();
   await server.listen(path);
@@ -300,7 +302,8 @@ test('unknown interfaces and methods, unimplemented methods, handler failures', 
   await rejectsWith(c.call('org.example.test.Unimplemented'), 'org.varlink.service.MethodNotImplemented',
     { method: 'org.example.test.Unimplemented' });
   await rejectsWith(c.call('org.example.test.Fail'), 'io.mymachines.InternalError', {});
-  assert.deepEqual(warnings, ['varlink handler failed']);
+  await rejectsWith(c.call('org.example.test.Unserializable'), 'io.mymachines.InternalError', {});
+  assert.deepEqual(warnings, ['varlink handler failed', 'varlink reply cannot be serialized']);
   assert.deepEqual(await c.call('org.example.test.Echo', { s: 'still here' }), { s: 'still here' });
 });
 
@@ -542,18 +545,21 @@ test('listen() creates the directory and sets the mode', async (t) => {
   assert.equal((await c.call('org.varlink.service.GetInfo')).product, 'p');
 });
 
-test('close() finishes calls in flight and unlinks its sockets', async (t) => {
-  const { server, path } = await startServer(t);
+test('close() finishes calls in flight, aborts waiting ones and unlinks its sockets', async (t) => {
+  const { server, path, events } = await startServer(t);
   const second = socketPath();
   await server.listen(second);
   const c = await client(t, path);
   const idle = await Raw.open(t, second);
   const slow = c.call('org.example.test.Sleep', { ms: 200 });
-  await sleep(50);
+  const waiting = await client(t, path);
+  const waited = waiting.call('org.example.test.WaitAbort');
+  while (!events.aborted.length) await sleep(5);
   const started = Date.now();
   await server.close();
   assert.deepEqual(await slow, { ms: 200 });
-  assert.ok(Date.now() - started < 2000);
+  assert.deepEqual(await waited, {});
+  assert.ok(Date.now() - started < 2000, 'close() did not wait out its grace period');
   assert.equal(fs.existsSync(path), false);
   assert.equal(fs.existsSync(second), false);
   await closesWithin(idle, 1000);

@@ -200,6 +200,10 @@ export class VarlinkServer {
     // Without a listener an accept error (EMFILE) would be thrown and end the process.
     server.on('error', (err) => this.log.warn({ err, path }, 'varlink listener error'));
     // Closing the server unlinks the socket file (libuv does that for a listening Unix socket).
+    if (this.closing) {
+      server.close(); // close() was called while we were binding
+      throw new Error('VarlinkServer is closed');
+    }
     this.listeners.push(server);
     await fs.chmod(path, mode);
   }
