@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { findCgroup2Mount, Cgroups } from '../registry/cgroup.js';
+import { findCgroup2Mount, findLegacySystemdMount, Cgroups } from '../registry/cgroup.js';
 import { serveMachine1 } from '../registry/dbus-machine1.js';
 import { busAddress } from '../registry/dbus-service.js';
 import { Registry } from '../registry/registry.js';
@@ -42,7 +42,7 @@ async function run(opts: DaemonOptions): Promise<void> {
   if (!mount) log.warn({}, 'no cgroup2 hierarchy: creating machines (allocateUnit) is not supported');
   const registry = new Registry({
     stateDir: opts.stateDir,
-    scopes: mount ? new Cgroups(mount) : undefined,
+    scopes: mount ? new Cgroups(mount, await findLegacySystemdMount()) : undefined,
     terminateTimeoutMs: opts.terminateTimeoutMs,
     log,
   });
