@@ -11,6 +11,8 @@ Usage: fake_daemon.py DIR  -- creates in DIR:
   silent.sock    accepts, reads, never answers
   noaccept.sock  listens but never accepts
   stale.sock     a socket file nobody listens on (connect: ECONNREFUSED)
+  full.sock      listens, never accepts, its queue already full (connect: EAGAIN)
+  slam.sock      accepts and closes at once, without reading
   ready          written once everything listens
 """
 import asyncio
@@ -195,8 +197,9 @@ class Daemon:
         key = name.lower()
         family = p.get("family")
         if key == "whoami":
-            # Tells the client which connection (and which process opened it) served it.
-            return ok({"addresses": [a4("127.0.0.9")], "name": "c%d-p%d" % (conn, peer_pid), "flags": 0})
+            # Tells the client which connection (and which process opened it) served it,
+            # and how many connections were accepted so far.
+            return ok({"addresses": [a4("127.0.0.9")], "name": "c%d-p%d-n%d" % (conn, peer_pid, self.next_conn), "flags": 0})
         if key in GARBAGE:
             return GARBAGE[key]
         if key == "silent":
@@ -237,7 +240,8 @@ CLOSE_AFTER = ok({"addresses": [a4("10.0.0.1")], "name": "dropafter", "flags": 0
 
 async def main(d):
     daemon = Daemon()
-    paths = {n: os.path.join(d, n) for n in ("ok.sock", "silent.sock", "noaccept.sock", "stale.sock")}
+    paths = {n: os.path.join(d, n) for n in
+             ("ok.sock", "silent.sock", "noaccept.sock", "stale.sock", "full.sock", "slam.sock")}
     for p in paths.values():
         if os.path.exists(p):
             os.unlink(p)
@@ -261,6 +265,25 @@ async def main(d):
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stale.bind(paths["stale.sock"])
     stale.close()  # the file stays, nobody listens
+
+    full = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    full.bind(paths["full.sock"])
+    full.listen(0)
+    fillers = []
+    while True:  # queue connections until the kernel says the queue is full
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        c.setblocking(False)
+        try:
+            c.connect(paths["full.sock"])
+        except BlockingIOError:
+            c.close()
+            break
+        fillers.append(c)
+
+    async def slam(reader, writer):
+        writer.transport.abort()
+
+    await asyncio.start_unix_server(slam, path=paths["slam.sock"])
 
     with open(os.path.join(d, "ready"), "w") as f:
         f.write("%d\n" % os.getpid())

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # C-level tests of build/libnss_mymachines.so.2 against test/fake_daemon.py:
 #   1. test_nss (all entry points, failures, bounds, fork, threads)
-#   2. the same under valgrind --leak-check=full --error-exitcode=1
+#   2. the same under valgrind --leak-check=full --error-exitcode=1, and the thread
+#      and fork tests under helgrind
 #   3. through glibc itself (getent) in a private mount namespace with a private
 #      nsswitch.conf bind-mounted over /etc/nsswitch.conf (root and unshare only)
 # Usage: test/run.sh [--no-valgrind] [--no-glibc]
@@ -53,6 +54,9 @@ if [ $valgrind = 1 ]; then
 			--errors-for-leak-kinds=definite,indirect,possible --error-exitcode=1 \
 			--child-silent-after-fork=no --track-fds=no \
 			"$bin" "$lib" "$dir"
+		echo "== threads and fork under helgrind (8 x 100)"
+		TEST_SLOW=1 TEST_THREADS=8 TEST_ITERATIONS=100 \
+			valgrind -q --tool=helgrind --error-exitcode=1 "$bin" "$lib" "$dir" threads fork
 	else
 		echo "valgrind not installed: skipped" >&2
 	fi

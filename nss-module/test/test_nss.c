@@ -479,6 +479,8 @@ static void test_failures(void) {
         expect_unavail("noaccept.sock", "web1", ETIMEDOUT, 490, 650);
         expect_unavail("ok.sock", "silent", ETIMEDOUT, 490, 650);
         expect_unavail("ok.sock", "tooslow", ETIMEDOUT, 490, 650);
+        /* A full listen queue is a busy daemon, not a refusal: retried until the deadline. */
+        expect_unavail("full.sock", "web1", ETIMEDOUT, 490, 650);
         use_socket("ok.sock");
         r = call_gh4("slow", buf, sizeof buf);
         CHECK(r.st == NSS_STATUS_SUCCESS, "250 ms is within the bound: %d %d", r.st, r.err);
@@ -492,6 +494,21 @@ static void test_failures(void) {
         expect_unavail("ok.sock", "othererror", EIO, 0, 300);
         expect_unavail("ok.sock", "eof", ECONNRESET, 0, 300);
 
+        /* A peer that closes at once: an error, never SIGPIPE (which would kill us here). */
+        {
+                int reset = 0, other = 0;
+                use_socket("slam.sock");
+                for (int i = 0; i < 200; i++) {
+                        r = call_gh4("web1", buf, sizeof buf);
+                        if (r.st == NSS_STATUS_UNAVAIL && (r.err == ECONNRESET || r.err == EPIPE))
+                                reset++;
+                        else
+                                other++;
+                }
+                CHECK(other == 0, "slam.sock: %d unexpected results", other);
+                printf("  slam.sock: 200 x UNAVAIL (ECONNRESET/EPIPE), no SIGPIPE\n");
+        }
+
         /* And the module recovers from all of it. */
         use_socket("ok.sock");
         r = call_gh4("web1", buf, sizeof buf);
@@ -500,7 +517,7 @@ static void test_failures(void) {
 
 /* ---------------------------------------------------------------- connection reuse */
 
-/* "whoami" answers with the canonical name c<connection>-p<pid of the connecting process>. */
+/* "whoami" answers with the canonical name c<connection>-p<pid of the connecting process>-n<total>. */
 static bool whoami(int *conn, int *pid) {
         char buf[1024];
         struct gh4_result r = call_gh4("whoami", buf, sizeof buf);
@@ -641,6 +658,14 @@ static void test_threads(void) {
         }
         CHECK(bad == 0, "%ld failed lookups in threads", bad);
         printf("  %d threads x %d lookups in %.0f ms\n", n, iterations, now_ms() - t0);
+        {
+                char buf[1024];
+                int total;
+                struct gh4_result r = call_gh4("whoami", buf, sizeof buf);
+                if (r.st == NSS_STATUS_SUCCESS && sscanf(r.pat->name, "c%*d-p%*d-n%d", &total) == 1)
+                        printf("  the fake daemon has accepted %d connections so far, in all runs "
+                               "(threads that find the cached one busy open their own)\n", total);
+        }
 }
 
 /* ---------------------------------------------------------------- main */
@@ -706,6 +731,16 @@ int main(int argc, char **argv) {
                 fflush(stdout);
         }
         dlclose(h);
+
+        /* The module's fork handler left with it: forking now must not call into it. */
+        {
+                int status;
+                pid_t pid = fork();
+                if (pid == 0)
+                        _exit(0);
+                CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+                      WEXITSTATUS(status) == 0, "fork after dlclose");
+        }
         printf("%d checks, %d failures\n", checks, (int) failures);
         return failures ? 1 : 0;
 }
