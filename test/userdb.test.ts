@@ -1,0 +1,369 @@
+// End-to-end tests of the user and group records: the real daemon and real user-namespaced containers,
+// asked over raw Varlink, through Debian's nss-systemd and userdbctl, and through our NSS module, each
+// client in a private mount namespace (a tmpfs over /run/systemd holding only the daemon's userdb socket,
+// and a private nsswitch.conf) so that the host's files are never touched.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chownSync, existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { VarlinkClient } from '../src/varlink/client.js';
+import { VarlinkError } from '../src/varlink/errors.js';
+import { type Container, makeContainer, removeAllContainers } from './helpers/container.js';
+import { ROOT, startDaemon, type Daemon } from './helpers/daemon.js';
+import { type RunResult, run, waitFor } from './helpers/run.js';
+
+const SERVICE = 'io.systemd.Machine';
+const NSS_LIB_DIR = join(ROOT, 'nss-module/build');
+const LONG = 'averyveryverylongname-2345'; // 26 characters: vu-<LONG>-0 is 31, the longest user name
+
+/** The exact lines and records machined gives (reference §4.5, §4.6). */
+const pwLine = (name: string, uid: number, inner: number, machine: string) =>
+  `${name}:x:${uid}:65534:UID ${inner} of Container ${machine}:/:/usr/sbin/nologin`;
+const userJson = (name: string, uid: number, inner: number, machine: string) =>
+  `{"userName":"${name}","uid":${uid},"gid":65534,"realName":"UID ${inner} of Container ${machine}","homeDirectory":"/",` +
+  `"shell":"/usr/sbin/nologin","locked":true,"service":"io.systemd.Machine","disposition":"container"}`;
+const groupJson = (name: string, gid: number, inner: number, machine: string) =>
+  `{"groupName":"${name}","gid":${gid},"description":"GID ${inner} of Container ${machine}","service":"io.systemd.Machine","disposition":"container"}`;
+
+describe('userdb', () => {
+  let d: Daemon;
+  let client: VarlinkClient;
+  let nsswitch: string;
+  let owned: string;
+  const containers = new Map<string, Container>();
+
+  async function register(name: string, idMap?: { base: number; shift: number; range: number }[]): Promise<Container> {
+    const c = await makeContainer({ idMap, hostNetwork: true });
+    const r = await d.ctl(['register', name, '--leader', String(c.pid)]);
+    assert.equal(r.code, 0, r.stderr);
+    containers.set(name, c);
+    return c;
+  }
+
+  before(async () => {
+    d = await startDaemon();
+    await register('web1', [{ base: 0, shift: 100000, range: 65536 }]);
+    // Two lines with a gap between them, and a '-' in the machine name.
+    await register('db-2', [{ base: 0, shift: 200000, range: 1000 }, { base: 1000, shift: 300000, range: 64536 }]);
+    await register('plain'); // no user namespace
+    await register(LONG, [{ base: 0, shift: 400000, range: 65536 }]);
+    await register('foo.bar', [{ base: 0, shift: 500000, range: 65536 }]);
+    nsswitch = join(d.dir, 'nsswitch');
+    writeFileSync(`${nsswitch}.systemd`, 'passwd: files systemd\ngroup: files systemd\n');
+    writeFileSync(`${nsswitch}.mymachines`, 'passwd: files mymachines\ngroup: files mymachines\n');
+    owned = join(d.dir, 'owned-by-web1');
+    writeFileSync(owned, '');
+    chownSync(owned, 100005, 100007);
+    client = await VarlinkClient.connect(d.socket);
+  });
+  after(async () => {
+    client?.close();
+    await removeAllContainers();
+    await d?.stop();
+    d?.cleanup();
+  });
+
+  const call = (method: string, params: object) => client.call(method, params);
+  /** The error reply of a call that must fail. */
+  async function callError(method: string, params: object, c = client): Promise<{ error: string; parameters: object }> {
+    try {
+      await c.call(method, params);
+    } catch (e) {
+      if (e instanceof VarlinkError) return { error: e.name, parameters: e.parameters };
+      throw e;
+    }
+    assert.fail(`${method} ${JSON.stringify(params)} succeeded`);
+  }
+  const user = (p: object) => call('io.systemd.UserDatabase.GetUserRecord', { service: SERVICE, ...p });
+  const group = (p: object) => call('io.systemd.UserDatabase.GetGroupRecord', { service: SERVICE, ...p });
+  const userError = async (p: object) => (await callError('io.systemd.UserDatabase.GetUserRecord', { service: SERVICE, ...p })).error;
+  const groupError = async (p: object) => (await callError('io.systemd.UserDatabase.GetGroupRecord', { service: SERVICE, ...p })).error;
+  const NO_RECORD = 'io.systemd.UserDatabase.NoRecordFound';
+
+  /** A command in a private mount namespace: our userdb socket alone in /run/systemd/userdb, and the
+   *  private nsswitch.conf for `nss` (our module is found through LD_LIBRARY_PATH and MYMACHINES_SOCKET). */
+  function inNamespace(nss: 'systemd' | 'mymachines', cmd: string[]): Promise<RunResult> {
+    const script = [
+      'mount -t tmpfs tmpfs /run/systemd',
+      'mkdir -p /run/systemd/userdb',
+      'touch /run/systemd/userdb/io.systemd.Machine',
+      `mount --bind "${d.userdbDir}/io.systemd.Machine" /run/systemd/userdb/io.systemd.Machine`,
+      `mount --bind "${nsswitch}.${nss}" /etc/nsswitch.conf`,
+      'exec "$@"',
+    ].join(' && ');
+    const env = { ...process.env, LD_LIBRARY_PATH: NSS_LIB_DIR, MYMACHINES_SOCKET: d.socket };
+    return run('unshare', ['-m', 'sh', '-c', script, 'sh', ...cmd], { env });
+  }
+  async function getent(nss: 'systemd' | 'mymachines', db: string, key: string): Promise<string> {
+    const r = await inNamespace(nss, ['getent', db, key]);
+    assert.ok(r.code === 0 || r.code === 2, `getent ${db} ${key}: ${r.code} ${r.stderr}`);
+    return r.stdout.trim();
+  }
+
+  describe('Varlink io.systemd.UserDatabase', () => {
+    test('records by UID and by name are machined\'s, field for field and in order', async () => {
+      assert.equal(JSON.stringify(await user({ uid: 100000 })), `{"record":${userJson('vu-web1-0', 100000, 0, 'web1')}}`);
+      assert.equal(JSON.stringify(await user({ userName: 'vu-web1-0' })), `{"record":${userJson('vu-web1-0', 100000, 0, 'web1')}}`);
+      assert.equal(JSON.stringify(await group({ gid: 100007 })), `{"record":${groupJson('vg-web1-7', 100007, 7, 'web1')}}`);
+      assert.equal(JSON.stringify(await group({ groupName: 'vg-web1-7' })), `{"record":${groupJson('vg-web1-7', 100007, 7, 'web1')}}`);
+    });
+
+    test('the first and last ID of a range, and one past it', async () => {
+      assert.equal(JSON.stringify((await user({ uid: 165535 })).record), userJson('vu-web1-65535', 165535, 65535, 'web1'));
+      assert.equal(JSON.stringify((await user({ userName: 'vu-web1-65535' })).record), userJson('vu-web1-65535', 165535, 65535, 'web1'));
+      assert.equal(await userError({ uid: 165536 }), NO_RECORD);
+      assert.equal(await userError({ uid: 99999 }), NO_RECORD);
+      assert.equal(await userError({ userName: 'vu-web1-65536' }), NO_RECORD);
+      assert.equal(await groupError({ gid: 165536 }), NO_RECORD);
+      assert.equal(await groupError({ groupName: 'vg-web1-65536' }), NO_RECORD);
+    });
+
+    test('host IDs below 65536 are never a container\'s', async () => {
+      for (const uid of [0, 1000, 65534]) assert.equal(await userError({ uid }), NO_RECORD);
+      assert.equal(await groupError({ gid: 0 }), NO_RECORD);
+    });
+
+    test('several map lines, a gap between them, and a machine name with a dash', async () => {
+      assert.equal((await user({ uid: 200000 })).record.userName, 'vu-db-2-0');
+      assert.equal((await user({ uid: 200999 })).record.userName, 'vu-db-2-999');
+      assert.equal(await userError({ uid: 201000 }), NO_RECORD);
+      assert.equal(JSON.stringify((await user({ userName: 'vu-db-2-1000' })).record), userJson('vu-db-2-1000', 300000, 1000, 'db-2'));
+      assert.equal((await user({ uid: 364535 })).record.userName, 'vu-db-2-65535');
+      assert.equal(await userError({ uid: 364536 }), NO_RECORD);
+      assert.equal((await group({ groupName: 'vg-db-2-1001' })).record.gid, 300001);
+    });
+
+    test('a container without a user namespace has no records (unlike machined)', async () => {
+      assert.equal(await userError({ userName: 'vu-plain-0' }), NO_RECORD);
+      assert.equal(await userError({ userName: 'vu-plain-100000' }), NO_RECORD);
+      assert.equal(await groupError({ groupName: 'vg-plain-0' }), NO_RECORD);
+    });
+
+    test('names over 31 characters or with a dot are not synthesized', async () => {
+      assert.equal(JSON.stringify((await user({ userName: `vu-${LONG}-0` })).record), userJson(`vu-${LONG}-0`, 400000, 0, LONG));
+      assert.equal((await user({ uid: 400000 })).record.userName, `vu-${LONG}-0`);
+      assert.equal(`vu-${LONG}-0`.length, 31);
+      assert.equal(await userError({ uid: 400010 }), NO_RECORD);
+      assert.equal(await userError({ userName: `vu-${LONG}-10` }), NO_RECORD);
+      assert.equal(await userError({ uid: 500000 }), NO_RECORD);
+      assert.equal(await userError({ userName: 'vu-foo.bar-0' }), NO_RECORD);
+      assert.equal(await groupError({ gid: 500000 }), NO_RECORD);
+    });
+
+    test('names that are no record: wrong prefix, no ID, non-canonical ID, unknown machine', async () => {
+      for (const userName of ['vg-web1-0', 'vu-web1', 'vu-web1-', 'vu-web1-00', 'vu-web1-+1', 'vu--0', 'vu-nosuch-0', 'root']) {
+        assert.equal(await userError({ userName }), NO_RECORD, userName);
+      }
+      assert.equal(await groupError({ groupName: 'vu-web1-0' }), NO_RECORD);
+    });
+
+    test('service is checked first: BadService even for an unknown name, and when missing', async () => {
+      for (const m of ['GetUserRecord', 'GetGroupRecord', 'GetMemberships']) {
+        assert.deepEqual(await callError(`io.systemd.UserDatabase.${m}`, { service: 'io.systemd.Other' }),
+          { error: 'io.systemd.UserDatabase.BadService', parameters: {} });
+        assert.equal((await callError(`io.systemd.UserDatabase.${m}`, {})).error, 'io.systemd.UserDatabase.BadService');
+      }
+      assert.equal((await callError('io.systemd.UserDatabase.GetUserRecord', { userName: 'nosuch', service: 'x' })).error,
+        'io.systemd.UserDatabase.BadService');
+    });
+
+    test('the ID wins over the name; a mismatch is ConflictingRecordFound', async () => {
+      assert.equal((await user({ uid: 100001, userName: 'vu-web1-1' })).record.uid, 100001);
+      assert.equal(await userError({ uid: 100001, userName: 'vu-web1-2' }), 'io.systemd.UserDatabase.ConflictingRecordFound');
+      assert.equal(await userError({ uid: 165536, userName: 'vu-web1-0' }), NO_RECORD);
+      assert.equal(await groupError({ gid: 100001, groupName: 'vg-db-2-1' }), 'io.systemd.UserDatabase.ConflictingRecordFound');
+    });
+
+    test('no enumeration, with or without more: one final error', async () => {
+      assert.equal(await userError({}), 'io.systemd.UserDatabase.EnumerationNotSupported');
+      assert.equal(await groupError({ fuzzyNames: ['web1'] }), 'io.systemd.UserDatabase.EnumerationNotSupported');
+      const replies: unknown[] = [];
+      await assert.rejects(async () => {
+        for await (const r of client.callMore('io.systemd.UserDatabase.GetUserRecord', { service: SERVICE })) replies.push(r);
+      }, { name: 'io.systemd.UserDatabase.EnumerationNotSupported' });
+      assert.deepEqual(replies, []);
+    });
+
+    test('invalid IDs and names, and unknown keys, are refused as InvalidParameter', async () => {
+      const invalidParam = (parameter: string) => ({ error: 'org.varlink.service.InvalidParameter', parameters: { parameter } });
+      for (const uid of [-1, 65535, 4294967295, 4294967296, 1.5]) {
+        assert.deepEqual(await callError('io.systemd.UserDatabase.GetUserRecord', { uid, service: SERVICE }), invalidParam('uid'), String(uid));
+      }
+      assert.deepEqual(await callError('io.systemd.UserDatabase.GetGroupRecord', { gid: 65535, service: SERVICE }), invalidParam('gid'));
+      assert.deepEqual(await callError('io.systemd.UserDatabase.GetUserRecord', { userName: 'vu-"x', service: SERVICE }), invalidParam('userName'));
+      assert.deepEqual(await callError('io.systemd.UserDatabase.GetUserRecord', { userName: 'a\nb', service: 'bad' }), invalidParam('userName'));
+      assert.deepEqual(await callError('io.systemd.UserDatabase.GetUserRecord', { uid: 100000, service: SERVICE, realm: 'x' }), invalidParam('realm'));
+      assert.deepEqual(await callError('io.systemd.UserDatabase.GetUserRecord', { uidMax: -5, uid: 100000, service: SERVICE }), invalidParam('uidMax'));
+    });
+
+    test('newer clients\' filters are honoured: uidMin/uidMax, dispositionMask, fuzzyNames', async () => {
+      const nonMatching = 'io.systemd.UserDatabase.NonMatchingRecordFound';
+      assert.equal((await user({ uid: 100000, uidMin: 100000, uidMax: 100000 })).record.uid, 100000);
+      assert.equal(await userError({ uid: 100000, uidMin: 100001 }), nonMatching);
+      assert.equal(await userError({ userName: 'vu-web1-0', uidMax: 99999 }), nonMatching);
+      assert.equal((await group({ gid: 100000, gidMin: 60000, gidMax: 200000 })).record.gid, 100000);
+      assert.equal(await groupError({ gid: 100000, gidMax: 65534 }), nonMatching);
+      assert.equal((await user({ uid: 100000, dispositionMask: ['regular', 'container'] })).record.uid, 100000);
+      assert.equal(await userError({ uid: 100000, dispositionMask: ['regular', 'system'] }), nonMatching);
+      assert.equal((await user({ uid: 100000, fuzzyNames: ['WEB1'] })).record.uid, 100000);
+      assert.equal((await user({ uid: 100000, fuzzyNames: ['nope', 'container web'] })).record.uid, 100000);
+      assert.equal(await userError({ uid: 100000, fuzzyNames: ['db-2'] }), nonMatching);
+      assert.equal(await userError({ uid: 165536, uidMin: 0 }), NO_RECORD);
+    });
+
+    test('GetMemberships: always NoRecordFound', async () => {
+      for (const p of [{}, { userName: 'vu-web1-0' }, { groupName: 'vg-web1-0' }]) {
+        assert.deepEqual(await callError('io.systemd.UserDatabase.GetMemberships', { service: SERVICE, ...p }), { error: NO_RECORD, parameters: {} });
+      }
+    });
+
+    test('the userdb socket serves the same records; --userdb-dir \'\' turns it off', async () => {
+      const c = await VarlinkClient.connect(join(d.userdbDir, SERVICE));
+      try {
+        assert.equal(JSON.stringify(await c.call('io.systemd.UserDatabase.GetUserRecord', { uid: 100000, service: SERVICE })),
+          `{"record":${userJson('vu-web1-0', 100000, 0, 'web1')}}`);
+      } finally {
+        c.close();
+      }
+      const off = await startDaemon({ args: ['--userdb-dir', ''] });
+      try {
+        assert.equal(existsSync(join(off.userdbDir, SERVICE)), false);
+      } finally {
+        await off.stop();
+        off.cleanup();
+      }
+    });
+  });
+
+  describe('io.systemd.Machine Map methods', () => {
+    const mapError = (method: string, p: object) => callError(`io.systemd.Machine.${method}`, p);
+    const mapping = (kind: 'User' | 'Group', message: string) =>
+      ({ error: `io.systemd.Machine.NoSuch${kind}Mapping`, parameters: { message } });
+
+    test('MapFromMachineUser/Group: inner to host ID, through every map line', async () => {
+      assert.deepEqual(await call('io.systemd.Machine.MapFromMachineUser', { name: 'web1', uid: 0 }), { uid: 100000 });
+      assert.deepEqual(await call('io.systemd.Machine.MapFromMachineUser', { name: 'web1', uid: 65534 }), { uid: 165534 });
+      assert.deepEqual(await call('io.systemd.Machine.MapFromMachineUser', { name: 'db-2', uid: 1001 }), { uid: 300001 });
+      assert.deepEqual(await call('io.systemd.Machine.MapFromMachineGroup', { name: 'db-2', gid: 999 }), { gid: 200999 });
+      // As machined: a container without a user namespace maps identically.
+      assert.deepEqual(await call('io.systemd.Machine.MapFromMachineUser', { name: 'plain', uid: 5 }), { uid: 5 });
+    });
+
+    test('MapFromMachine*: machined\'s errors', async () => {
+      assert.deepEqual(await mapError('MapFromMachineUser', { name: 'web1', uid: 65536 }), mapping('User', "Machine 'web1' has no matching user mappings."));
+      assert.deepEqual(await mapError('MapFromMachineGroup', { name: 'web1', gid: 70000 }), mapping('Group', "Machine 'web1' has no matching group mappings."));
+      assert.deepEqual(await mapError('MapFromMachineUser', { name: 'nosuch', uid: 0 }),
+        { error: 'io.systemd.Machine.NoSuchMachine', parameters: { message: "No machine 'nosuch' known" } });
+      assert.deepEqual(await mapError('MapFromMachineUser', { name: '.host', uid: 0 }),
+        { error: 'org.varlink.service.InvalidParameter', parameters: { parameter: 'name', message: 'Not supported for non-container machines.' } });
+      assert.deepEqual(await mapError('MapFromMachineUser', { name: 'web1', uid: 65535 }),
+        { error: 'org.varlink.service.InvalidParameter', parameters: { parameter: 'uid', message: 'Invalid user ID 65535' } });
+    });
+
+    test('MapToMachineUser/Group: host to inner ID and machine', async () => {
+      assert.deepEqual(await call('io.systemd.Machine.MapToMachineUser', { uid: 100005 }), { machineName: 'web1', uid: 5 });
+      assert.deepEqual(await call('io.systemd.Machine.MapToMachineUser', { uid: 300010 }), { machineName: 'db-2', uid: 1010 });
+      assert.deepEqual(await call('io.systemd.Machine.MapToMachineGroup', { gid: 165535 }), { machineName: 'web1', gid: 65535 });
+      // Map* are not limited by the user-name rules, as machined.
+      assert.deepEqual(await call('io.systemd.Machine.MapToMachineUser', { uid: 500001 }), { machineName: 'foo.bar', uid: 1 });
+    });
+
+    test('MapToMachine*: machined\'s errors', async () => {
+      assert.deepEqual(await mapError('MapToMachineUser', { uid: 1000 }), mapping('User', 'User 1000 belongs to host UID range'));
+      assert.deepEqual(await mapError('MapToMachineGroup', { gid: 65535 }),
+        { error: 'org.varlink.service.InvalidParameter', parameters: { parameter: 'gid', message: 'Invalid group ID 65535' } });
+      assert.deepEqual(await mapError('MapToMachineGroup', { gid: 65534 }), mapping('Group', 'Group 65534 belongs to host GID range'));
+      assert.deepEqual(await mapError('MapToMachineUser', { uid: 600000 }), mapping('User', 'No matching user mapping for 600000.'));
+      assert.deepEqual(await mapError('MapToMachineGroup', { gid: 201000 }), mapping('Group', 'No matching group mapping for 201000.'));
+    });
+  });
+
+  describe('nss-systemd (passwd: files systemd) and userdbctl', () => {
+    test('getent passwd and group by name and by ID, first and last of a range and one past', async () => {
+      assert.equal(await getent('systemd', 'passwd', 'vu-web1-0'), pwLine('vu-web1-0', 100000, 0, 'web1'));
+      assert.equal(await getent('systemd', 'passwd', '100000'), pwLine('vu-web1-0', 100000, 0, 'web1'));
+      assert.equal(await getent('systemd', 'passwd', '165535'), pwLine('vu-web1-65535', 165535, 65535, 'web1'));
+      assert.equal(await getent('systemd', 'passwd', '165536'), '');
+      assert.equal(await getent('systemd', 'passwd', 'vu-web1-65536'), '');
+      assert.equal(await getent('systemd', 'group', 'vg-web1-7'), 'vg-web1-7:x:100007:');
+      assert.equal(await getent('systemd', 'group', '165535'), 'vg-web1-65535:x:165535:');
+      assert.equal(await getent('systemd', 'group', '165536'), '');
+    });
+
+    test('a host UID below 65536, two containers, no user namespace, long names', async () => {
+      assert.equal(await getent('systemd', 'passwd', '0'), 'root:x:0:0:root:/root:/bin/bash');
+      assert.equal(await getent('systemd', 'passwd', '4242'), '');
+      assert.equal(await getent('systemd', 'passwd', '300000'), pwLine('vu-db-2-1000', 300000, 1000, 'db-2'));
+      assert.equal(await getent('systemd', 'passwd', 'vu-db-2-0'), pwLine('vu-db-2-0', 200000, 0, 'db-2'));
+      assert.equal(await getent('systemd', 'passwd', 'vu-plain-0'), '');
+      assert.equal(await getent('systemd', 'passwd', `vu-${LONG}-0`), pwLine(`vu-${LONG}-0`, 400000, 0, LONG));
+      assert.equal(await getent('systemd', 'passwd', '400010'), '');
+      assert.equal(await getent('systemd', 'passwd', '500000'), '');
+    });
+
+    test('stat and ls name a file owned by a container UID', async () => {
+      assert.equal((await inNamespace('systemd', ['stat', '-c', '%U:%G', owned])).stdout, 'vu-web1-5:vg-web1-7\n');
+      const ls = await inNamespace('systemd', ['ls', '-l', owned]);
+      assert.match(ls.stdout, /^-\S+ 1 vu-web1-5 vg-web1-7 0 /);
+    });
+
+    test('userdbctl user and group, as text and JSON', async () => {
+      const r = await inNamespace('systemd', ['userdbctl', `--service=${SERVICE}`, 'user', 'vu-web1-0']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^ +User name: vu-web1-0\n Disposition: container\n/);
+      assert.match(r.stdout, /\n +UID: 100000\n +GID: 65534 \(nogroup\)\n +Real Name: UID 0 of Container web1\n +Directory: \/\n/);
+      assert.match(r.stdout, /\n +Shell: \/usr\/sbin\/nologin\n +Locked: yes\n/);
+      assert.match(r.stdout, /\n +Service: io\.systemd\.Machine\n/);
+      const j = await inNamespace('systemd', ['userdbctl', `--service=${SERVICE}`, '--output=json', 'user', 'vu-web1-0']);
+      assert.equal(j.code, 0, j.stderr);
+      assert.equal(JSON.stringify(JSON.parse(j.stdout)), userJson('vu-web1-0', 100000, 0, 'web1'));
+      const g = await inNamespace('systemd', ['userdbctl', `--service=${SERVICE}`, '--output=json', 'group', '165535']);
+      assert.equal(g.code, 0, g.stderr);
+      assert.equal(JSON.stringify(JSON.parse(g.stdout)), groupJson('vg-web1-65535', 165535, 65535, 'web1'));
+      const miss = await inNamespace('systemd', ['userdbctl', `--service=${SERVICE}`, 'user', 'vu-web1-65536']);
+      assert.notEqual(miss.code, 0);
+    });
+  });
+
+  describe('our NSS module (passwd: files mymachines)', () => {
+    test('getent passwd and group by name and by ID, first and last of a range and one past', async () => {
+      assert.ok(existsSync(join(NSS_LIB_DIR, 'libnss_mymachines.so.2')), 'build the module first: make -C nss-module');
+      assert.equal(await getent('mymachines', 'passwd', 'vu-web1-0'), pwLine('vu-web1-0', 100000, 0, 'web1'));
+      assert.equal(await getent('mymachines', 'passwd', '100000'), pwLine('vu-web1-0', 100000, 0, 'web1'));
+      assert.equal(await getent('mymachines', 'passwd', '165535'), pwLine('vu-web1-65535', 165535, 65535, 'web1'));
+      assert.equal(await getent('mymachines', 'passwd', '165536'), '');
+      assert.equal(await getent('mymachines', 'passwd', 'vu-web1-65536'), '');
+      assert.equal(await getent('mymachines', 'group', 'vg-web1-7'), 'vg-web1-7:x:100007:');
+      assert.equal(await getent('mymachines', 'group', '165535'), 'vg-web1-65535:x:165535:');
+      assert.equal(await getent('mymachines', 'group', '165536'), '');
+    });
+
+    test('a host UID below 65536, two containers, no user namespace, long names', async () => {
+      assert.equal(await getent('mymachines', 'passwd', '0'), 'root:x:0:0:root:/root:/bin/bash');
+      assert.equal(await getent('mymachines', 'passwd', '4242'), '');
+      assert.equal(await getent('mymachines', 'passwd', '300000'), pwLine('vu-db-2-1000', 300000, 1000, 'db-2'));
+      assert.equal(await getent('mymachines', 'passwd', 'vu-db-2-0'), pwLine('vu-db-2-0', 200000, 0, 'db-2'));
+      assert.equal(await getent('mymachines', 'passwd', 'vu-plain-0'), '');
+      assert.equal(await getent('mymachines', 'passwd', `vu-${LONG}-0`), pwLine(`vu-${LONG}-0`, 400000, 0, LONG));
+      assert.equal(await getent('mymachines', 'passwd', '400010'), '');
+      assert.equal(await getent('mymachines', 'passwd', '500000'), '');
+    });
+
+    test('stat names a file owned by a container UID', async () => {
+      assert.equal((await inNamespace('mymachines', ['stat', '-c', '%U:%G', owned])).stdout, 'vu-web1-5:vg-web1-7\n');
+    });
+  });
+
+  test('records go with their machine', async () => {
+    const c = await register('gone', [{ base: 0, shift: 600000, range: 65536 }]);
+    assert.equal((await user({ userName: 'vu-gone-0' })).record.uid, 600000);
+    assert.equal(await getent('systemd', 'passwd', 'vu-gone-0'), pwLine('vu-gone-0', 600000, 0, 'gone'));
+    assert.equal(await getent('mymachines', 'group', '600001'), 'vg-gone-1:x:600001:');
+    await c.remove();
+    await waitFor('the machine to go', () => user({ uid: 600000 }).then(() => undefined, () => true));
+    assert.equal(await userError({ userName: 'vu-gone-0' }), NO_RECORD);
+    assert.equal(await getent('systemd', 'passwd', 'vu-gone-0'), '');
+    assert.equal(await getent('mymachines', 'passwd', '600000'), '');
+    assert.equal(await getent('mymachines', 'group', 'vg-gone-1'), '');
+  });
+});
