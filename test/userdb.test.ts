@@ -8,12 +8,12 @@ import { chownSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { VarlinkClient } from '../src/varlink/client.js';
 import { VarlinkError } from '../src/varlink/errors.js';
+import { NSS_LIB_DIR, type PasswdSource, type UserdbEnv, makeUserdbEnv } from '../bench/userdb-env.js';
 import { type Container, makeContainer, removeAllContainers } from './helpers/container.js';
-import { ROOT, startDaemon, type Daemon } from './helpers/daemon.js';
-import { type RunResult, run, waitFor } from './helpers/run.js';
+import { startDaemon, type Daemon } from './helpers/daemon.js';
+import { waitFor } from './helpers/run.js';
 
 const SERVICE = 'io.systemd.Machine';
-const NSS_LIB_DIR = join(ROOT, 'nss-module/build');
 const LONG = 'averyveryverylongname-2345'; // 26 characters: vu-<LONG>-0 is 31, the longest user name
 
 /** The exact lines and records machined gives (reference §4.5, §4.6). */
@@ -28,7 +28,7 @@ const groupJson = (name: string, gid: number, inner: number, machine: string) =>
 describe('userdb', () => {
   let d: Daemon;
   let client: VarlinkClient;
-  let nsswitch: string;
+  let env: UserdbEnv;
   let owned: string;
   const containers = new Map<string, Container>();
 
@@ -48,9 +48,7 @@ describe('userdb', () => {
     await register('plain'); // no user namespace
     await register(LONG, [{ base: 0, shift: 400000, range: 65536 }]);
     await register('foo.bar', [{ base: 0, shift: 500000, range: 65536 }]);
-    nsswitch = join(d.dir, 'nsswitch');
-    writeFileSync(`${nsswitch}.systemd`, 'passwd: files systemd\ngroup: files systemd\n');
-    writeFileSync(`${nsswitch}.mymachines`, 'passwd: files mymachines\ngroup: files mymachines\n');
+    env = makeUserdbEnv({ socket: d.socket, userdbSocket: join(d.userdbDir, SERVICE) });
     owned = join(d.dir, 'owned-by-web1');
     writeFileSync(owned, '');
     chownSync(owned, 100005, 100007);
@@ -58,6 +56,7 @@ describe('userdb', () => {
   });
   after(async () => {
     client?.close();
+    env?.close();
     await removeAllContainers();
     await d?.stop();
     d?.cleanup();
@@ -80,22 +79,8 @@ describe('userdb', () => {
   const groupError = async (p: object) => (await callError('io.systemd.UserDatabase.GetGroupRecord', { service: SERVICE, ...p })).error;
   const NO_RECORD = 'io.systemd.UserDatabase.NoRecordFound';
 
-  /** A command in a private mount namespace: our userdb socket alone in /run/systemd/userdb, and the
-   *  private nsswitch.conf for `nss` (our module is found through LD_LIBRARY_PATH and MYMACHINES_SOCKET). */
-  function inNamespace(nss: 'systemd' | 'mymachines', cmd: string[]): Promise<RunResult> {
-    const script = [
-      'mount -t tmpfs tmpfs /run/systemd',
-      'mkdir -p /run/systemd/userdb',
-      'touch /run/systemd/userdb/io.systemd.Machine',
-      `mount --bind "${d.userdbDir}/io.systemd.Machine" /run/systemd/userdb/io.systemd.Machine`,
-      `mount --bind "${nsswitch}.${nss}" /etc/nsswitch.conf`,
-      'exec "$@"',
-    ].join(' && ');
-    const env = { ...process.env, LD_LIBRARY_PATH: NSS_LIB_DIR, MYMACHINES_SOCKET: d.socket };
-    return run('unshare', ['-m', 'sh', '-c', script, 'sh', ...cmd], { env });
-  }
-  async function getent(nss: 'systemd' | 'mymachines', db: string, key: string): Promise<string> {
-    const r = await inNamespace(nss, ['getent', db, key]);
+  async function getent(source: PasswdSource, db: string, key: string): Promise<string> {
+    const r = await env.run(source, ['getent', db, key]);
     assert.ok(r.code === 0 || r.code === 2, `getent ${db} ${key}: ${r.code} ${r.stderr}`);
     return r.stdout.trim();
   }
@@ -302,25 +287,25 @@ describe('userdb', () => {
     });
 
     test('stat and ls name a file owned by a container UID', async () => {
-      assert.equal((await inNamespace('systemd', ['stat', '-c', '%U:%G', owned])).stdout, 'vu-web1-5:vg-web1-7\n');
-      const ls = await inNamespace('systemd', ['ls', '-l', owned]);
+      assert.equal((await env.run('systemd', ['stat', '-c', '%U:%G', owned])).stdout, 'vu-web1-5:vg-web1-7\n');
+      const ls = await env.run('systemd', ['ls', '-l', owned]);
       assert.match(ls.stdout, /^-\S+ 1 vu-web1-5 vg-web1-7 0 /);
     });
 
     test('userdbctl user and group, as text and JSON', async () => {
-      const r = await inNamespace('systemd', ['userdbctl', `--service=${SERVICE}`, 'user', 'vu-web1-0']);
+      const r = await env.run('systemd', ['userdbctl', `--service=${SERVICE}`, 'user', 'vu-web1-0']);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /^ +User name: vu-web1-0\n Disposition: container\n/);
       assert.match(r.stdout, /\n +UID: 100000\n +GID: 65534 \(nogroup\)\n +Real Name: UID 0 of Container web1\n +Directory: \/\n/);
       assert.match(r.stdout, /\n +Shell: \/usr\/sbin\/nologin\n +Locked: yes\n/);
       assert.match(r.stdout, /\n +Service: io\.systemd\.Machine\n/);
-      const j = await inNamespace('systemd', ['userdbctl', `--service=${SERVICE}`, '--output=json', 'user', 'vu-web1-0']);
+      const j = await env.run('systemd', ['userdbctl', `--service=${SERVICE}`, '--output=json', 'user', 'vu-web1-0']);
       assert.equal(j.code, 0, j.stderr);
       assert.equal(JSON.stringify(JSON.parse(j.stdout)), userJson('vu-web1-0', 100000, 0, 'web1'));
-      const g = await inNamespace('systemd', ['userdbctl', `--service=${SERVICE}`, '--output=json', 'group', '165535']);
+      const g = await env.run('systemd', ['userdbctl', `--service=${SERVICE}`, '--output=json', 'group', '165535']);
       assert.equal(g.code, 0, g.stderr);
       assert.equal(JSON.stringify(JSON.parse(g.stdout)), groupJson('vg-web1-65535', 165535, 65535, 'web1'));
-      const miss = await inNamespace('systemd', ['userdbctl', `--service=${SERVICE}`, 'user', 'vu-web1-65536']);
+      const miss = await env.run('systemd', ['userdbctl', `--service=${SERVICE}`, 'user', 'vu-web1-65536']);
       assert.notEqual(miss.code, 0);
     });
   });
@@ -350,7 +335,7 @@ describe('userdb', () => {
     });
 
     test('stat names a file owned by a container UID', async () => {
-      assert.equal((await inNamespace('mymachines', ['stat', '-c', '%U:%G', owned])).stdout, 'vu-web1-5:vg-web1-7\n');
+      assert.equal((await env.run('mymachines', ['stat', '-c', '%U:%G', owned])).stdout, 'vu-web1-5:vg-web1-7\n');
     });
   });
 
