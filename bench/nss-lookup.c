@@ -1,0 +1,161 @@
+/* Host name lookups through glibc's getaddrinfo, as a program would do them: for the NSS tests
+ * (threads, fork) and the benchmark (per-lookup times, lookups per second).
+ *
+ *   nss-lookup time NAME COUNT          COUNT lookups; prints "ok FAILED MEDIAN_NS P99_NS"
+ *   nss-lookup rate NAME MILLISECONDS   lookups until the time is up; prints "COUNT FAILED"
+ *   nss-lookup threads NAME ADDR THREADS COUNT
+ *                                       THREADS threads x COUNT lookups at once, each must give ADDR;
+ *                                       prints "ok TOTAL" and exits 0, else "FAILED n" and exits 1
+ *   nss-lookup fork NAME ADDR           lookups in the parent before fork(), then in the child and in
+ *                                       the parent at the same time; prints one line each, exits 0 if
+ *                                       all gave ADDR
+ *
+ * A lookup succeeds when getaddrinfo(NAME, AF_UNSPEC, SOCK_STREAM) returns 0 and, where ADDR is given,
+ * ADDR among its results. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *name;
+static const char *want;
+static long count;
+
+static long long now_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* 1 when the lookup succeeded (and gave `want`, if set). */
+static int lookup(void) {
+        struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *res, *ai;
+        int found = want == NULL;
+        if (getaddrinfo(name, NULL, &hints, &res) != 0)
+                return 0;
+        for (ai = res; ai && !found; ai = ai->ai_next) {
+                char text[INET6_ADDRSTRLEN];
+                const void *a = ai->ai_family == AF_INET
+                        ? (const void *) &((struct sockaddr_in *) ai->ai_addr)->sin_addr
+                        : (const void *) &((struct sockaddr_in6 *) ai->ai_addr)->sin6_addr;
+                found = inet_ntop(ai->ai_family, a, text, sizeof text) && strcmp(text, want) == 0;
+        }
+        freeaddrinfo(res);
+        return found;
+}
+
+static int cmp(const void *a, const void *b) {
+        long long x = *(const long long *) a, y = *(const long long *) b;
+        return (x > y) - (x < y);
+}
+
+static int run_time(void) {
+        long long *t = calloc(count, sizeof *t);
+        long failed = 0;
+        if (!t)
+                return 2;
+        lookup(); /* loads the modules and reads the configuration once, outside the figures */
+        for (long i = 0; i < count; i++) {
+                long long t0 = now_ns();
+                failed += !lookup();
+                t[i] = now_ns() - t0;
+        }
+        qsort(t, count, sizeof *t, cmp);
+        printf("ok %ld %lld %lld\n", failed, t[count / 2], t[(count * 99) / 100]);
+        free(t);
+        return 0;
+}
+
+static int run_rate(void) {
+        long n = 0, failed = 0;
+        long long end = now_ns() + count * 1000000LL;
+        while (now_ns() < end) {
+                failed += !lookup();
+                n++;
+        }
+        printf("%ld %ld\n", n, failed);
+        return 0;
+}
+
+static void *worker(void *arg) {
+        long failed = 0;
+        (void) arg;
+        for (long i = 0; i < count; i++)
+                failed += !lookup();
+        return (void *) failed;
+}
+
+static int run_threads(int threads) {
+        pthread_t tid[256];
+        long failed = 0;
+        if (threads < 1 || threads > 256)
+                return 2;
+        for (int i = 0; i < threads; i++)
+                if (pthread_create(&tid[i], NULL, worker, NULL) != 0)
+                        return 2;
+        for (int i = 0; i < threads; i++) {
+                void *r;
+                pthread_join(tid[i], &r);
+                failed += (long) r;
+        }
+        if (failed) {
+                printf("FAILED %ld\n", failed);
+                return 1;
+        }
+        printf("ok %ld\n", threads * count);
+        return 0;
+}
+
+static int run_fork(void) {
+        int ok = lookup(), status;
+        pid_t child;
+        printf("parent before fork: %s\n", ok ? "ok" : "FAILED");
+        fflush(stdout);
+        child = fork();
+        if (child < 0)
+                return 2;
+        if (child == 0) {
+                int c = lookup() && lookup();
+                printf("child: %s\n", c ? "ok" : "FAILED");
+                fflush(stdout);
+                _exit(c ? 0 : 1);
+        }
+        ok = lookup() && lookup() && ok;
+        if (waitpid(child, &status, 0) != child)
+                return 2;
+        printf("parent after fork: %s\n", ok ? "ok" : "FAILED");
+        return ok && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+        if (argc >= 4 && strcmp(argv[1], "time") == 0) {
+                name = argv[2];
+                count = atol(argv[3]);
+                return count > 0 ? run_time() : 2;
+        }
+        if (argc >= 4 && strcmp(argv[1], "rate") == 0) {
+                name = argv[2];
+                count = atol(argv[3]);
+                return run_rate();
+        }
+        if (argc >= 6 && strcmp(argv[1], "threads") == 0) {
+                name = argv[2];
+                want = argv[3];
+                count = atol(argv[5]);
+                return run_threads(atoi(argv[4]));
+        }
+        if (argc >= 4 && strcmp(argv[1], "fork") == 0) {
+                name = argv[2];
+                want = argv[3];
+                return run_fork();
+        }
+        fprintf(stderr, "usage: see the comment at the top of nss-lookup.c\n");
+        return 2;
+}

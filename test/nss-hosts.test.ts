@@ -1,0 +1,210 @@
+// libnss_mymachines.so.2 for hosts, as real programs use it through glibc: getent, ping, a threaded and a
+// forking C program, valgrind. Each command runs in a mount namespace of its own with a private
+// nsswitch.conf and /etc/hosts and our module where glibc looks for it (bench/nss-env.ts).
+// Addresses: 10.77.31.0/24 and fd77:31::/64.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { makeNssEnv, ROOT, type NssEnv } from '../bench/nss-env.js';
+import { makeContainer, removeAllContainers, type Container } from './helpers/container.js';
+import { startDaemon, type Daemon } from './helpers/daemon.js';
+import { must, run, waitFor } from './helpers/run.js';
+
+const V4 = '10.77.31.2';
+const V6 = 'fd77:31::2';
+const FILES_NAME = 'files31';
+const FILES_ADDR = '10.77.31.99';
+
+/** getent hosts: one line per address, as getent prints them. */
+const hostsLines = (name: string, addrs: string[]) => addrs.map((a) => `${a.padEnd(15)} ${name}\n`).join('');
+/** getent ahosts*: three socket types per address; the canonical name on the first line only. */
+const ahostsLines = (canon: string, addrs: string[]) =>
+  addrs.flatMap((a, i) => ['STREAM', 'DGRAM', 'RAW'].map((t, j) => `${a.padEnd(15)} ${t.padEnd(6)} ${i === 0 && j === 0 ? canon : ''}\n`)).join('');
+
+/** A leader for a VM: a sleeping process, ended in after(). */
+const sleepers: { kill(): void }[] = [];
+function sleeper(): number {
+  const p = spawn('sleep', ['1031'], { stdio: 'ignore' });
+  sleepers.push({ kill: () => void p.kill('SIGKILL') });
+  return p.pid!;
+}
+
+/** The link-local address of an interface once usable (not tentative): getaddrinfo orders addresses by
+ *  the source addresses the host has for them, and an unusable one puts the link-local address last. */
+async function linkLocal(exec: (args: string[]) => Promise<string>, dev: string): Promise<string> {
+  return waitFor(`the link-local address of ${dev}`, async () => {
+    const out = JSON.parse(await exec(['ip', '-j', '-6', 'addr', 'show', 'dev', dev, 'scope', 'link']));
+    const a = out[0]?.addr_info.find((i: { local?: string }) => i.local);
+    return a && !a.tentative ? (a.local as string) : undefined;
+  });
+}
+
+describe('NSS hosts through glibc', () => {
+  let d: Daemon;
+  let env: NssEnv;
+  let web: Container;
+  let ll: string;
+  const getent = (...args: string[]) => env.run('getent', args);
+
+  before(async () => {
+    d = await startDaemon();
+    env = makeNssEnv({ socket: d.socket, etcHosts: [`${FILES_ADDR}\t${FILES_NAME}`] });
+    web = await makeContainer({ ipv4: { host: '10.77.31.1', inside: V4 }, ipv6: { host: 'fd77:31::1', inside: V6 } });
+    ll = await linkLocal(web.exec, 'host0');
+    await linkLocal((args) => must(args[0], args.slice(1)), web.hostIf);
+    const r = await d.ctl(['register', 'web31', '--leader', String(web.pid), '--netif', String(web.hostIfIndex)]);
+    assert.equal(r.code, 0, r.stderr);
+  });
+  after(async () => {
+    for (const s of sleepers) s.kill();
+    await removeAllContainers();
+    await d?.stop();
+    d?.cleanup();
+    env?.close();
+  });
+
+  test('getent hosts, ahosts, ahostsv4, ahostsv6 for a container on a veth pair', async () => {
+    assert.deepEqual(await getent('hosts', 'web31'), { code: 0, signal: null, stdout: hostsLines('web31', [V6, ll]), stderr: '' }, 'IPv6 first (gethostbyname2)');
+    // getaddrinfo orders by RFC 6724: link-local (with its scope, the host-side interface), ULA, IPv4.
+    assert.equal((await getent('ahosts', 'web31')).stdout, ahostsLines('web31', [`${ll}%${web.hostIfIndex}`, V6, V4]));
+    assert.equal((await getent('ahostsv4', 'web31')).stdout, ahostsLines('web31', [V4]));
+    assert.equal((await getent('ahostsv6', 'web31')).stdout, ahostsLines('web31', [V6, ll]));
+  });
+
+  test('reverse lookups for both families and the link-local address', async () => {
+    assert.equal((await getent('hosts', V4)).stdout, hostsLines('web31', [V4]));
+    assert.equal((await getent('hosts', V6)).stdout, hostsLines('web31', [V6]));
+    assert.equal((await getent('hosts', ll)).stdout, hostsLines('web31', [ll]));
+    assert.equal((await getent('hosts', '10.77.31.1')).code, 2, 'the host side is no machine\'s');
+  });
+
+  test('ping -4 and ping -6 by name', async () => {
+    const p4 = await env.run('ping', ['-4', '-c1', '-W2', 'web31']);
+    assert.equal(p4.code, 0, p4.stdout + p4.stderr);
+    assert.match(p4.stdout, new RegExp(`bytes from .*\\(?${V4.replace(/\./g, '\\.')}\\)?`));
+    const p6 = await env.run('ping', ['-6', '-c1', '-W2', 'web31']);
+    assert.equal(p6.code, 0, p6.stdout + p6.stderr);
+    assert.match(p6.stdout, /1 received/);
+  });
+
+  test('a VM registered with given addresses', async () => {
+    const r = await d.ctl(['register', 'vm31', '--class', 'vm', '--leader', String(sleeper()), '--address', '10.77.31.60', '--address', 'fd77:31::60']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((await getent('hosts', 'vm31')).stdout, hostsLines('vm31', ['fd77:31::60']));
+    assert.equal((await getent('ahostsv4', 'vm31')).stdout, ahostsLines('vm31', ['10.77.31.60']));
+    assert.equal((await getent('hosts', '10.77.31.60')).stdout, hostsLines('vm31', ['10.77.31.60']));
+  });
+
+  test('names in any letter case; the canonical name is the registered one', async () => {
+    assert.equal((await getent('hosts', 'WEB31')).stdout, hostsLines('web31', [V6, ll]));
+    assert.equal((await getent('ahostsv4', 'Web31')).stdout, ahostsLines('web31', [V4]));
+  });
+
+  test('a name that is no machine falls through to files; one that is nowhere is not found', async () => {
+    const first = makeNssEnv({ socket: d.socket, hosts: 'mymachines files', etcHosts: [`${FILES_ADDR}\t${FILES_NAME}`] });
+    try {
+      assert.equal((await first.run('getent', ['hosts', FILES_NAME])).stdout, hostsLines(FILES_NAME, [FILES_ADDR]));
+      assert.equal((await first.run('getent', ['ahostsv4', FILES_NAME])).stdout, ahostsLines(FILES_NAME, [FILES_ADDR]));
+      assert.equal((await first.run('getent', ['hosts', FILES_ADDR])).stdout, hostsLines(FILES_NAME, [FILES_ADDR]), 'reverse too');
+      assert.equal((await first.run('getent', ['hosts', 'web31'])).stdout, hostsLines('web31', [V6, ll]));
+    } finally {
+      first.close();
+    }
+    assert.equal((await getent('hosts', FILES_NAME)).stdout, hostsLines(FILES_NAME, [FILES_ADDR]));
+    const none = await getent('hosts', 'nomachine31');
+    assert.deepEqual([none.code, none.stdout], [2, '']);
+  });
+
+  test('an address added inside the container resolves within a second, and stops when removed', async () => {
+    await web.exec(['ip', 'addr', 'add', '10.77.31.3/24', 'dev', 'host0']);
+    const t0 = Date.now();
+    await waitFor('the new address', async () => ((await getent('ahostsv4', 'web31')).stdout.includes('10.77.31.3 ') ? true : undefined), 1000);
+    assert.ok(Date.now() - t0 < 1000);
+    assert.equal((await getent('ahostsv4', 'web31')).stdout, ahostsLines('web31', [V4, '10.77.31.3']));
+    assert.equal((await getent('hosts', '10.77.31.3')).stdout, hostsLines('web31', ['10.77.31.3']));
+    await web.exec(['ip', 'addr', 'del', '10.77.31.3/24', 'dev', 'host0']);
+    const t1 = Date.now();
+    await waitFor('the address gone', async () => ((await getent('hosts', '10.77.31.3')).code === 2 ? true : undefined), 1000);
+    assert.ok(Date.now() - t1 < 1000);
+    assert.equal((await getent('ahostsv4', 'web31')).stdout, ahostsLines('web31', [V4]));
+  });
+
+  test('an unregistered machine stops resolving, by name and by address', async () => {
+    const c = await makeContainer({ ipv4: { host: '10.77.31.9', inside: '10.77.31.10' } });
+    assert.equal((await d.ctl(['register', 'gone31', '--leader', String(c.pid)])).code, 0);
+    assert.equal((await getent('ahostsv4', 'gone31')).stdout, ahostsLines('gone31', ['10.77.31.10']));
+    assert.equal((await d.ctl(['unregister', 'gone31'])).code, 0);
+    assert.equal((await getent('hosts', 'gone31')).code, 2);
+    assert.equal((await getent('hosts', '10.77.31.10')).code, 2);
+    await c.remove();
+  });
+
+  test('16 threads x 1,000 lookups in one process', async () => {
+    const r = await env.run(env.lookupProgram(), ['threads', 'web31', V4, '16', '1000'], { timeoutMs: 120_000 });
+    assert.deepEqual([r.code, r.stdout], [0, 'ok 16000\n'], r.stderr);
+  });
+
+  test('lookups before fork(), then in the child and the parent', async () => {
+    const r = await env.run(env.lookupProgram(), ['fork', 'web31', V6]);
+    assert.deepEqual([r.code, r.stdout], [0, 'parent before fork: ok\nchild: ok\nparent after fork: ok\n'], r.stderr);
+  });
+
+  test('valgrind finds no leak or error in getent (forward, reverse, miss)', async () => {
+    for (const args of [['hosts', 'web31'], ['ahosts', 'web31'], ['hosts', V4], ['hosts', 'nomachine31']]) {
+      const r = await env.run('valgrind', ['--leak-check=full', '--error-exitcode=99', '-q', 'getent', ...args], { timeoutMs: 120_000 });
+      assert.notEqual(r.code, 99, `${args.join(' ')}: ${r.stderr}`);
+      assert.equal(r.stderr, '', args.join(' '));
+    }
+  });
+
+  test('the reply parser survives its fuzz target', async (t) => {
+    if (!existsSync(join(ROOT, 'nss-module/fuzz/run.sh'))) return t.skip('nss-module provides no fuzz/run.sh');
+    await must('make', ['-C', join(ROOT, 'nss-module'), 'fuzz']);
+    const r = await run(join(ROOT, 'nss-module/fuzz/run.sh'), ['20'], { timeoutMs: 180_000 });
+    assert.equal(r.code, 0, r.stdout.slice(-2000) + r.stderr.slice(-2000));
+  });
+});
+
+describe('NSS hosts when the daemon does not answer', () => {
+  let d: Daemon;
+  let env: NssEnv;
+  after(async () => {
+    for (const s of sleepers) s.kill();
+    if (d && d.proc.exitCode === null && d.proc.signalCode === null) process.kill(d.proc.pid!, 'SIGCONT');
+    await d?.stop();
+    d?.cleanup();
+    env?.close();
+  });
+
+  test('stopped (SIGSTOP): a lookup fails within a second; killed or gone: at once', async () => {
+    d = await startDaemon();
+    env = makeNssEnv({ socket: d.socket });
+    assert.equal((await d.ctl(['register', 'stop31', '--class', 'vm', '--leader', String(sleeper()), '--address', '10.77.31.70'])).code, 0);
+    assert.equal((await env.run('getent', ['hosts', 'stop31'])).stdout, hostsLines('stop31', ['10.77.31.70']));
+
+    // One getaddrinfo (gethostbyname4_r): one bounded wait. (getent hosts makes two lookups.)
+    const timed = async () => {
+      const t0 = Date.now();
+      const r = await env.run('getent', ['ahosts', 'stop31'], { timeoutMs: 10_000 });
+      return { code: r.code, ms: Date.now() - t0 };
+    };
+    process.kill(d.proc.pid!, 'SIGSTOP');
+    const stopped = await timed();
+    process.kill(d.proc.pid!, 'SIGCONT');
+    assert.equal(stopped.code, 2);
+    assert.ok(stopped.ms < 1000, `took ${stopped.ms} ms`);
+
+    await d.kill(); // the socket file stays: connections are refused
+    assert.ok(existsSync(d.socket));
+    const refused = await timed();
+    assert.equal(refused.code, 2);
+    assert.ok(refused.ms < 300, `took ${refused.ms} ms`);
+
+    rmSync(d.socket);
+    const missing = await timed();
+    assert.equal(missing.code, 2);
+    assert.ok(missing.ms < 300, `took ${missing.ms} ms`);
+  });
+});
