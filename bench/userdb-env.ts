@@ -20,6 +20,8 @@ export type PasswdSource = 'systemd' | 'mymachines' | 'files';
 export interface UserdbEnv {
   /** Runs a command in the private world with `passwd:` and `group:` set to `files <source>`. */
   run(source: PasswdSource, cmd: string[]): Promise<RunResult>;
+  /** What run() spawns (for showing a command while running it this way). */
+  command(source: PasswdSource, cmd: string[]): { cmd: string; args: string[]; env: NodeJS.ProcessEnv };
   close(): void;
 }
 
@@ -30,26 +32,31 @@ export function makeUserdbEnv(o: { socket: string; userdbSocket: string }): User
     const line = s === 'files' ? 'files' : `files ${s}`;
     writeFileSync(join(dir, `nsswitch.${s}`), `passwd: ${line}\ngroup: ${line}\n`);
   }
+  const command = (source: PasswdSource, cmd: string[]) => {
+    const script = [
+      'mount -t tmpfs tmpfs /run/systemd',
+      'mkdir -p /run/systemd/userdb',
+      'touch /run/systemd/userdb/io.systemd.Machine',
+      'mount --bind "$USERDB_SOCKET" /run/systemd/userdb/io.systemd.Machine',
+      'mount --bind "$NSSWITCH" /etc/nsswitch.conf',
+      // nscd would answer from its cache instead of asking the modules.
+      'if [ -d /var/run/nscd ]; then mount -t tmpfs none /var/run/nscd; fi',
+      'exec "$@"',
+    ].join(' && ');
+    const env = {
+      ...process.env,
+      USERDB_SOCKET: o.userdbSocket,
+      NSSWITCH: join(dir, `nsswitch.${source}`),
+      LD_LIBRARY_PATH: NSS_LIB_DIR,
+      MYMACHINES_SOCKET: o.socket,
+    };
+    return { cmd: 'unshare', args: ['-m', '--propagation', 'private', '--', 'sh', '-c', script, 'sh', ...cmd], env };
+  };
   return {
+    command,
     run(source, cmd) {
-      const script = [
-        'mount -t tmpfs tmpfs /run/systemd',
-        'mkdir -p /run/systemd/userdb',
-        'touch /run/systemd/userdb/io.systemd.Machine',
-        'mount --bind "$USERDB_SOCKET" /run/systemd/userdb/io.systemd.Machine',
-        'mount --bind "$NSSWITCH" /etc/nsswitch.conf',
-        // nscd would answer from its cache instead of asking the modules.
-        'if [ -d /var/run/nscd ]; then mount -t tmpfs none /var/run/nscd; fi',
-        'exec "$@"',
-      ].join(' && ');
-      const env = {
-        ...process.env,
-        USERDB_SOCKET: o.userdbSocket,
-        NSSWITCH: join(dir, `nsswitch.${source}`),
-        LD_LIBRARY_PATH: NSS_LIB_DIR,
-        MYMACHINES_SOCKET: o.socket,
-      };
-      return run('unshare', ['-m', '--propagation', 'private', '--', 'sh', '-c', script, 'sh', ...cmd], { env });
+      const c = command(source, cmd);
+      return run(c.cmd, c.args, { env: c.env });
     },
     close: () => rmSync(dir, { recursive: true, force: true }),
   };
