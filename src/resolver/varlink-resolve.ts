@@ -21,12 +21,12 @@ export const resolveInterface: InterfaceDef = {
   },
   methods: {
     ResolveHostname: {
-      doc: 'The addresses of a machine, by name (ignoring case). family: 2 (IPv4), 10 (IPv6), absent or 0\n(both). name in the reply is the registered name. ifindex is set on IPv6 link-local addresses only.',
+      doc: 'The addresses of a machine, by name (ignoring case). family: 2 (IPv4), 10 (IPv6), absent or 0\n(both). name in the reply is the registered name. ifindex is set on IPv6 link-local addresses only.\nThe ifindex and flags parameters are accepted, as resolved\'s, and do not change the answer.',
       in: { ifindex: t.optional(t.int), name: t.string, family: t.optional(t.int), flags: t.optional(t.int) },
       out: { addresses: t.array(t.ref('ResolvedAddress')), name: t.string, flags: t.int },
     },
     ResolveAddress: {
-      doc: 'The machine that answers with this address.',
+      doc: 'The machines whose names resolve to this address (ifindex: the scope of an IPv6 link-local one).',
       in: { ifindex: t.optional(t.int), family: t.int, address: t.array(t.int), flags: t.optional(t.int) },
       out: { names: t.array(t.ref('ResolvedName')), flags: t.int },
     },
