@@ -6,6 +6,7 @@ import { findCgroup2Mount, findLegacySystemdMount, Cgroups } from '../registry/c
 import { serveMachine1 } from '../registry/dbus-machine1.js';
 import { busAddress } from '../registry/dbus-service.js';
 import { Registry } from '../registry/registry.js';
+import { SystemdScopes, systemdIsPid1 } from '../registry/systemd-scope.js';
 import { machineHandlers, machineInterface } from '../registry/varlink-machine.js';
 import { Resolver, resolveHandlers, resolveInterface } from '../resolver/index.js';
 import { userDatabaseHandlers, userDatabaseInterface } from '../userdb/varlink-userdb.js';
@@ -42,7 +43,8 @@ async function run(opts: DaemonOptions): Promise<void> {
   if (!mount) log.warn({}, 'no cgroup2 hierarchy: creating machines (allocateUnit) is not supported');
   const registry = new Registry({
     stateDir: opts.stateDir,
-    scopes: mount ? new Cgroups(mount, await findLegacySystemdMount()) : undefined,
+    // Where systemd is PID 1 it owns the cgroup tree: scopes are asked of it, as machined does.
+    scopes: !mount ? undefined : systemdIsPid1() ? new SystemdScopes(mount) : new Cgroups(mount, await findLegacySystemdMount()),
     terminateTimeoutMs: opts.terminateTimeoutMs,
     log,
   });
