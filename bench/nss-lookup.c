@@ -1,6 +1,7 @@
 /* Host name lookups through glibc's getaddrinfo, as a program would do them: for the NSS tests
  * (threads, fork) and the benchmark (per-lookup times, lookups per second).
  *
+ *   nss-lookup once NAME                one lookup; prints "found NS" or "failed NS"
  *   nss-lookup time NAME COUNT          COUNT lookups; prints "ok FAILED MEDIAN_NS P99_NS"
  *   nss-lookup rate NAME MILLISECONDS   lookups until the time is up; prints "COUNT FAILED"
  *   nss-lookup threads NAME ADDR THREADS COUNT
@@ -135,6 +136,14 @@ static int run_fork(void) {
 }
 
 int main(int argc, char **argv) {
+        if (argc >= 3 && strcmp(argv[1], "once") == 0) {
+                long long t0 = now_ns();
+                int found;
+                name = argv[2];
+                found = lookup();
+                printf("%s %lld\n", found ? "found" : "failed", now_ns() - t0);
+                return 0;
+        }
         if (argc >= 4 && strcmp(argv[1], "time") == 0) {
                 name = argv[2];
                 count = atol(argv[3]);
