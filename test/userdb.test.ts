@@ -118,6 +118,16 @@ describe('userdb', () => {
       assert.equal((await group({ groupName: 'vg-db-2-1001' })).record.gid, 300001);
     });
 
+    test('overlapping maps of two containers: the range that starts first keeps the shared IDs', async () => {
+      await register('lap-a', [{ base: 0, shift: 700000, range: 1000 }]);
+      await register('lap-b', [{ base: 0, shift: 700500, range: 1000 }]);
+      assert.equal((await user({ uid: 700600 })).record.userName, 'vu-lap-a-600');
+      assert.equal((await user({ uid: 701200 })).record.userName, 'vu-lap-b-700');
+      assert.equal((await user({ userName: 'vu-lap-b-700' })).record.uid, 701200);
+      assert.equal(await userError({ userName: 'vu-lap-b-0' }), NO_RECORD);
+      assert.equal((await group({ gid: 700500 })).record.groupName, 'vg-lap-a-500');
+    });
+
     test('a container without a user namespace has no records (unlike machined)', async () => {
       assert.equal(await userError({ userName: 'vu-plain-0' }), NO_RECORD);
       assert.equal(await userError({ userName: 'vu-plain-100000' }), NO_RECORD);

@@ -9,6 +9,7 @@ import { Registry } from '../registry/registry.js';
 import { SystemdScopes, systemdIsPid1 } from '../registry/systemd-scope.js';
 import { machineHandlers, machineInterface } from '../registry/varlink-machine.js';
 import { Resolver, resolveHandlers, resolveInterface } from '../resolver/index.js';
+import { UserRecords } from '../userdb/records.js';
 import { userDatabaseHandlers, userDatabaseInterface } from '../userdb/varlink-userdb.js';
 import { VarlinkServer } from '../varlink/server.js';
 import { makeLogger } from './logging.js';
@@ -59,7 +60,7 @@ async function run(opts: DaemonOptions): Promise<void> {
   });
   server.addInterface(machineInterface, machineHandlers(registry));
   server.addInterface(resolveInterface, resolveHandlers(new Resolver(registry)));
-  server.addInterface(userDatabaseInterface, userDatabaseHandlers(registry));
+  server.addInterface(userDatabaseInterface, userDatabaseHandlers(new UserRecords(registry)));
   await server.listen(socketPath, 0o666);
   // Where nss-systemd and userdbctl look for userdb services; the socket's name is the service name.
   if (opts.userdbDir !== '') {

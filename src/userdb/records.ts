@@ -2,7 +2,7 @@
 // §4.5): `vu-<machine>-<uid inside>` for every host UID that a container's uid_map maps, `vg-...` for GIDs.
 // Unlike machined, only running containers with a user namespace count, and name -> ID only gives what
 // ID -> name gives back (machined maps `vu-x-0` of a container without userns to host UID 0).
-import { HOST_ID_RANGE, type IdKind, type MachineSource, findOwner, outerId, validId } from '../registry/id-mapping.js';
+import { HOST_ID_RANGE, type IdKind, type MachineSource, outerId, validId } from '../registry/id-mapping.js';
 import type { Machine } from '../registry/machine.js';
 
 /** The userdb service name: the socket's file name, which clients send as `service`. */
@@ -49,36 +49,69 @@ export function validUserName(s: string): boolean {
   return s.length <= USER_NAME_MAX && /^[A-Za-z_][A-Za-z0-9_-]*$/.test(s);
 }
 
-/** Machines whose IDs get records: running containers. (An identity map owns nothing: see innerId.) */
-function recordMachines(src: MachineSource): Machine[] {
-  return src.list().filter((m) => m.class === 'container' && m.state === 'running');
+/** What userdb needs of the registry: machines by name, all of them, and word of every change. */
+export interface RegistryView extends MachineSource {
+  on(event: 'added' | 'removed' | 'changed', listener: (m: Machine) => void): unknown;
 }
 
-function entryById(src: MachineSource, kind: IdKind, hostId: number): Entry | undefined {
-  if (!validId(hostId) || hostId < HOST_ID_RANGE) return undefined;
-  const owner = findOwner(recordMachines(src), kind, hostId);
-  if (!owner) return undefined;
-  const name = `${PREFIX[kind]}${owner.machine.name}-${owner.id}`;
-  // A name that breaks the user-name rules (a dot, too long) is not synthesized, as machined.
-  return validUserName(name) ? { name, hostId, inner: owner.id, machine: owner.machine } : undefined;
+/** Host IDs start..end-1 are base.. inside machine. */
+interface Segment {
+  start: number;
+  end: number;
+  base: number;
+  machine: Machine;
 }
 
-function entryByName(src: MachineSource, kind: IdKind, name: string): Entry | undefined {
-  if (!validUserName(name) || !name.startsWith(PREFIX[kind])) return undefined;
-  // The machine name may hold '-': the ID is what follows the last one.
-  const rest = name.slice(PREFIX[kind].length);
-  const dash = rest.lastIndexOf('-');
-  const idText = rest.slice(dash + 1);
-  // Canonical decimal only, so that the record's name is the name asked for.
-  if (dash <= 0 || !/^(0|[1-9][0-9]{0,9})$/.test(idText)) return undefined;
-  const machine = src.get(rest.slice(0, dash));
-  if (!machine || machine.class !== 'container' || machine.state !== 'running') return undefined;
-  const hostId = outerId(machine, kind, Number(idText));
-  if (hostId === undefined) return undefined;
-  // Only what the other direction gives back: a host ID of this machine's user namespace (not an identity
-  // line, not the host's range, not first claimed by an overlapping map of another machine).
-  const back = entryById(src, kind, hostId);
-  return back?.name === name ? back : undefined;
+/**
+ * The host ID ranges that running containers' user namespaces map (lines with a non-zero shift), sorted
+ * and disjoint, rebuilt on the first lookup after the registry changed: an ID lookup is a binary search
+ * however many machines there are (a scan of 10,000 machines took 260 µs).
+ */
+class RangeIndex {
+  private segments: Segment[] | undefined;
+
+  constructor(private readonly src: MachineSource, private readonly kind: IdKind) {}
+
+  invalidate(): void {
+    this.segments = undefined;
+  }
+
+  find(hostId: number): { machine: Machine; inner: number } | undefined {
+    const s = (this.segments ??= this.build());
+    let lo = 0;
+    let hi = s.length - 1;
+    let found: Segment | undefined;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (s[mid].start <= hostId) {
+        found = s[mid];
+        lo = mid + 1;
+      } else {
+        hi = mid - 1;
+      }
+    }
+    return found && hostId < found.end ? { machine: found.machine, inner: hostId - found.start + found.base } : undefined;
+  }
+
+  private build(): Segment[] {
+    const all: Segment[] = [];
+    for (const m of this.src.list()) {
+      if (m.class !== 'container' || m.state !== 'running') continue;
+      for (const l of this.kind === 'user' ? m.uidMap : m.gidMap) {
+        if (l.shift !== 0 && l.range > 0) all.push({ start: l.shift, end: l.shift + l.range, base: l.base, machine: m });
+      }
+    }
+    all.sort((a, b) => a.start - b.start);
+    // Where the maps of two machines overlap (a misconfiguration), the range that starts first keeps the
+    // IDs both claim (machined takes whichever machine its hash table yields first).
+    const out: Segment[] = [];
+    for (const seg of all) {
+      const prevEnd = out.length > 0 ? out[out.length - 1].end : 0;
+      if (seg.end <= prevEnd) continue;
+      out.push(seg.start >= prevEnd ? seg : { ...seg, start: prevEnd, base: seg.base + prevEnd - seg.start });
+    }
+    return out;
+  }
 }
 
 function userRecord(e: Entry): UserRecord {
@@ -106,24 +139,65 @@ function groupRecord(e: Entry): GroupRecord {
   };
 }
 
-export function userByUid(src: MachineSource, uid: number): UserRecord | undefined {
-  const e = entryById(src, 'user', uid);
-  return e && userRecord(e);
-}
+/** The records of the registry's machines, looked up by ID or by name. */
+export class UserRecords {
+  private readonly index: Record<IdKind, RangeIndex>;
 
-export function userByName(src: MachineSource, name: string): UserRecord | undefined {
-  const e = entryByName(src, 'user', name);
-  return e && userRecord(e);
-}
+  constructor(private readonly src: RegistryView) {
+    this.index = { user: new RangeIndex(src, 'user'), group: new RangeIndex(src, 'group') };
+    const changed = () => {
+      this.index.user.invalidate();
+      this.index.group.invalidate();
+    };
+    for (const event of ['added', 'removed', 'changed'] as const) src.on(event, changed);
+  }
 
-export function groupByGid(src: MachineSource, gid: number): GroupRecord | undefined {
-  const e = entryById(src, 'group', gid);
-  return e && groupRecord(e);
-}
+  userByUid(uid: number): UserRecord | undefined {
+    const e = this.entryById('user', uid);
+    return e && userRecord(e);
+  }
 
-export function groupByName(src: MachineSource, name: string): GroupRecord | undefined {
-  const e = entryByName(src, 'group', name);
-  return e && groupRecord(e);
+  userByName(name: string): UserRecord | undefined {
+    const e = this.entryByName('user', name);
+    return e && userRecord(e);
+  }
+
+  groupByGid(gid: number): GroupRecord | undefined {
+    const e = this.entryById('group', gid);
+    return e && groupRecord(e);
+  }
+
+  groupByName(name: string): GroupRecord | undefined {
+    const e = this.entryByName('group', name);
+    return e && groupRecord(e);
+  }
+
+  private entryById(kind: IdKind, hostId: number): Entry | undefined {
+    if (!validId(hostId) || hostId < HOST_ID_RANGE) return undefined;
+    const owner = this.index[kind].find(hostId);
+    if (!owner) return undefined;
+    const name = `${PREFIX[kind]}${owner.machine.name}-${owner.inner}`;
+    // A name that breaks the user-name rules (a dot, too long) is not synthesized, as machined.
+    return validUserName(name) ? { name, hostId, inner: owner.inner, machine: owner.machine } : undefined;
+  }
+
+  private entryByName(kind: IdKind, name: string): Entry | undefined {
+    if (!validUserName(name) || !name.startsWith(PREFIX[kind])) return undefined;
+    // The machine name may hold '-': the ID is what follows the last one.
+    const rest = name.slice(PREFIX[kind].length);
+    const dash = rest.lastIndexOf('-');
+    const idText = rest.slice(dash + 1);
+    // Canonical decimal only, so that the record's name is the name asked for.
+    if (dash <= 0 || !/^(0|[1-9][0-9]{0,9})$/.test(idText)) return undefined;
+    const machine = this.src.get(rest.slice(0, dash));
+    if (!machine || machine.class !== 'container' || machine.state !== 'running') return undefined;
+    const hostId = outerId(machine, kind, Number(idText));
+    if (hostId === undefined) return undefined;
+    // Only what the other direction gives back: a host ID of this machine's user namespace (not an
+    // identity line, not the host's range, not a range another machine claimed first).
+    const back = this.entryById(kind, hostId);
+    return back?.name === name ? back : undefined;
+  }
 }
 
 /** The filters newer clients (systemd 258+) send along with a lookup. */

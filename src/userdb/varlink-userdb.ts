@@ -3,11 +3,8 @@
 import { VarlinkError, invalidParameter } from '../varlink/errors.js';
 import { t, type InterfaceDef } from '../varlink/schema.js';
 import type { Handler } from '../varlink/server.js';
-import { type MachineSource, validId } from '../registry/id-mapping.js';
-import {
-  type GroupRecord, type RecordMatch, type UserRecord, SERVICE,
-  groupByGid, groupByName, recordMatches, userByName, userByUid,
-} from './records.js';
+import { validId } from '../registry/id-mapping.js';
+import { type GroupRecord, type RecordMatch, type UserRecord, type UserRecords, SERVICE, recordMatches } from './records.js';
 
 const IFACE = 'io.systemd.UserDatabase';
 
@@ -61,30 +58,44 @@ function checkParams(p: Record<string, unknown>, ids: string[], names: string[])
   if (p.service !== SERVICE) throw err('BadService');
 }
 
+/** How one kind of record is found: by ID, by name, and the name of a record. */
+interface Finder<R> {
+  byId(id: number): R | undefined;
+  byName(name: string): R | undefined;
+  nameOf(r: R): string;
+}
+
 /** The machined lookup order: ID before name, no enumeration, conflicts, then the newer clients' filters. */
-function lookup<R extends UserRecord | GroupRecord>(
-  id: number | undefined, name: string | undefined, match: RecordMatch,
-  byId: (id: number) => R | undefined, byName: (name: string) => R | undefined, nameOf: (r: R) => string,
-): { record: R } {
+function lookup<R extends UserRecord | GroupRecord>(find: Finder<R>, id: number | undefined, name: string | undefined, match: RecordMatch): { record: R } {
   if (id === undefined && name === undefined) throw err('EnumerationNotSupported');
-  const record = id !== undefined ? byId(id) : byName(name!);
+  const record = id !== undefined ? find.byId(id) : find.byName(name!);
   if (!record) throw noRecordFound();
-  if (name !== undefined && nameOf(record) !== name) throw err('ConflictingRecordFound');
+  if (name !== undefined && find.nameOf(record) !== name) throw err('ConflictingRecordFound');
   if (!recordMatches(record, match)) throw err('NonMatchingRecordFound');
   return { record };
 }
 
-export function userDatabaseHandlers(src: MachineSource): Record<string, Handler> {
+export function userDatabaseHandlers(records: UserRecords): Record<string, Handler> {
+  const users: Finder<UserRecord> = {
+    byId: (uid) => records.userByUid(uid),
+    byName: (name) => records.userByName(name),
+    nameOf: (r) => r.userName,
+  };
+  const groups: Finder<GroupRecord> = {
+    byId: (gid) => records.groupByGid(gid),
+    byName: (name) => records.groupByName(name),
+    nameOf: (r) => r.groupName,
+  };
   return {
     GetUserRecord(p) {
       checkParams(p, ['uid', 'uidMin', 'uidMax'], ['userName']);
-      return lookup(p.uid, p.userName, { ...p, idMin: p.uidMin, idMax: p.uidMax },
-        (uid) => userByUid(src, uid), (name) => userByName(src, name), (r) => r.userName);
+      const match = { fuzzyNames: p.fuzzyNames, dispositionMask: p.dispositionMask, idMin: p.uidMin, idMax: p.uidMax };
+      return lookup(users, p.uid, p.userName, match);
     },
     GetGroupRecord(p) {
       checkParams(p, ['gid', 'gidMin', 'gidMax'], ['groupName']);
-      return lookup(p.gid, p.groupName, { ...p, idMin: p.gidMin, idMax: p.gidMax },
-        (gid) => groupByGid(src, gid), (name) => groupByName(src, name), (r) => r.groupName);
+      const match = { fuzzyNames: p.fuzzyNames, dispositionMask: p.dispositionMask, idMin: p.gidMin, idMax: p.gidMax };
+      return lookup(groups, p.gid, p.groupName, match);
     },
     GetMemberships(p) {
       checkParams(p, [], ['userName', 'groupName']);
