@@ -1,7 +1,7 @@
 // State files in machined's format (reference §2.5), read by sd-login and nss-mymachines, plus keys of
 // our own for what machined lacks. Each write is atomic (a temporary file, then rename), so that readers
 // and inotify watchers only ever see whole files and a crash never leaves half a file.
-import { mkdir, open, readFile, readdir, readlink, rename, symlink, unlink } from 'node:fs/promises';
+import { mkdir, readFile, readdir, readlink, rename, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Machine, addressToString, parseAddress } from './machine.js';
 import { isValidMachineName } from './names.js';
@@ -50,13 +50,9 @@ export class StateFiles {
     if (m.allocateUnit) lines.push('ALLOCATE_UNIT=1');
     const path = join(this.dir, m.name);
     const tmp = join(this.dir, `.#${m.name}.${process.pid}.${Math.random().toString(36).slice(2)}`);
-    const fh = await open(tmp, 'wx', 0o644);
-    try {
-      await fh.writeFile(lines.join('\n') + '\n');
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
+    // No fsync: what must survive is a crash of the daemon, and the page cache outlives that; /run
+    // does not outlive a reboot anyway.
+    await writeFile(tmp, lines.join('\n') + '\n', { mode: 0o644, flag: 'wx' });
     await rename(tmp, path);
     if (m.unit) await this.link(m.unit, m.name);
   }

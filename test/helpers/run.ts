@@ -24,6 +24,7 @@ export function run(cmd: string, args: string[], opts: { input?: string; env?: N
       clearTimeout(timer);
       resolve({ code, signal, stdout, stderr });
     });
+    p.stdin.on('error', () => {}); // a command that does not read its input may exit first
     p.stdin.end(opts.input ?? '');
   });
 }

@@ -1,0 +1,118 @@
+// Registry benchmark: registrations per second through Varlink (1 and 8 clients), List latency and
+// daemon memory with 1,000 and 10,000 machines, restart-to-ready with 10,000 state files.
+// The state directory is a tmpfs, as /run is on a normal host. Leaders are cheap sleeping processes.
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { VarlinkClient } from '../src/varlink/client.js';
+import { ROOT, startDaemon, type Daemon } from '../test/helpers/daemon.js';
+import { must } from '../test/helpers/run.js';
+
+const M = 'io.systemd.Machine';
+
+async function leaders(n: number): Promise<{ pids: number[]; stop(): void }> {
+  const bin = join(tmpdir(), 'mymachines-bench-leaders');
+  await must('gcc', ['-O2', '-o', bin, join(ROOT, 'bench/leaders.c')]);
+  const p = spawn(bin, [String(n)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  for await (const chunk of p.stdout!) {
+    out += chunk;
+    if (out.split('\n').length > n) break;
+  }
+  return { pids: out.trim().split('\n').map(Number), stop: () => p.stdin!.end() };
+}
+
+async function registerAll(d: Daemon, pids: number[], from: number, clients: number): Promise<number> {
+  const cs = await Promise.all(Array.from({ length: clients }, () => VarlinkClient.connect(d.socket)));
+  const t0 = performance.now();
+  await Promise.all(
+    cs.map(async (c, k) => {
+      for (let i = from + k; i < pids.length; i += clients) {
+        await c.call(`${M}.Register`, { name: `bench${i}`, class: 'container', leader: pids[i] });
+      }
+    }),
+  );
+  const s = (performance.now() - t0) / 1000;
+  await Promise.all(cs.map((c) => c.close()));
+  return (pids.length - from) / s;
+}
+
+async function listMs(d: Daemon, runs = 10): Promise<number> {
+  const c = await VarlinkClient.connect(d.socket);
+  const times: number[] = [];
+  for (let r = 0; r < runs; r++) {
+    const t0 = performance.now();
+    let n = 0;
+    for await (const _ of c.callMore(`${M}.List`, {})) n++;
+    times.push(performance.now() - t0);
+    void n;
+  }
+  await c.close();
+  return times.sort((a, b) => a - b)[Math.floor(times.length / 2)];
+}
+
+function rssMB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m![1]) / 1024;
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'mymachines-bench-'));
+  mkdirSync(join(dir, 'machines'));
+  // The bench runs in a private mount namespace (npm run bench): this tmpfs is gone with it.
+  await must('mount', ['-t', 'tmpfs', 'tmpfs', join(dir, 'machines')]);
+  const N = Number(process.env.BENCH_MACHINES ?? 10_000);
+  const L = await leaders(N);
+  const results: Record<string, number> = {};
+  let d = await startDaemon({ dir, args: ['--log-level', 'warn'] });
+  try {
+    // 1 client for the first 2,000, 8 clients for the next 2,000 (the registry grows meanwhile).
+    results.registrationsPerSecond1Client = await registerAll(d, L.pids.slice(0, 2000), 0, 1);
+    results.registrationsPerSecond8Clients = await registerAll(d, L.pids.slice(0, 4000), 2000, 8);
+    // Back to 1,000 machines for the List at 1,000.
+    const c = await VarlinkClient.connect(d.socket);
+    for (let i = 1000; i < 4000; i++) await c.call(`${M}.Unregister`, { name: `bench${i}` });
+    await c.close();
+    results.listMs1000 = await listMs(d);
+    results.rssMB1000 = rssMB(d.proc.pid!);
+    await registerAll(d, L.pids, 1000, 8);
+    results.listMs10000 = await listMs(d, 5);
+    results.rssMB10000 = rssMB(d.proc.pid!);
+    await d.stop();
+    const t0 = performance.now();
+    d = await startDaemon({ dir, args: ['--log-level', 'warn'] });
+    const c2 = await VarlinkClient.connect(d.socket);
+    let n = 0;
+    for await (const _ of c2.callMore(`${M}.List`, {})) n++;
+    results.restartToReadyMs10000 = performance.now() - t0;
+    await c2.close();
+    if (n !== N + 1) throw new Error(`after restart ${n - 1} machines, expected ${N}`);
+  } finally {
+    await d.stop();
+    L.stop();
+    await must('umount', [join(dir, 'machines')]).catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const goals: Record<string, [string, (v: number) => boolean]> = {
+    registrationsPerSecond1Client: ['>= 2,000/s', (v) => v >= 2000],
+    registrationsPerSecond8Clients: ['>= 2,000/s', (v) => v >= 2000],
+    listMs1000: ['', () => true],
+    rssMB1000: ['', () => true],
+    listMs10000: ['< 100 ms', (v) => v < 100],
+    rssMB10000: ['< 200 MB', (v) => v < 200],
+    restartToReadyMs10000: ['< 2,000 ms', (v) => v < 2000],
+  };
+  process.stdout.write('registry benchmark\n');
+  for (const [k, v] of Object.entries(results)) {
+    const [goal, ok] = goals[k];
+    process.stdout.write(`  ${k.padEnd(32)} ${v.toFixed(1).padStart(10)}  ${goal}${goal ? (ok(v) ? '  met' : '  MISSED') : ''}\n`);
+  }
+  mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
+  writeFileSync(join(ROOT, 'bench/results/registry.json'), JSON.stringify({ date: new Date().toISOString(), results }, null, 2) + '\n');
+}
+
+main().catch((e) => {
+  process.stderr.write(`bench/registry: ${(e as Error).stack}\n`);
+  process.exitCode = 1;
+});
