@@ -79,23 +79,25 @@ export async function startBus(dir: string): Promise<Bus> {
   return bus;
 }
 
-/** Runs a command as machined's clients expect to find things: /run/systemd/system present (so that
- *  systemd's tools think systemd runs), the daemon's state directory at /run/systemd/machines, and extra
- *  bind mounts (source -> target), all in a mount namespace of its own. */
-export function runInSystemdNs(bus: Bus, stateDir: string, cmd: string[], opts: { binds?: [string, string][]; timeoutMs?: number; prefix?: string[] } = {}): Promise<RunResult> {
-  const binds = (opts.binds ?? []).map(([s, t]) => `mount --bind '${s}' '${t}'`).join(' && ');
+/** The argv that runs a command as machined's clients expect to find things: /run/systemd/system present
+ *  (so that systemd's tools think systemd runs), the daemon's state directory at /run/systemd/machines,
+ *  and extra bind mounts (source -> target), all in a mount namespace of its own. */
+export function systemdNsArgv(stateDir: string, cmd: string[], binds: [string, string][] = []): string[] {
   const script = [
     'set -e',
     'mkdir -p /run/systemd',
     'mount -t tmpfs tmpfs /run/systemd',
     'mkdir -p /run/systemd/system /run/systemd/machines',
     `mount --bind '${stateDir}' /run/systemd/machines`,
-    binds,
+    ...binds.map(([s, t]) => `mount --bind '${s}' '${t}'`),
     'exec "$@"',
-  ]
-    .filter(Boolean)
-    .join('\n');
-  return run('unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c', script, 'sh', ...(opts.prefix ?? []), ...cmd], { env: bus.env, timeoutMs: opts.timeoutMs });
+  ].join('\n');
+  return ['unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', script, 'sh', ...cmd];
+}
+
+export function runInSystemdNs(bus: Bus, stateDir: string, cmd: string[], opts: { binds?: [string, string][]; timeoutMs?: number } = {}): Promise<RunResult> {
+  const [u, ...args] = systemdNsArgv(stateDir, cmd, opts.binds);
+  return run(u, args, { env: bus.env, timeoutMs: opts.timeoutMs });
 }
 
 /** A dbus-next connection for calls whose error names matter (busctl prints only messages). */
