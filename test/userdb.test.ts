@@ -296,8 +296,9 @@ describe('userdb', () => {
       assert.equal(await getent('systemd', 'passwd', '500000'), '');
     });
 
-    test('stat and ls name a file owned by a container UID', async () => {
+    test('stat and ls name a file owned by a container UID; id names the user', async () => {
       assert.equal((await env.run('systemd', ['stat', '-c', '%U:%G', owned])).stdout, 'vu-web1-5:vg-web1-7\n');
+      assert.equal((await env.run('systemd', ['id', 'vu-web1-5'])).stdout, 'uid=100005(vu-web1-5) gid=65534(nogroup) groups=65534(nogroup)\n');
       const ls = await env.run('systemd', ['ls', '-l', owned]);
       assert.match(ls.stdout, /^-\S+ 1 vu-web1-5 vg-web1-7 0 /);
     });
@@ -344,8 +345,9 @@ describe('userdb', () => {
       assert.equal(await getent('mymachines', 'passwd', '500000'), '');
     });
 
-    test('stat names a file owned by a container UID', async () => {
+    test('stat names a file owned by a container UID; id names the user', async () => {
       assert.equal((await env.run('mymachines', ['stat', '-c', '%U:%G', owned])).stdout, 'vu-web1-5:vg-web1-7\n');
+      assert.equal((await env.run('mymachines', ['id', 'vu-web1-5'])).stdout, 'uid=100005(vu-web1-5) gid=65534(nogroup) groups=65534(nogroup)\n');
     });
   });
 
