@@ -45,7 +45,7 @@ interface Entry {
 const PREFIX = { user: 'vu-', group: 'vg-' } as const;
 
 /** systemd's strict valid_user_group_name: no dots, at most 31 characters. */
-export function validUserName(s: string): boolean {
+function validUserName(s: string): boolean {
   return s.length <= USER_NAME_MAX && /^[A-Za-z_][A-Za-z0-9_-]*$/.test(s);
 }
 

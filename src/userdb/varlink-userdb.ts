@@ -9,7 +9,7 @@ import { type GroupRecord, type RecordMatch, type UserRecord, type UserRecords, 
 const IFACE = 'io.systemd.UserDatabase';
 
 const err = (name: string) => new VarlinkError(`${IFACE}.${name}`);
-export const noRecordFound = () => err('NoRecordFound');
+const noRecordFound = () => err('NoRecordFound');
 
 const filters = (idMin: string, idMax: string) => ({
   fuzzyNames: t.optional(t.array(t.string)),
