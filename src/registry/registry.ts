@@ -116,7 +116,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
   /** The machine that holds a process: its leader, else the machine of the unit the process is in. */
   async byPid(pid: number): Promise<Machine> {
     for (const m of this.machines.values()) if (m.leader === pid && m.class !== 'host') return m;
-    const path = await readCgroupPath(pid);
+    const path = readCgroupPath(pid);
     const unit = path === undefined ? '' : unitOfCgroupPath(path);
     if (unit) for (const m of this.machines.values()) if (m.unit === unit && m.class !== 'host') return m;
     throw new RegistryError('NoMachineForPID', `PID ${pid} does not belong to any known machine`);
@@ -141,18 +141,18 @@ export class Registry extends EventEmitter<RegistryEvents> {
     let pidfd = -1;
     let ownCgroup = '';
     try {
-      const { fd, startTime } = await openLeader(spec.leader);
+      const { fd, startTime } = openLeader(spec.leader);
       pidfd = fd;
       let unit = '';
       if (spec.allocateUnit) {
         ({ path: ownCgroup, unit } = await this.opts.scopes!.create(spec.name, spec.leader));
       } else {
-        const path = await readCgroupPath(spec.leader);
+        const path = readCgroupPath(spec.leader);
         unit = path === undefined ? '' : unitOfCgroupPath(path);
         // A unit names one machine (the unit: link); a second machine in the same unit goes without.
         if (unit && this.list().some((m) => m.unit === unit)) unit = '';
       }
-      const m = await this.makeMachine(spec, startTime, unit, ownCgroup);
+      const m = this.makeMachine(spec, startTime, unit, ownCgroup);
       await this.watchAddresses(m);
       await this.files.write(m);
       this.insert(m, pidfd);
@@ -227,9 +227,9 @@ export class Registry extends EventEmitter<RegistryEvents> {
     return m;
   }
 
-  private async makeMachine(spec: MachineSpec, leaderStartTime: string, unit: string, ownCgroup: string): Promise<Machine> {
+  private makeMachine(spec: MachineSpec, leaderStartTime: string, unit: string, ownCgroup: string): Machine {
     const container = spec.class === 'container';
-    const [uidMap, gidMap] = container ? await Promise.all([readIdMap(spec.leader, 'uid'), readIdMap(spec.leader, 'gid')]) : [[], []];
+    const [uidMap, gidMap] = container ? [readIdMap(spec.leader, 'uid'), readIdMap(spec.leader, 'gid')] : [[], []];
     return {
       ...spec,
       leaderStartTime,
@@ -303,7 +303,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
       return;
     }
     // Every process of the machine: its own scope's cgroup, else the leader and its descendants.
-    const pids = m.ownCgroup ? await this.opts.scopes!.processes(m.ownCgroup) : await processTree(m.leader);
+    const pids = m.ownCgroup ? await this.opts.scopes!.processes(m.ownCgroup) : processTree(m.leader);
     await this.signal(m, 'leader', sig);
     for (const pid of pids) {
       if (pid === m.leader) continue;
@@ -336,7 +336,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
     for (const m of this.machines.values()) {
       // A user namespace may get its ID maps written after its leader registered.
       if (m.class === 'container' && m.uidMap.length === 0) {
-        const [u, g] = await Promise.all([readIdMap(m.leader, 'uid'), readIdMap(m.leader, 'gid')]);
+        const [u, g] = [readIdMap(m.leader, 'uid'), readIdMap(m.leader, 'gid')];
         if (u.length > 0 && this.machines.get(m.name) === m) {
           m.uidMap = u;
           m.gidMap = g;
@@ -357,7 +357,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
     if (r.class !== 'container' && r.class !== 'vm') return drop(`invalid class '${r.class}'`);
     let leader: { fd: number; startTime: string };
     try {
-      leader = await openLeader(r.leader);
+      leader = openLeader(r.leader);
     } catch {
       return drop('leader gone');
     }
@@ -382,23 +382,24 @@ export class Registry extends EventEmitter<RegistryEvents> {
       sshAddress: r.sshAddress,
       allocateUnit: r.allocateUnit,
     };
-    const m = await this.makeMachine(spec, leader.startTime, r.unit, r.ownCgroup);
+    const m = this.makeMachine(spec, leader.startTime, r.unit, r.ownCgroup);
     m.timestamp = { realtime: r.realtime, monotonic: r.monotonic };
     await this.watchAddresses(m);
-    await this.files.write(m);
+    // Rewritten only when it changes (a file from machined gains our keys): a restart stays fast.
+    if (this.files.serialize(m) !== r.text) await this.files.write(m);
     this.insert(m, leader.fd);
   }
 }
 
 /** A pidfd for the leader and its start time. The start time is read again after the pidfd is open,
  *  so that the pidfd surely names the process that was checked. */
-async function openLeader(pid: number): Promise<{ fd: number; startTime: string }> {
+function openLeader(pid: number): { fd: number; startTime: string } {
   const gone = () => invalid('leader', `Invalid leader PID ${pid}: no such process`);
-  const before = await readProcStat(pid);
+  const before = readProcStat(pid);
   if (!before || before.state === 'Z' || before.state === 'X') throw gone();
   const fd = c.pidfd_open(pid, 0);
   if (fd < 0) throw gone();
-  const after = await readProcStat(pid);
+  const after = readProcStat(pid);
   if (!after || after.startTime !== before.startTime || after.state === 'Z') {
     c.close(fd);
     throw gone();

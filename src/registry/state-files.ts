@@ -24,6 +24,8 @@ export interface StateRecord {
   allocateUnit: boolean;
   vSockCid?: number;
   sshAddress?: string;
+  /** The file as read. */
+  text: string;
 }
 
 export class StateFiles {
@@ -33,7 +35,8 @@ export class StateFiles {
     await mkdir(this.dir, { recursive: true, mode: 0o755 });
   }
 
-  async write(m: Machine): Promise<void> {
+  /** The file's content for a machine. */
+  serialize(m: Machine): string {
     const lines = ['# This is private data. Do not parse.', `NAME=${m.name}`];
     if (m.unit) lines.push(`SCOPE=${cescape(m.unit)}`);
     if (m.service) lines.push(`SERVICE=${cescape(m.service)}`);
@@ -48,11 +51,15 @@ export class StateFiles {
     if (m.addresses.length) lines.push(`ADDRESSES=${m.addresses.map(addressToString).join(' ')}`);
     if (m.ownCgroup) lines.push(`OWN_CGROUP=${cescape(m.ownCgroup)}`);
     if (m.allocateUnit) lines.push('ALLOCATE_UNIT=1');
+    return lines.join('\n') + '\n';
+  }
+
+  async write(m: Machine): Promise<void> {
     const path = join(this.dir, m.name);
     const tmp = join(this.dir, `.#${m.name}.${process.pid}.${Math.random().toString(36).slice(2)}`);
     // No fsync: what must survive is a crash of the daemon, and the page cache outlives that; /run
     // does not outlive a reboot anyway.
-    await writeFile(tmp, lines.join('\n') + '\n', { mode: 0o644, flag: 'wx' });
+    await writeFile(tmp, this.serialize(m), { mode: 0o644, flag: 'wx' });
     await rename(tmp, path);
     if (m.unit) await this.link(m.unit, m.name);
   }
@@ -113,6 +120,7 @@ export function parseState(text: string): StateRecord | undefined {
   if (!name || !Number.isSafeInteger(leader) || leader <= 1) return undefined;
   const num = (k: string) => (kv.has(k) ? Number(kv.get(k)) : undefined);
   return {
+    text,
     name,
     unit: kv.get('SCOPE') ?? '',
     service: kv.get('SERVICE') ?? '',
@@ -147,6 +155,7 @@ export function cescape(s: string): string {
 }
 
 export function cunescape(s: string): string {
+  if (!s.includes('\\')) return s;
   const bytes: number[] = [];
   for (let i = 0; i < s.length; i++) {
     if (s[i] !== '\\' || i + 1 >= s.length) {
