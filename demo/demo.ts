@@ -8,7 +8,9 @@ import { join } from 'node:path';
 import { makeContainer, removeAllContainers } from '../test/helpers/container.js';
 import { CTL, DAEMON } from '../test/helpers/daemon.js';
 import { run, waitFor } from '../test/helpers/run.js';
+import { showResolution } from './resolve-demo.js';
 import { say, sh, type DemoContext } from './transcript.js';
+import { showUserRecords } from './userdb-demo.js';
 
 const NAME = 'web1';
 const IPV4 = { host: '10.77.200.1', inside: '10.77.200.2' };
@@ -34,7 +36,8 @@ async function main(): Promise<void> {
     await ctl(['list']);
     await ctl(['status', NAME]);
     const ctx: DemoContext = { name: NAME, pid: c.pid, ipv4: IPV4.inside, ipv6: IPV6.inside, socket, stateDir, userdbDir, sh, say };
-    void ctx;
+    await showResolution(ctx);
+    await showUserRecords(ctx);
     say('Its leader exits: the machine goes with it');
     await c.remove();
     await waitFor('the machine to go', async () => (run(CTL, ['--socket', socket, 'list', '--json']).then((r) => (r.stdout.includes(`"${NAME}"`) ? undefined : true))), 3000);
