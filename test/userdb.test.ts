@@ -228,6 +228,29 @@ describe('userdb', () => {
         off.cleanup();
       }
     });
+
+    test('a userdb socket that another live server holds is left to it; ours goes when the daemon stops', async () => {
+      const second = await startDaemon({ args: ['--userdb-dir', d.userdbDir] });
+      try {
+        assert.match(second.output(), /"msg":"userdb socket not served"/);
+        const c = await VarlinkClient.connect(second.socket);
+        try {
+          assert.equal(await c.call('io.systemd.UserDatabase.GetUserRecord', { uid: 100000, service: SERVICE }).catch((e) => e.name), NO_RECORD);
+        } finally {
+          c.close();
+        }
+        assert.equal((await user({ uid: 100000 })).record.userName, 'vu-web1-0');
+      } finally {
+        await second.stop();
+        second.cleanup();
+      }
+      assert.equal(existsSync(join(d.userdbDir, SERVICE)), true);
+      const third = await startDaemon();
+      assert.equal(existsSync(join(third.userdbDir, SERVICE)), true);
+      await third.stop();
+      assert.equal(existsSync(join(third.userdbDir, SERVICE)), false);
+      third.cleanup();
+    });
   });
 
   describe('io.systemd.Machine Map methods', () => {
