@@ -11,6 +11,8 @@
 PREFIX ?= /usr/local
 DESTDIR ?=
 PKGDIR := $(PREFIX)/lib/mymachines
+# The admin's directory: systemd-container's own policy for the same name lives in /usr/share.
+DBUSPOLICYDIR ?= /etc/dbus-1/system.d
 # Packages only the build and the tests need; they are not installed.
 DEV_PACKAGES := typescript @types
 
@@ -41,11 +43,13 @@ install: build
 	for p in $(DEV_PACKAGES); do rm -rf $(DESTDIR)$(PKGDIR)/node_modules/$$p; done
 	ln -sf ../lib/mymachines/bin/mymachinesd $(DESTDIR)$(PREFIX)/bin/mymachinesd
 	ln -sf ../lib/mymachines/bin/mymachinesctl $(DESTDIR)$(PREFIX)/bin/mymachinesctl
+	install -D -m 0644 data/org.freedesktop.machine1.conf $(DESTDIR)$(DBUSPOLICYDIR)/org.freedesktop.machine1.conf
 	$(MAKE) -C nss-module install DESTDIR=$(DESTDIR)
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/mymachinesd $(DESTDIR)$(PREFIX)/bin/mymachinesctl
 	rm -rf $(DESTDIR)$(PKGDIR)
+	rm -f $(DESTDIR)$(DBUSPOLICYDIR)/org.freedesktop.machine1.conf
 	$(MAKE) -C nss-module uninstall DESTDIR=$(DESTDIR)
 
 clean:
