@@ -232,6 +232,8 @@ describe('userdb', () => {
     test('a userdb socket that another live server holds is left to it; ours goes when the daemon stops', async () => {
       const second = await startDaemon({ args: ['--userdb-dir', d.userdbDir] });
       try {
+        // The daemon socket answers before the userdb listener is tried: wait for its verdict.
+        await waitFor('the userdb warning', () => (/"msg":"ready"/.test(second.output()) ? true : undefined));
         assert.match(second.output(), /"msg":"userdb socket not served"/);
         const c = await VarlinkClient.connect(second.socket);
         try {
