@@ -35,6 +35,24 @@ function socketIsLive(path: string): Promise<boolean> {
 
 async function run(opts: DaemonOptions): Promise<void> {
   const log = makeLogger(opts.logLevel);
+  let registry: Registry | undefined;
+  let server: VarlinkServer | undefined;
+  let bus: ReturnType<typeof serveMachine1> | undefined;
+  // Installed first, so that a SIGTERM during start-up still stops the daemon cleanly.
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    bus?.stop();
+    await server?.close();
+    await registry?.stop();
+    log.flush?.();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+
   const socketPath = join(opts.runtimeDir, SOCKET_NAME);
   if (await socketIsLive(socketPath)) {
     log.fatal({ socket: socketPath }, 'another mymachinesd already serves this socket');
@@ -42,7 +60,7 @@ async function run(opts: DaemonOptions): Promise<void> {
   }
   const mount = await findCgroup2Mount();
   if (!mount) log.warn({}, 'no cgroup2 hierarchy: creating machines (allocateUnit) is not supported');
-  const registry = new Registry({
+  registry = new Registry({
     stateDir: opts.stateDir,
     // Where systemd is PID 1 it owns the cgroup tree: scopes are asked of it, as machined does.
     scopes: !mount ? undefined : systemdIsPid1() ? new SystemdScopes(mount) : new Cgroups(mount, await findLegacySystemdMount()),
@@ -50,8 +68,9 @@ async function run(opts: DaemonOptions): Promise<void> {
     log,
   });
   await registry.start();
+  if (stopping) return;
 
-  const server = new VarlinkServer({
+  server = new VarlinkServer({
     vendor: 'mymachines',
     product: 'mymachinesd',
     version: version(),
@@ -61,30 +80,20 @@ async function run(opts: DaemonOptions): Promise<void> {
   server.addInterface(machineInterface, machineHandlers(registry));
   server.addInterface(resolveInterface, resolveHandlers(new Resolver(registry)));
   server.addInterface(userDatabaseInterface, userDatabaseHandlers(new UserRecords(registry)));
-  await server.listen(socketPath, 0o666);
   // Where nss-systemd and userdbctl look for userdb services; the socket's name is the service name.
+  // Before the daemon socket: once that answers, the daemon is wholly up.
   if (opts.userdbDir !== '') {
     const userdbSocket = join(opts.userdbDir, SOCKET_NAME);
     // A live machined may own it: then its records are served there, and ours on the daemon socket only.
     await server.listen(userdbSocket, 0o666).catch((err) => log.warn({ err, socket: userdbSocket }, 'userdb socket not served'));
   }
+  await server.listen(socketPath, 0o666).catch((err) => {
+    if (!stopping) throw err; // else close() came first: stop() is ending the process
+  });
+  if (stopping) return;
   // D-Bus is optional: an unreachable bus is warned about and retried, never fatal.
-  const bus = opts.bus === 'none' ? undefined : serveMachine1(registry, log, busAddress(opts.bus, process.env));
+  if (opts.bus !== 'none') bus = serveMachine1(registry, log, busAddress(opts.bus, process.env));
   log.info({ socket: socketPath, stateDir: opts.stateDir, machines: registry.list().length - 1 }, 'ready');
-
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'stopping');
-    bus?.stop();
-    await server.close();
-    await registry.stop();
-    log.flush?.();
-    process.exit(0);
-  };
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
 }
 
 try {

@@ -5,7 +5,7 @@
 // blocking poll() on all event sockets wakes it when anything changes, then it dumps that namespace's
 // addresses and posts them when they differ from the last post. So addresses are fresh within
 // milliseconds and nothing here ever runs on the main thread's event loop.
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { readlinkSync } from 'node:fs';
 import * as c from './libc.js';
 import { AF_INET, AF_INET6, type Address } from './machine.js';
@@ -49,6 +49,8 @@ const watches = new Map<number, Watch>();
 const selfNetns = readlinkSync('/proc/thread-self/ns/net');
 const selfNetnsFd = c.open('/proc/thread-self/ns/net', c.O_RDONLY | c.O_CLOEXEC);
 const buf = Buffer.alloc(64 * 1024);
+/** Written by the main thread after each message (netns.ts): wakes the poll() in loop(). */
+const wakeFd: number = workerData.wakeFd;
 let seq = 1;
 
 function post(m: WorkerReply): void {
@@ -189,28 +191,29 @@ function pollOne(fd: number, ms: number): void {
   c.poll(p, 1, ms);
 }
 
-/** Waits for address events on every watched namespace, then yields to take new requests. */
+/** Waits for address events on every watched namespace, or a message from the main thread, then
+ *  yields so that messages are taken. */
 function loop(): void {
   const ids = [...watches.keys()];
-  if (ids.length > 0) {
-    const fds = Buffer.alloc(8 * ids.length);
+  const fds = Buffer.alloc(8 * (ids.length + 1));
+  fds.writeInt32LE(wakeFd, 0);
+  fds.writeInt16LE(c.POLLIN, 4);
+  ids.forEach((id, i) => {
+    fds.writeInt32LE(watches.get(id)!.events, 8 * (i + 1));
+    fds.writeInt16LE(c.POLLIN, 8 * (i + 1) + 4);
+  });
+  if (c.poll(fds, ids.length + 1, POLL_MS) > 0) {
+    if (fds.readInt16LE(6) !== 0) c.read(wakeFd, buf, 8); // the messages themselves come through the event loop
     ids.forEach((id, i) => {
-      fds.writeInt32LE(watches.get(id)!.events, 8 * i);
-      fds.writeInt16LE(c.POLLIN, 8 * i + 4);
+      if (fds.readInt16LE(8 * (i + 1) + 6) === 0) return;
+      const w = watches.get(id);
+      if (!w) return;
+      // Drain the events (their content does not matter: a dump says what is there now).
+      while (Number(c.recv(w.events, buf, buf.length, 0)) > 0);
+      refresh(id, w);
     });
-    if (c.poll(fds, ids.length, POLL_MS) > 0) {
-      ids.forEach((id, i) => {
-        if (fds.readInt16LE(8 * i + 6) === 0) return;
-        const w = watches.get(id)!;
-        // Drain the events (their content does not matter: a dump says what is there now).
-        while (Number(c.recv(w.events, buf, buf.length, 0)) > 0);
-        refresh(id, w);
-      });
-    }
-    setImmediate(loop);
-  } else {
-    setTimeout(loop, POLL_MS);
   }
+  setImmediate(loop);
 }
 
 parentPort!.on('message', (m: WorkerRequest) => {

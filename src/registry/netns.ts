@@ -1,37 +1,67 @@
 // The main thread's side of netns-worker.ts: a watcher of container addresses.
+import { readlinkSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
+import * as c from './libc.js';
 import type { Address } from './machine.js';
-import type { WorkerReply } from './netns-worker.js';
+import type { WorkerReply, WorkerRequest } from './netns-worker.js';
 
 export type AddressUpdate =
   | { addresses: Address[] }
   | { error: 'no-private-network' | 'gone' | 'failed'; message?: string };
 
+function netnsOf(pid: number | 'self'): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/net`);
+  } catch {
+    return undefined;
+  }
+}
+
 export class NetnsWatcher {
   private worker: Worker | undefined;
+  /** An eventfd that the worker polls beside its netlink sockets: written after each message, so that
+   *  a message never waits for the worker's poll() to time out. */
+  private wakeFd = -1;
+  private readonly one = Buffer.from([1, 0, 0, 0, 0, 0, 0, 0]);
   private nextId = 1;
   private readonly listeners = new Map<number, (u: AddressUpdate) => void>();
+  private readonly ownNetns = netnsOf('self');
 
-  /** Watches the network namespace of `pid`; `listener` gets the first list and every change. */
+  /** Watches the network namespace of `pid`; `listener` gets the first list and every change. A leader
+   *  that is gone, or in our own namespace, is answered at once without the worker. */
   watch(pid: number, listener: (u: AddressUpdate) => void): number {
     const id = this.nextId++;
+    const ns = netnsOf(pid);
+    if (ns === undefined || ns === this.ownNetns) {
+      listener({ error: ns === undefined ? 'gone' : 'no-private-network' });
+      return id;
+    }
     this.listeners.set(id, listener);
-    this.start().postMessage({ op: 'watch', id, pid });
+    this.post({ op: 'watch', id, pid });
     return id;
   }
 
   unwatch(id: number): void {
-    if (this.listeners.delete(id)) this.worker?.postMessage({ op: 'unwatch', id });
+    if (this.listeners.delete(id)) this.post({ op: 'unwatch', id });
   }
 
   async close(): Promise<void> {
     await this.worker?.terminate();
     this.worker = undefined;
+    if (this.wakeFd >= 0) c.close(this.wakeFd);
+    this.wakeFd = -1;
+  }
+
+  private post(m: WorkerRequest): void {
+    this.start().postMessage(m);
+    c.write(this.wakeFd, this.one, 8);
   }
 
   private start(): Worker {
     if (!this.worker) {
-      this.worker = new Worker(new URL('./netns-worker.js', import.meta.url));
+      if (this.wakeFd < 0) this.wakeFd = c.eventfd(0, c.EFD_CLOEXEC | c.EFD_NONBLOCK);
+      if (this.wakeFd < 0) throw new Error(`eventfd: errno ${c.errno()}`);
+      this.worker = new Worker(new URL('./netns-worker.js', import.meta.url), { workerData: { wakeFd: this.wakeFd } });
       this.worker.unref();
       this.worker.on('message', (m: WorkerReply) => {
         const { id, ...update } = m;

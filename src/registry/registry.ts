@@ -72,14 +72,14 @@ export class Registry extends EventEmitter<RegistryEvents> {
   /** Loads the state files (dropping machines whose leader is gone), then watches the leaders. */
   async start(): Promise<void> {
     c.raiseFileLimit();
-    await this.files.init();
+    this.files.init();
     this.host.id = await readFile('/etc/machine-id', 'utf8').then((s) => s.trim(), () => '');
     this.machines.set(this.host.name, this.host);
     this.lowerNames.set(this.host.name, this.host.name);
-    const { records, bad } = await this.files.loadAll();
-    for (const name of bad) await this.files.removeFile(name);
+    const { records, bad } = this.files.loadAll();
+    for (const name of bad) this.files.removeFile(name);
     await Promise.all(records.map((r) => this.reload(r)));
-    await this.files.removeLeftovers(new Set(this.machines.keys()));
+    this.files.removeLeftovers(new Set(this.machines.keys()));
     this.sweepTimer = setInterval(() => void this.sweep(), this.opts.sweepMs ?? 300);
     this.sweepTimer.unref();
   }
@@ -154,7 +154,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
       }
       const m = this.makeMachine(spec, startTime, unit, ownCgroup);
       await this.watchAddresses(m);
-      await this.files.write(m);
+      this.files.write(m);
       this.insert(m, pidfd);
       this.opts.log.info({ machine: m.name, leader: m.leader, class: m.class, unit: m.unit }, 'machine registered');
       return m;
@@ -165,7 +165,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
         this.leaders.delete(spec.leader);
         if (pidfd >= 0) c.close(pidfd);
         if (ownCgroup) await this.opts.scopes!.remove(ownCgroup);
-        await this.files.remove({ name: spec.name, unit: '' });
+        this.files.remove({ name: spec.name, unit: '' });
       }
       throw e;
     }
@@ -288,7 +288,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
     this.unwatchAddresses(m.name);
     clearTimeout(this.killTimers.get(m.name));
     this.killTimers.delete(m.name);
-    await this.files.remove(m);
+    this.files.remove(m);
     if (m.ownCgroup && !(await this.opts.scopes!.remove(m.ownCgroup))) this.staleCgroups.add(m.ownCgroup);
     this.opts.log.info({ machine: m.name, why }, 'machine removed');
     this.emit('removed', m);
@@ -351,7 +351,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
   private async reload(r: StateRecord): Promise<void> {
     const drop = async (why: string) => {
       this.opts.log.info({ machine: r.name, why }, 'machine dropped at start');
-      await this.files.remove({ name: r.name, unit: r.unit });
+      this.files.remove({ name: r.name, unit: r.unit });
       if (r.ownCgroup && this.opts.scopes) await this.opts.scopes.remove(r.ownCgroup);
     };
     if (r.class !== 'container' && r.class !== 'vm') return drop(`invalid class '${r.class}'`);
@@ -386,7 +386,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
     m.timestamp = { realtime: r.realtime, monotonic: r.monotonic };
     await this.watchAddresses(m);
     // Rewritten only when it changes (a file from machined gains our keys): a restart stays fast.
-    if (this.files.serialize(m) !== r.text) await this.files.write(m);
+    if (this.files.serialize(m) !== r.text) this.files.write(m);
     this.insert(m, leader.fd);
   }
 }

@@ -1,7 +1,12 @@
 // State files in machined's format (reference §2.5), read by sd-login and nss-mymachines, plus keys of
 // our own for what machined lacks. Each write is atomic (a temporary file, then rename), so that readers
 // and inotify watchers only ever see whole files and a crash never leaves half a file.
-import { mkdir, readFile, readdir, readlink, rename, symlink, unlink, writeFile } from 'node:fs/promises';
+//
+// The calls are synchronous on purpose: the state directory is on /run, a tmpfs, where writing a small
+// file costs microseconds and never waits for a disk, while each fs.promises call is a thread-pool round
+// trip (a registration made four of them and spent most of its time waiting). A registration is answered
+// only after its file is written anyway.
+import { mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Machine, addressToString, parseAddress } from './machine.js';
 import { isValidMachineName } from './names.js';
@@ -31,8 +36,8 @@ export interface StateRecord {
 export class StateFiles {
   constructor(readonly dir: string) {}
 
-  async init(): Promise<void> {
-    await mkdir(this.dir, { recursive: true, mode: 0o755 });
+  init(): void {
+    mkdirSync(this.dir, { recursive: true, mode: 0o755 });
   }
 
   /** The file's content for a machine. */
@@ -54,57 +59,70 @@ export class StateFiles {
     return lines.join('\n') + '\n';
   }
 
-  async write(m: Machine): Promise<void> {
+  write(m: Machine): void {
     const path = join(this.dir, m.name);
     const tmp = join(this.dir, `.#${m.name}.${process.pid}.${Math.random().toString(36).slice(2)}`);
     // No fsync: what must survive is a crash of the daemon, and the page cache outlives that; /run
     // does not outlive a reboot anyway.
-    await writeFile(tmp, this.serialize(m), { mode: 0o644, flag: 'wx' });
-    await rename(tmp, path);
-    if (m.unit) await this.link(m.unit, m.name);
+    writeFileSync(tmp, this.serialize(m), { mode: 0o644, flag: 'wx' });
+    renameSync(tmp, path);
+    if (m.unit) this.link(m.unit, m.name);
   }
 
   /** unit:<unit> -> <name>, through which sd_pid_get_machine_name() finds the machine of a process. */
-  private async link(unit: string, name: string): Promise<void> {
+  private link(unit: string, name: string): void {
     const path = join(this.dir, `unit:${unit}`);
     const tmp = join(this.dir, `.#unit.${process.pid}.${Math.random().toString(36).slice(2)}`);
-    await symlink(name, tmp);
-    await rename(tmp, path);
+    symlinkSync(name, tmp);
+    renameSync(tmp, path);
   }
 
-  async remove(m: Pick<Machine, 'name' | 'unit'>): Promise<void> {
-    await unlink(join(this.dir, m.name)).catch(() => {});
-    if (m.unit) await unlink(join(this.dir, `unit:${m.unit}`)).catch(() => {});
+  remove(m: Pick<Machine, 'name' | 'unit'>): void {
+    this.removeFile(m.name);
+    if (m.unit) this.removeFile(`unit:${m.unit}`);
   }
 
   /** Every state file with a valid name, parsed; unreadable ones are reported by name. */
-  async loadAll(): Promise<{ records: StateRecord[]; bad: string[] }> {
-    const names = (await readdir(this.dir)).filter((n) => !n.startsWith('.') && !n.startsWith('unit:') && isValidMachineName(n));
+  loadAll(): { records: StateRecord[]; bad: string[] } {
+    const names = readdirSync(this.dir).filter((n) => !n.startsWith('.') && !n.startsWith('unit:') && isValidMachineName(n));
     const records: StateRecord[] = [];
     const bad: string[] = [];
-    await Promise.all(
-      names.map(async (n) => {
-        const rec = await readFile(join(this.dir, n), 'utf8').then(parseState, () => undefined);
-        if (rec && rec.name === n) records.push(rec);
-        else bad.push(n);
-      }),
-    );
+    for (const n of names) {
+      let rec: StateRecord | undefined;
+      try {
+        rec = parseState(readFileSync(join(this.dir, n), 'utf8'));
+      } catch {
+        rec = undefined;
+      }
+      if (rec && rec.name === n) records.push(rec);
+      else bad.push(n);
+    }
     return { records, bad };
   }
 
   /** Removes what a crash may have left: temporary files and unit links without their machine. */
-  async removeLeftovers(keep: Set<string>): Promise<void> {
-    for (const n of await readdir(this.dir)) {
-      if (n.startsWith('.#')) await unlink(join(this.dir, n)).catch(() => {});
+  removeLeftovers(keep: Set<string>): void {
+    for (const n of readdirSync(this.dir)) {
+      if (n.startsWith('.#')) this.removeFile(n);
       else if (n.startsWith('unit:')) {
-        const target = await readlink(join(this.dir, n)).catch(() => '');
-        if (!keep.has(target)) await unlink(join(this.dir, n)).catch(() => {});
+        let target = '';
+        try {
+          target = readlinkSync(join(this.dir, n));
+        } catch {
+          /* not a link: removed below */
+        }
+        if (!keep.has(target)) this.removeFile(n);
       }
     }
   }
 
-  async removeFile(name: string): Promise<void> {
-    await unlink(join(this.dir, name)).catch(() => {});
+  /** Removes a file of the directory if it is there. */
+  removeFile(name: string): void {
+    try {
+      unlinkSync(join(this.dir, name));
+    } catch {
+      /* already gone */
+    }
   }
 }
 

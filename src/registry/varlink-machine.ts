@@ -113,26 +113,26 @@ export function toVarlinkError(e: unknown): unknown {
 }
 
 export function machineJson(m: Machine, osRelease?: Map<string, string>): Record<string, unknown> {
-  const shift = m.class === 'container' ? uidShift(m) : undefined;
+  // Plain assignments rather than conditional spreads: List builds one of these per machine.
+  const j: Record<string, unknown> = { name: m.name };
+  if (m.id) j.id = m.id;
+  if (m.service) j.service = m.service;
+  j.class = m.class;
+  j.leader = m.leader;
+  if (m.rootDirectory) j.rootDirectory = m.rootDirectory;
+  if (m.unit) j.unit = m.unit;
+  j.timestamp = m.timestamp;
+  if (m.ifIndices.length > 0) j.ifIndices = m.ifIndices;
+  // As machined's GetMachineAddresses: no interface (an index inside the container means nothing here).
   const addresses = m.class === 'host' ? [] : machineAddresses(m);
-  return {
-    name: m.name,
-    ...(m.id && { id: m.id }),
-    ...(m.service && { service: m.service }),
-    class: m.class,
-    leader: m.leader,
-    ...(m.rootDirectory && { rootDirectory: m.rootDirectory }),
-    ...(m.unit && { unit: m.unit }),
-    timestamp: m.timestamp,
-    ...(m.ifIndices.length > 0 && { ifIndices: m.ifIndices }),
-    // As machined's GetMachineAddresses: no interface (an index inside the container means nothing here).
-    ...(addresses.length > 0 && { addresses: addresses.map((a) => ({ family: a.family, address: a.bytes })) }),
-    ...(shift !== undefined && { uidShift: shift }),
-    state: m.state,
-    ...(m.vSockCid !== undefined && { vSockCid: m.vSockCid }),
-    ...(m.sshAddress && { sshAddress: m.sshAddress }),
-    ...(osRelease && { osRelease: Object.fromEntries(osRelease) }),
-  };
+  if (addresses.length > 0) j.addresses = addresses.map((a) => ({ family: a.family, address: a.bytes }));
+  const shift = m.class === 'container' ? uidShift(m) : undefined;
+  if (shift !== undefined) j.uidShift = shift;
+  j.state = m.state;
+  if (m.vSockCid !== undefined) j.vSockCid = m.vSockCid;
+  if (m.sshAddress) j.sshAddress = m.sshAddress;
+  if (osRelease) j.osRelease = Object.fromEntries(osRelease);
+  return j;
 }
 
 function requireRoot(ctx: CallContext): void {
@@ -191,9 +191,12 @@ export function machineHandlers(reg: Registry): Record<string, Handler> {
       if (only) return machineJson(only, await metadata(only, !!p.acquireMetadata));
       if (!ctx.more) throw expectedMore();
       const all = reg.list();
-      for (const m of all.slice(0, -1)) ctx.notify(machineJson(m, await metadata(m, !!p.acquireMetadata)));
+      for (let i = 0; i < all.length - 1; i++) {
+        const m = all[i];
+        ctx.notify(machineJson(m, p.acquireMetadata ? await metadata(m, true) : undefined));
+      }
       const last = all[all.length - 1];
-      return machineJson(last, await metadata(last, !!p.acquireMetadata));
+      return machineJson(last, p.acquireMetadata ? await metadata(last, true) : undefined);
     },
     async Watch(_p, ctx) {
       if (!ctx.more) throw expectedMore();

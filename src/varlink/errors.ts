@@ -6,7 +6,12 @@ export class VarlinkError extends Error {
   /** `name` is the full error name, e.g. io.systemd.Machine.NoSuchMachine. */
   constructor(name: string, parameters: object = {}, message?: string) {
     const params = parameters as Record<string, unknown>;
+    // No stack trace: these are answers (a lookup that misses is one), never sent with a trace, and
+    // capturing one costs more than the rest of the call.
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message ?? (Object.keys(params).length ? `${name} ${JSON.stringify(params)}` : name));
+    Error.stackTraceLimit = limit;
     this.name = name;
     this.parameters = params;
   }

@@ -84,7 +84,7 @@ interface Connection {
   partialTimer?: NodeJS.Timeout;
   queue: Buffer[]; // complete requests waiting for the one in progress
   queuedBytes: number;
-  call?: { done: Promise<void>; abort: AbortController };
+  call?: { done: Promise<void>; abort(): void };
   ended: boolean; // the client sent EOF: it will send nothing more
   closed: boolean;
 }
@@ -218,7 +218,7 @@ export class VarlinkServer {
     const stopped = Promise.all(this.listeners.map((s) => new Promise((resolve) => s.close(resolve))));
     const calls: Promise<void>[] = [];
     for (const c of this.connections) {
-      c.call?.abort.abort();
+      c.call?.abort();
       if (c.call) calls.push(c.call.done);
     }
     await within(Promise.all(calls), CLOSE_GRACE_MS);
@@ -297,7 +297,7 @@ export class VarlinkServer {
     c.partial = [];
     c.partialBytes = 0;
     clearTimeout(c.partialTimer);
-    c.call?.abort.abort();
+    c.call?.abort();
     this.pump(c);
   }
 
@@ -320,8 +320,14 @@ export class VarlinkServer {
   private dispatch(c: Connection, raw: Buffer): void {
     const req = parseRequest(raw);
     if (!req) return this.finish(c, 'protocol error');
-    const abort = new AbortController();
-    if (c.ended || this.closing) abort.abort();
+    // The AbortController is made on first use: most calls never look at their signal, and making one
+    // for every call is a good part of the cost of a lookup.
+    let controller: AbortController | undefined;
+    let aborted = c.ended || this.closing !== undefined;
+    const abort = () => {
+      aborted = true;
+      controller?.abort();
+    };
     let finished = false;
     const reply = (msg: object, last: boolean) => {
       if (finished || req.oneway) return;
@@ -329,14 +335,27 @@ export class VarlinkServer {
       this.send(c, msg, last);
     };
     const ctx: CallContext = {
-      method: req.method, more: req.more, oneway: req.oneway, peer: c.peer, signal: abort.signal,
+      method: req.method, more: req.more, oneway: req.oneway, peer: c.peer,
+      get signal() {
+        controller ??= new AbortController();
+        if (aborted) controller.abort();
+        return controller.signal;
+      },
       notify: (params) => {
         if (!req.more) throw new Error(`${req.method}: notify() in a call without 'more'`);
         reply({ parameters: params, continues: true }, false);
       },
     };
-    const done = this.run(req, ctx).then(
-      (result) => reply({ parameters: result ?? {} }, true),
+    let result: ReturnType<Handler>;
+    try {
+      result = this.run(req, ctx);
+    } catch (err) {
+      return reply(this.errorReply(req.method, err), true);
+    }
+    // A handler that answers at once is answered at once: no promise, and the next request follows in pump().
+    if (!(result instanceof Promise)) return reply({ parameters: result ?? {} }, true);
+    const done = result.then(
+      (r) => reply({ parameters: r ?? {} }, true),
       (err) => reply(this.errorReply(req.method, err), true),
     ).finally(() => {
       finished = true; // a notify() after the final reply is dropped
@@ -346,7 +365,7 @@ export class VarlinkServer {
     c.call = { done, abort };
   }
 
-  private async run(req: Request, ctx: CallContext): Promise<object | void> {
+  private run(req: Request, ctx: CallContext): ReturnType<Handler> {
     const dot = req.method.lastIndexOf('.');
     const ifaceName = dot < 0 ? '' : req.method.slice(0, dot);
     const name = req.method.slice(dot + 1);
@@ -356,7 +375,7 @@ export class VarlinkServer {
     if (!Object.hasOwn(iface.handlers, name)) throw methodNotImplemented(req.method);
     validate(iface.def, name, req.parameters);
     // Optional keys may come as null; drop them so that handlers only have to test for undefined.
-    for (const [k, v] of Object.entries(req.parameters)) if (v === null) delete req.parameters[k];
+    for (const k in req.parameters) if (req.parameters[k] === null) delete req.parameters[k];
     return iface.handlers[name]!(req.parameters, ctx);
   }
 
@@ -377,6 +396,12 @@ export class VarlinkServer {
       if (!last) return this.finish(c, 'unserializable reply');
       text = JSON.stringify({ error: INTERNAL_ERROR, parameters: {} });
     }
+    // Replies made in one go (a List's, or pipelined calls') leave in one writev rather than one
+    // write each.
+    if (!c.socket.writableCorked) {
+      c.socket.cork();
+      process.nextTick(() => c.socket.uncork());
+    }
     c.socket.write(`${text}\0`);
     if (c.socket.writableLength > this.maxOutputBytes) this.finish(c, 'client does not read its replies');
   }
@@ -389,7 +414,7 @@ export class VarlinkServer {
     clearTimeout(c.partialTimer);
     c.partial = [];
     c.queue = [];
-    c.call?.abort.abort();
+    c.call?.abort();
     this.connections.delete(c);
     const n = this.perUid.get(c.peer.uid)! - 1;
     if (n) this.perUid.set(c.peer.uid, n);
