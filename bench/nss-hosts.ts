@@ -8,7 +8,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { startDaemon } from '../test/helpers/daemon.js';
-import { makeNssEnv, ROOT } from './nss-env.js';
+import { makeNssEnv, ROOT, type NssEnv } from './nss-env.js';
 
 const COUNT = Number(process.env.NSS_BENCH_COUNT ?? 20000);
 const RATE_MS = Number(process.env.NSS_BENCH_RATE_MS ?? 3000);
@@ -25,16 +25,17 @@ interface TimeRow {
 }
 
 const d = await startDaemon({ args: ['--log-level', 'info'] });
-// The /etc/hosts name has two addresses as the machine has, so that getaddrinfo sorts both alike.
-const env = makeNssEnv({ socket: d.socket, etcHosts: [`10.77.32.99\t${FILES_NAME}`, `fd77:32::99\t${FILES_NAME}`] });
 const leader = spawn('sleep', ['1032'], { stdio: 'ignore' });
+let env: NssEnv | undefined;
 try {
+  // The /etc/hosts name has two addresses as the machine has, so that getaddrinfo sorts both alike.
+  const nss = (env = makeNssEnv({ socket: d.socket, etcHosts: [`10.77.32.99\t${FILES_NAME}`, `fd77:32::99\t${FILES_NAME}`] }));
   const r = await d.ctl(['register', MACHINE, '--class', 'vm', '--leader', String(leader.pid), '--address', '10.77.32.2', '--address', 'fd77:32::2']);
   if (r.code !== 0) throw new Error(`register: ${r.stderr}`);
-  const program = env.lookupProgram();
+  const program = nss.lookupProgram();
 
   const time = async (name: string, mustResolve: boolean) => {
-    const out = await env.run(program, ['time', name, String(COUNT)], { timeoutMs: 600_000 });
+    const out = await nss.run(program, ['time', name, String(COUNT)], { timeoutMs: 600_000 });
     const [ok, failed, median, p99] = out.stdout.trim().split(' ');
     if (out.code !== 0 || ok !== 'ok' || Number(failed) !== (mustResolve ? 0 : COUNT)) throw new Error(`${name}: ${out.stdout} ${out.stderr}`);
     return { medianUs: Number(median) / 1000, p99Us: Number(p99) / 1000 };
@@ -51,7 +52,7 @@ try {
   // Aggregate: P processes at once, each looking the machine up as fast as it can for RATE_MS.
   const rates: { processes: number; lookupsPerSecond: number; goal: string; met: boolean }[] = [];
   for (const processes of [1, 4, 16]) {
-    const outs = await Promise.all(Array.from({ length: processes }, () => env.run(program, ['rate', MACHINE, String(RATE_MS)], { timeoutMs: RATE_MS + 60_000 })));
+    const outs = await Promise.all(Array.from({ length: processes }, () => nss.run(program, ['rate', MACHINE, String(RATE_MS)], { timeoutMs: RATE_MS + 60_000 })));
     let total = 0;
     for (const o of outs) {
       const [n, failed] = o.stdout.trim().split(' ').map(Number);
@@ -75,7 +76,7 @@ try {
   writeFileSync(join(ROOT, 'bench/results/nss-hosts.json'), JSON.stringify({ count: COUNT, rateMs: RATE_MS, lookups: rows, rates }, null, 2) + '\n');
 } finally {
   leader.kill('SIGKILL');
-  env.close();
+  env?.close();
   await d.stop();
   d.cleanup();
 }
