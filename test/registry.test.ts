@@ -2,7 +2,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { VarlinkClient } from '../src/varlink/client.js';
@@ -23,6 +23,36 @@ function newLeader() {
   leaders.push(l);
   return l;
 }
+
+/** A leader with a child; the child ignores SIGTERM if asked (ignored signals stay ignored across exec). */
+async function leaderWithChild(ignoreTerm: boolean): Promise<{ pid: number; child: number; kill(): void }> {
+  const inner = ignoreTerm ? 'trap "" TERM; exec sleep 1000' : 'exec sleep 1000';
+  const p = spawn('sh', ['-c', `sh -c '${inner}' & wait`], { stdio: 'ignore' });
+  const child = await waitFor('the child', () => {
+    const kids = readFileSync(`/proc/${p.pid}/task/${p.pid}/children`, 'utf8').trim().split(' ').filter(Boolean).map(Number);
+    if (kids.length !== 1) return undefined;
+    return readFileSync(`/proc/${kids[0]}/comm`, 'utf8').trim() === 'sleep' ? kids[0] : undefined;
+  });
+  const kill = () => {
+    for (const pid of [p.pid!, child]) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+  };
+  leaders.push({ kill });
+  return { pid: p.pid!, child, kill };
+}
+
+const alive = (pid: number) => {
+  try {
+    return !['Z', 'X'].includes(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1][0]);
+  } catch {
+    return false;
+  }
+};
 
 async function listJson(d: Daemon): Promise<any[]> {
   const r = await d.ctl(['list', '--json']);
@@ -195,6 +225,69 @@ describe('registry', () => {
     await c.remove();
   });
 
+  test('terminate: SIGTERM to all, SIGKILL after the timeout to what is left, also once the leader is gone', async () => {
+    const l = await leaderWithChild(true);
+    assert.equal((await d.ctl(['register', 'stubborn', '--leader', String(l.pid)])).code, 0);
+    const t0 = Date.now();
+    assert.equal((await d.ctl(['terminate', 'stubborn'])).code, 0);
+    // The leader (sh) dies of SIGTERM at once and the machine goes; its child ignores SIGTERM...
+    await waitFor('the machine gone', async () => ((await listJson(d)).some((m) => m.name === 'stubborn') ? undefined : true), 3000);
+    assert.equal(alive(l.child), true, 'the child ignores SIGTERM');
+    // ... until the terminate timeout (1 s here) sends SIGKILL.
+    await waitFor('the child killed', () => (alive(l.child) ? undefined : true), 5000);
+    assert.ok(Date.now() - t0 >= 900, 'SIGKILL came before the timeout');
+  });
+
+  test('kill: --whom leader reaches the leader only, --whom all its children too', async () => {
+    const a = await leaderWithChild(false);
+    assert.equal((await d.ctl(['register', 'kill-leader', '--leader', String(a.pid)])).code, 0);
+    assert.equal((await d.ctl(['kill', 'kill-leader', '--whom', 'leader', '--signal', 'SIGKILL'])).code, 0);
+    await waitFor('the leader killed', () => (alive(a.pid) ? undefined : true));
+    await sleep(100);
+    assert.equal(alive(a.child), true, 'the child was not signalled');
+    a.kill();
+    const b = await leaderWithChild(false);
+    assert.equal((await d.ctl(['register', 'kill-all', '--leader', String(b.pid)])).code, 0);
+    assert.equal((await d.ctl(['kill', 'kill-all', '--whom', 'all', '--signal', 'SIGKILL'])).code, 0);
+    await waitFor('both killed', () => (alive(b.pid) || alive(b.child) ? undefined : true));
+  });
+
+  test('List by pid; vSockCid, sshAddress and the UID shift of a user namespace through Varlink; oneway', async () => {
+    const c = await makeContainer({ idMap: [{ base: 0, shift: 300000, range: 65536 }] });
+    const l = newLeader();
+    const v = await VarlinkClient.connect(d.socket);
+    try {
+      await v.call('io.systemd.Machine.Register', { name: 'ns1', class: 'container', leader: c.pid });
+      await v.call('io.systemd.Machine.Register', { name: 'vm7', class: 'vm', leader: l.pid, vSockCid: 7, sshAddress: 'vsock/7', id: '0'.repeat(32) });
+      const byPid = (await v.call('io.systemd.Machine.List', { pid: c.pid })) as any;
+      assert.equal(byPid.name, 'ns1');
+      assert.equal(byPid.uidShift, 300000);
+      const vm = (await v.call('io.systemd.Machine.List', { pid: l.pid })) as any;
+      assert.deepEqual([vm.name, vm.vSockCid, vm.sshAddress, vm.id], ['vm7', 7, 'vsock/7', undefined]);
+      await assert.rejects(v.call('io.systemd.Machine.List', { pid: process.pid }), { name: 'io.systemd.Machine.NoSuchMachine' });
+      await assert.rejects(v.call('io.systemd.Machine.List', { name: 'vm7', pid: c.pid }), { name: 'io.systemd.Machine.NoSuchMachine' });
+      // oneway: done, and not answered (the next call's answer is the next message).
+      v.oneway('io.systemd.Machine.Unregister', { name: 'vm7' });
+      await assert.rejects(v.call('io.systemd.Machine.List', { name: 'vm7' }), { name: 'io.systemd.Machine.NoSuchMachine' });
+      await v.call('io.systemd.Machine.Unregister', { name: 'ns1' });
+    } finally {
+      await v.close();
+      await c.remove();
+    }
+  });
+
+  test('a Watch sent after the client stopped writing ends, and its connection closes', async () => {
+    const s = connect(d.socket);
+    await new Promise((r) => s.once('connect', r));
+    const closed = new Promise((r) => s.once('close', r));
+    s.on('data', () => {});
+    s.on('error', () => {});
+    s.end('{"method":"io.systemd.Machine.List","parameters":{"name":".host","acquireMetadata":true}}\0{"method":"io.systemd.Machine.Watch","more":true}\0');
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([closed, new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('still open')), 3000)))]);
+    clearTimeout(timer);
+  });
+
   test('create puts the leader into machine.slice/machine-NAME.scope; ps shows the machine', async () => {
     const l = newLeader();
     const r = await d.ctl(['register', 'made-1', '--leader', String(l.pid), '--create']);
@@ -229,9 +322,10 @@ describe('registry', () => {
     const initial = events.length;
     const l = newLeader();
     await d.ctl(['register', 'watched', '--leader', String(l.pid)]);
-    await d.ctl(['unregister', 'watched']);
+    await d.ctl(['terminate', 'watched']);
     await done;
-    assert.deepEqual(events.slice(initial).map((e) => [e.event, e.machine.name]), [['added', 'watched'], ['removed', 'watched']]);
+    assert.deepEqual(events.slice(initial).map((e) => [e.event, e.machine.name, e.machine.state]),
+      [['added', 'watched', 'running'], ['changed', 'watched', 'closing'], ['removed', 'watched', 'closing']]);
     await c.close();
   });
 
@@ -345,6 +439,31 @@ describe('daemon life cycle', () => {
     } finally {
       for (const l of ls) l.kill();
       await d.stop();
+      d.cleanup();
+    }
+  });
+
+  test('at start, a state file whose PID now names another process is dropped; one of machined (no start time) is taken', async () => {
+    const d = await startDaemon();
+    const [reused, fromMachined] = [leader(), leader()];
+    try {
+      await d.stop();
+      const file = (name: string, pid: number, extra: string) =>
+        `# This is private data. Do not parse.\nNAME=${name}\nLEADER=${pid}\nCLASS=container\nREALTIME=1\nMONOTONIC=1\n${extra}`;
+      writeFileSync(join(d.stateDir, 'reused'), file('reused', reused.pid, 'LEADER_STARTTIME=1\n'));
+      writeFileSync(join(d.stateDir, 'machined'), file('machined', fromMachined.pid, ''));
+      const d2 = await d.restart();
+      try {
+        const names = JSON.parse((await d2.ctl(['list', '--json'])).stdout).map((m: any) => m.name);
+        assert.deepEqual(names, ['machined']);
+        assert.equal(existsSync(join(d.stateDir, 'reused')), false);
+        assert.match(readFileSync(join(d.stateDir, 'machined'), 'utf8'), /\nLEADER_STARTTIME=\d+\n/);
+      } finally {
+        await d2.stop();
+      }
+    } finally {
+      reused.kill();
+      fromMachined.kill();
       d.cleanup();
     }
   });

@@ -204,6 +204,10 @@ describe('userdb', () => {
       assert.equal((await user({ uid: 100000, fuzzyNames: ['nope', 'container web'] })).record.uid, 100000);
       assert.equal(await userError({ uid: 100000, fuzzyNames: ['db-2'] }), nonMatching);
       assert.equal(await userError({ uid: 165536, uidMin: 0 }), NO_RECORD);
+      // Bounds are any 32-bit value, also ones that are no valid ID.
+      assert.equal((await user({ uid: 100000, uidMin: 0, uidMax: 4294967295 })).record.uid, 100000);
+      assert.equal(await userError({ uid: 100000, uidMax: 65535 }), nonMatching);
+      assert.equal((await group({ gid: 100000, gidMin: 65535 })).record.gid, 100000);
     });
 
     test('GetMemberships: always NoRecordFound', async () => {
@@ -220,8 +224,17 @@ describe('userdb', () => {
       } finally {
         c.close();
       }
+      // Only the userdb interface there, as on machined's socket of that name.
+      const u = await VarlinkClient.connect(join(d.userdbDir, SERVICE));
+      try {
+        assert.deepEqual((await u.call('org.varlink.service.GetInfo')).interfaces, ['org.varlink.service', 'io.systemd.UserDatabase']);
+        await assert.rejects(u.call('io.systemd.Machine.List', { name: '.host' }), { name: 'org.varlink.service.InterfaceNotFound' });
+      } finally {
+        u.close();
+      }
       const off = await startDaemon({ args: ['--userdb-dir', ''] });
       try {
+        // The daemon socket answers only once the userdb listener is settled (main.ts), so this is not early.
         assert.equal(existsSync(join(off.userdbDir, SERVICE)), false);
       } finally {
         await off.stop();

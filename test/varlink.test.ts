@@ -37,6 +37,7 @@ const TEST: InterfaceDef = {
     Peer: { in: {}, out: { pid: t.int, uid: t.int, gid: t.int } },
     WaitAbort: { in: {}, out: {} },
     Flood: { in: {}, out: {} },
+    Many: { in: { n: t.int }, out: {} },
     Fail: { in: {}, out: {} },
     Unserializable: { in: {}, out: {} },
     Unimplemented: { in: {}, out: {} },
@@ -82,6 +83,13 @@ async function startServer(t: TestContext, opts: Partial<VarlinkServerOptions> =
         await new Promise((resolve) => setImmediate(resolve));
       }
       events.aborted.push(whenAborted(ctx));
+    },
+    Many: async (p: { n: number }, ctx) => {
+      const chunk = 'y'.repeat(8 * 1024);
+      for (let i = 0; i < p.n; i++) {
+        ctx.notify({ chunk });
+        if (i % 16 === 15) await ctx.drain();
+      }
     },
     Fail: () => { throw new Error('boom'); },
     Unserializable: () => ({ big: 10n }),
@@ -445,21 +453,69 @@ test('a stalled partial message is dropped while other clients are served', asyn
   assert.deepEqual(await idle.received(1), [{ parameters: { s: 'idle' } }]);
 });
 
-test('connections per UID are capped', async (t) => {
+test('connections per UID are capped: the least recently used idle one makes room, busy ones do not', async (t) => {
   const { path } = await startServer(t, { maxConnectionsPerUid: 2 });
-  const first = await client(t, path);
-  const second = await client(t, path);
-  await first.call('org.varlink.service.GetInfo');
-  await second.call('org.varlink.service.GetInfo');
-  const third = await Raw.open(t, path);
-  third.send(msg({ method: 'org.varlink.service.GetInfo' }));
-  await closesWithin(third, 2000);
-  assert.deepEqual(third.messages, []);
-  // A freed place can be taken again.
-  await first.close();
+  const first = await Raw.open(t, path);
+  const second = await Raw.open(t, path);
+  first.send(msg({ method: 'org.varlink.service.GetInfo' }));
+  await first.received(1);
+  second.send(msg({ method: 'org.varlink.service.GetInfo' }));
+  await second.received(1);
+  // Both idle: the third closes the first (used least recently) and is served.
+  const third = await client(t, path);
+  assert.equal((await third.call('org.varlink.service.GetInfo')).product, 'test');
+  await closesWithin(first, 2000);
+  assert.equal(second.socket.closed, false);
+  // Both busy (a call each in progress): a fourth is refused and nobody is closed.
+  second.send(msg({ method: 'org.example.test.WaitAbort' }));
+  const busy = third.call('org.example.test.WaitAbort').catch(() => {});
   await sleep(50);
-  const fourth = await client(t, path);
-  assert.equal((await fourth.call('org.varlink.service.GetInfo')).product, 'test');
+  const fourth = await Raw.open(t, path);
+  fourth.send(msg({ method: 'org.varlink.service.GetInfo' }));
+  await closesWithin(fourth, 2000);
+  assert.deepEqual(fourth.messages, []);
+  assert.equal(second.socket.closed, false);
+  third.close();
+  await busy;
+});
+
+test('an idle connection is closed after the idle timeout; one with a call in progress is not', async (t) => {
+  const { path } = await startServer(t, { idleTimeoutMs: 300 });
+  const idle = await Raw.open(t, path);
+  idle.send(msg({ method: 'org.varlink.service.GetInfo' }));
+  await idle.received(1);
+  const busy = await Raw.open(t, path);
+  busy.send(msg({ method: 'org.example.test.WaitAbort' }));
+  const started = Date.now();
+  await closesWithin(idle, 2000);
+  assert.ok(Date.now() - started >= 250, 'closed before the timeout');
+  await sleep(400);
+  assert.equal(busy.socket.closed, false);
+});
+
+test('a listener may serve only some interfaces', async (t) => {
+  const { server } = await startServer(t);
+  const only = socketPath();
+  await server.listen(only, 0o666, []);
+  const c = await client(t, only);
+  assert.deepEqual((await c.call('org.varlink.service.GetInfo')).interfaces, ['org.varlink.service']);
+  await rejectsWith(c.call('org.example.test.Echo', { s: 'x' }), 'org.varlink.service.InterfaceNotFound', { interface: 'org.example.test' });
+  await rejectsWith(c.call('org.varlink.service.GetInterfaceDescription', { interface: 'org.example.test' }),
+    'org.varlink.service.InterfaceNotFound', { interface: 'org.example.test' });
+  await assert.rejects(server.listen(socketPath(), 0o666, ['org.example.nope']), /unknown interface/);
+});
+
+test('a handler that sends many replies waits for a slow reader instead of cutting it off', async (t) => {
+  const { path } = await startServer(t, { maxOutputBytes: 256 * 1024 });
+  const raw = await Raw.open(t, path);
+  raw.socket.pause(); // reads nothing for a while: 100 replies of 8 KiB are far over the 256 KiB cap
+  raw.send(msg({ method: 'org.example.test.Many', parameters: { n: 100 }, more: true }));
+  await sleep(300);
+  assert.equal(raw.socket.closed, false);
+  raw.socket.resume();
+  const got = await raw.received(101);
+  assert.equal(got.length, 101);
+  assert.deepEqual(got[100], { parameters: {} });
 });
 
 test('peer credentials of a process running as uid 65534', { skip: process.getuid?.() !== 0 && 'needs root' }, async (t) => {

@@ -29,8 +29,10 @@ export function validateRequest(r: RegisterRequest): MachineSpec {
   const cls = r.class ?? 'container';
   if (cls === 'host') throw invalid('class', "Invalid machine class 'host': reserved for the host itself");
   if (cls !== 'container' && cls !== 'vm') throw invalid('class', `Invalid machine class '${printable(cls)}': expected 'container' or 'vm'`);
-  const id = (r.id ?? '').toLowerCase();
+  let id = (r.id ?? '').toLowerCase();
   if (id !== '' && !/^[0-9a-f]{32}$/.test(id)) throw invalid('id', 'Invalid machine id: expected 32 hexadecimal digits');
+  if (/^0+$/.test(id)) id = ''; // all zeros means none, as in machined
+
   const service = r.service ?? '';
   if (service.length > 255 || /[\x00-\x1f\x7f]/.test(service)) throw invalid('service', 'Invalid service: at most 255 printable characters');
   const root = r.rootDirectory ?? '';

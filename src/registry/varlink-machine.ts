@@ -92,15 +92,16 @@ export const machineInterface: InterfaceDef = {
       out: { machineName: t.string, gid: t.int },
     },
   },
+  // Each comes with a message for people.
   errors: {
-    NoSuchMachine: {},
-    MachineExists: {},
-    NoPrivateNetworking: {},
-    NotSupported: {},
-    NoOSRelease: {},
-    NoSuchUserMapping: {},
-    NoSuchGroupMapping: {},
-    Failed: {},
+    NoSuchMachine: { message: t.optional(t.string) },
+    MachineExists: { message: t.optional(t.string) },
+    NoPrivateNetworking: { message: t.optional(t.string) },
+    NotSupported: { message: t.optional(t.string) },
+    NoOSRelease: { message: t.optional(t.string) },
+    NoSuchUserMapping: { message: t.optional(t.string) },
+    NoSuchGroupMapping: { message: t.optional(t.string) },
+    Failed: { message: t.optional(t.string) },
   },
 };
 
@@ -194,6 +195,8 @@ export function machineHandlers(reg: Registry): Record<string, Handler> {
       for (let i = 0; i < all.length - 1; i++) {
         const m = all[i];
         ctx.notify(machineJson(m, p.acquireMetadata ? await metadata(m, true) : undefined));
+        // Thousands of replies: let a slow reader catch up rather than cut it off.
+        if (i % 256 === 255) await ctx.drain();
       }
       const last = all[all.length - 1];
       return machineJson(last, p.acquireMetadata ? await metadata(last, true) : undefined);
@@ -204,7 +207,9 @@ export function machineHandlers(reg: Registry): Record<string, Handler> {
       const on = (event: 'added' | 'removed' | 'changed') => (m: Machine) => ctx.notify({ event, machine: machineJson(m) });
       const listeners = { added: on('added'), removed: on('removed'), changed: on('changed') };
       for (const [e, f] of Object.entries(listeners)) reg.on(e as 'added', f);
-      await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }));
+      // Until the client hangs up (it may have before this call even started).
+      const { signal } = ctx;
+      if (!signal.aborted) await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
       for (const [e, f] of Object.entries(listeners)) reg.off(e as 'added', f);
       return {};
     },

@@ -51,9 +51,13 @@ export const userDatabaseInterface: InterfaceDef = {
 /** systemd refuses names with control characters, quotes, backslashes or DEL before looking anything up. */
 const safeName = (s: string) => !/[\x00-\x1f\x7f'"\\]/.test(s);
 
+/** A bound of uidMin/uidMax/gidMin/gidMax: any 32-bit value, even ones that are no valid ID (65535). */
+const validBound = (v: number) => Number.isSafeInteger(v) && v >= 0 && v <= 0xffffffff;
+
 /** Parameter checks first, then the service check, as machined. */
-function checkParams(p: Record<string, unknown>, ids: string[], names: string[]): void {
+function checkParams(p: Record<string, unknown>, ids: string[], names: string[], bounds: string[] = []): void {
   for (const k of ids) if (p[k] !== undefined && !validId(p[k] as number)) throw invalidParameter(k);
+  for (const k of bounds) if (p[k] !== undefined && !validBound(p[k] as number)) throw invalidParameter(k);
   for (const k of names) if (p[k] !== undefined && !safeName(p[k] as string)) throw invalidParameter(k);
   if (p.service !== SERVICE) throw err('BadService');
 }
@@ -88,12 +92,12 @@ export function userDatabaseHandlers(records: UserRecords): Record<string, Handl
   };
   return {
     GetUserRecord(p) {
-      checkParams(p, ['uid', 'uidMin', 'uidMax'], ['userName']);
+      checkParams(p, ['uid'], ['userName'], ['uidMin', 'uidMax']);
       const match = { fuzzyNames: p.fuzzyNames, dispositionMask: p.dispositionMask, idMin: p.uidMin, idMax: p.uidMax };
       return lookup(users, p.uid, p.userName, match);
     },
     GetGroupRecord(p) {
-      checkParams(p, ['gid', 'gidMin', 'gidMax'], ['groupName']);
+      checkParams(p, ['gid'], ['groupName'], ['gidMin', 'gidMax']);
       const match = { fuzzyNames: p.fuzzyNames, dispositionMask: p.dispositionMask, idMin: p.gidMin, idMax: p.gidMax };
       return lookup(groups, p.gid, p.groupName, match);
     },

@@ -16,6 +16,11 @@ export interface CallContext {
   peer: PeerCredentials;
   /** In a `more` call: one reply with continues:true. */
   notify(params: object): void;
+  /** Resolves once the replies sent so far have mostly left (at once if they have): a handler that
+   *  sends many replies waits on it now and then, so that a slow reader is not cut off as a stalled one. */
+  drain(): Promise<void>;
+  /** The interfaces served on this call's connection (a listener may serve only some). */
+  interfaces: readonly string[];
   /** Aborted when the client goes away (or stops sending) or the server closes. */
   signal: AbortSignal;
 }
@@ -37,8 +42,14 @@ export interface VarlinkServerOptions {
   maxMessageBytes?: number;
   /** How long a connection may hold an incomplete message. Default 5000 ms. */
   partialTimeoutMs?: number;
-  /** Connections per peer UID. Default 64, and 1024 for root. */
+  /** Connections per peer UID (default 1024) and in all (default 4096), as sd-varlink. At the cap the
+   *  least recently used idle connection (of that UID) is closed to make room; if none is idle, the new
+   *  one is refused. */
   maxConnectionsPerUid?: number;
+  maxConnections?: number;
+  /** A connection with no call, nothing queued and no partial message is closed after this long.
+   *  Default 60 s. Clients that keep connections (the NSS module) reconnect when they need one. */
+  idleTimeoutMs?: number;
   /** Replies a client may leave unread before it is disconnected. Default 4 MiB. */
   maxOutputBytes?: number;
   log?: VarlinkLogger;
@@ -79,6 +90,9 @@ interface Interface { def: InterfaceDef; handlers: Record<string, Handler>; desc
 interface Connection {
   socket: net.Socket;
   peer: PeerCredentials;
+  /** The interfaces this connection may call (its listener's). */
+  interfaces: Set<string>;
+  lastActive: number;
   partial: Buffer[]; // the start of a message whose NUL has not arrived yet
   partialBytes: number;
   partialTimer?: NodeJS.Timeout;
@@ -140,6 +154,8 @@ export class VarlinkServer {
   private readonly listeners: net.Server[] = [];
   private readonly connections = new Set<Connection>();
   private readonly perUid = new Map<number, number>();
+  private idleTimer?: NodeJS.Timeout;
+  private readonly idleTimeoutMs: number;
   private readonly maxMessageBytes: number;
   private readonly partialTimeoutMs: number;
   private readonly maxOutputBytes: number;
@@ -151,14 +167,15 @@ export class VarlinkServer {
     this.partialTimeoutMs = opts.partialTimeoutMs ?? 5000;
     this.maxOutputBytes = opts.maxOutputBytes ?? 4 * 1024 * 1024;
     this.log = opts.log ?? { warn() {}, debug() {} };
+    this.idleTimeoutMs = opts.idleTimeoutMs ?? 60_000;
     this.addInterface(SERVICE_DEF, {
-      GetInfo: () => ({
+      GetInfo: (_p, ctx) => ({
         vendor: opts.vendor, product: opts.product, version: opts.version, url: opts.url,
-        interfaces: [...this.interfaces.keys()],
+        interfaces: [...ctx.interfaces],
       }),
-      GetInterfaceDescription: (p: { interface: string }) => {
+      GetInterfaceDescription: (p: { interface: string }, ctx) => {
         const iface = this.interfaces.get(p.interface);
-        if (!iface) throw interfaceNotFound(p.interface);
+        if (!iface || !ctx.interfaces.includes(p.interface)) throw interfaceNotFound(p.interface);
         return { description: iface.description };
       },
     });
@@ -176,9 +193,10 @@ export class VarlinkServer {
 
   /**
    * Listens on the Unix socket `path`. A socket file left by a dead server is replaced; one that a live
-   * server answers on is not (rejects with code EADDRINUSE).
+   * server answers on is not (rejects with code EADDRINUSE). `interfaces` limits what is served there
+   * (org.varlink.service always is); by default every interface is.
    */
-  async listen(path: string, mode = 0o666): Promise<void> {
+  async listen(path: string, mode = 0o666, interfaces?: readonly string[]): Promise<void> {
     if (this.closing) throw new Error('VarlinkServer is closed');
     await fs.mkdir(dirname(path), { recursive: true, mode: 0o755 });
     const st = await fs.lstat(path).catch((err: NodeJS.ErrnoException) => {
@@ -189,7 +207,9 @@ export class VarlinkServer {
     if (st && await isLive(path)) throw errnoError(`${path} is in use by a running server`, 'EADDRINUSE');
     if (st) await fs.rm(path, { force: true });
 
-    const server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
+    for (const i of interfaces ?? []) if (!this.interfaces.has(i)) throw new Error(`listen: unknown interface ${i}`);
+    const only = interfaces && new Set([SERVICE_DEF.name, ...interfaces]);
+    const server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket, only));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(path, () => {
@@ -205,6 +225,10 @@ export class VarlinkServer {
       throw new Error('VarlinkServer is closed');
     }
     this.listeners.push(server);
+    if (!this.idleTimer && this.idleTimeoutMs > 0) {
+      this.idleTimer = setInterval(() => this.closeIdle(), Math.max(100, this.idleTimeoutMs / 4));
+      this.idleTimer.unref();
+    }
     await fs.chmod(path, mode);
   }
 
@@ -215,6 +239,7 @@ export class VarlinkServer {
   }
 
   private async shutdown(): Promise<void> {
+    clearInterval(this.idleTimer);
     const stopped = Promise.all(this.listeners.map((s) => new Promise((resolve) => s.close(resolve))));
     const calls: Promise<void>[] = [];
     for (const c of this.connections) {
@@ -229,7 +254,7 @@ export class VarlinkServer {
     await stopped;
   }
 
-  private accept(socket: net.Socket): void {
+  private accept(socket: net.Socket, only: Set<string> | undefined): void {
     if (this.closing) return void socket.destroy();
     let peer: PeerCredentials;
     try {
@@ -238,15 +263,17 @@ export class VarlinkServer {
       this.log.warn({ err }, 'varlink: no peer credentials, connection refused');
       return void socket.destroy();
     }
-    const count = this.perUid.get(peer.uid) ?? 0;
-    const cap = this.opts.maxConnectionsPerUid ?? (peer.uid === 0 ? 1024 : 64);
-    if (count >= cap) {
-      this.log.warn({ peer, cap }, 'varlink: too many connections for this uid, connection refused');
+    const perUidCap = this.opts.maxConnectionsPerUid ?? 1024;
+    const cap = this.opts.maxConnections ?? 4096;
+    if (((this.perUid.get(peer.uid) ?? 0) >= perUidCap && !this.evictIdle(peer.uid)) ||
+        (this.connections.size >= cap && !this.evictIdle())) {
+      this.log.warn({ peer, perUidCap, cap }, 'varlink: too many busy connections, connection refused');
       return void socket.destroy();
     }
-    this.perUid.set(peer.uid, count + 1);
+    this.perUid.set(peer.uid, (this.perUid.get(peer.uid) ?? 0) + 1);
     const c: Connection = {
-      socket, peer, partial: [], partialBytes: 0, queue: [], queuedBytes: 0, ended: false, closed: false,
+      socket, peer, interfaces: only ?? new Set(this.interfaces.keys()), lastActive: Date.now(),
+      partial: [], partialBytes: 0, queue: [], queuedBytes: 0, ended: false, closed: false,
     };
     this.connections.add(c);
     socket.on('data', (chunk: Buffer) => this.receive(c, chunk));
@@ -255,7 +282,27 @@ export class VarlinkServer {
     socket.on('close', () => this.finish(c));
   }
 
+  private isIdle(c: Connection): boolean {
+    return !c.call && c.queue.length === 0 && c.partialBytes === 0;
+  }
+
+  /** Closes the least recently used idle connection (of `uid`, if given); false when there is none. */
+  private evictIdle(uid?: number): boolean {
+    let lru: Connection | undefined;
+    for (const c of this.connections) {
+      if ((uid === undefined || c.peer.uid === uid) && this.isIdle(c) && (!lru || c.lastActive < lru.lastActive)) lru = c;
+    }
+    if (lru) this.finish(lru, 'idle connection closed to make room');
+    return lru !== undefined;
+  }
+
+  private closeIdle(): void {
+    const before = Date.now() - this.idleTimeoutMs;
+    for (const c of this.connections) if (c.lastActive < before && this.isIdle(c)) this.finish(c, 'idle');
+  }
+
   private receive(c: Connection, chunk: Buffer): void {
+    c.lastActive = Date.now();
     let start = 0;
     for (let nul = chunk.indexOf(0); nul !== -1 && !c.closed; nul = chunk.indexOf(0, start)) {
       if (c.partialBytes + nul - start > this.maxMessageBytes) return this.finish(c, 'message too long');
@@ -336,6 +383,10 @@ export class VarlinkServer {
     };
     const ctx: CallContext = {
       method: req.method, more: req.more, oneway: req.oneway, peer: c.peer,
+      get interfaces() {
+        return [...c.interfaces];
+      },
+      drain: () => this.drain(c),
       get signal() {
         controller ??= new AbortController();
         if (aborted) controller.abort();
@@ -348,7 +399,7 @@ export class VarlinkServer {
     };
     let result: ReturnType<Handler>;
     try {
-      result = this.run(req, ctx);
+      result = this.run(c, req, ctx);
     } catch (err) {
       return reply(this.errorReply(req.method, err), true);
     }
@@ -365,12 +416,12 @@ export class VarlinkServer {
     c.call = { done, abort };
   }
 
-  private run(req: Request, ctx: CallContext): ReturnType<Handler> {
+  private run(c: Connection, req: Request, ctx: CallContext): ReturnType<Handler> {
     const dot = req.method.lastIndexOf('.');
     const ifaceName = dot < 0 ? '' : req.method.slice(0, dot);
     const name = req.method.slice(dot + 1);
     const iface = this.interfaces.get(ifaceName);
-    if (!iface) throw interfaceNotFound(ifaceName);
+    if (!iface || !c.interfaces.has(ifaceName)) throw interfaceNotFound(ifaceName);
     if (!Object.hasOwn(iface.def.methods, name)) throw methodNotFound(req.method);
     if (!Object.hasOwn(iface.handlers, name)) throw methodNotImplemented(req.method);
     validate(iface.def, name, req.parameters);
@@ -385,8 +436,22 @@ export class VarlinkServer {
     return { error: INTERNAL_ERROR, parameters: {} };
   }
 
+  private drain(c: Connection): Promise<void> {
+    if (c.closed || c.socket.writableLength < this.maxOutputBytes / 2) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        c.socket.off('drain', done);
+        c.socket.off('close', done);
+        resolve();
+      };
+      c.socket.on('drain', done);
+      c.socket.on('close', done);
+    });
+  }
+
   private send(c: Connection, msg: object, last: boolean): void {
     if (c.closed) return; // the client went away: its replies are dropped
+    c.lastActive = Date.now();
     let text: string;
     try {
       text = JSON.stringify(msg);
