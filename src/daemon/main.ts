@@ -8,7 +8,7 @@ import { busAddress } from '../registry/dbus-service.js';
 import { Registry } from '../registry/registry.js';
 import { SystemdScopes, systemdIsPid1 } from '../registry/systemd-scope.js';
 import { machineHandlers, machineInterface } from '../registry/varlink-machine.js';
-import { Resolver, resolveHandlers, resolveInterface } from '../resolver/index.js';
+import { DnsServer, Resolver, resolveHandlers, resolveInterface } from '../resolver/index.js';
 import { UserRecords } from '../userdb/records.js';
 import { userDatabaseHandlers, userDatabaseInterface } from '../userdb/varlink-userdb.js';
 import { VarlinkServer } from '../varlink/server.js';
@@ -38,6 +38,7 @@ async function run(opts: DaemonOptions): Promise<void> {
   let registry: Registry | undefined;
   let server: VarlinkServer | undefined;
   let bus: ReturnType<typeof serveMachine1> | undefined;
+  let dns: DnsServer | undefined;
   // Installed first, so that a SIGTERM during start-up still stops the daemon cleanly.
   let stopping = false;
   const stop = async (signal: string) => {
@@ -45,6 +46,7 @@ async function run(opts: DaemonOptions): Promise<void> {
     stopping = true;
     log.info({ signal }, 'stopping');
     bus?.stop();
+    await dns?.close();
     await server?.close();
     await registry?.stop();
     log.flush?.();
@@ -78,8 +80,12 @@ async function run(opts: DaemonOptions): Promise<void> {
     log,
   });
   server.addInterface(machineInterface, machineHandlers(registry));
-  server.addInterface(resolveInterface, resolveHandlers(new Resolver(registry)));
+  const resolver = new Resolver(registry);
+  server.addInterface(resolveInterface, resolveHandlers(resolver));
   server.addInterface(userDatabaseInterface, userDatabaseHandlers(new UserRecords(registry)));
+  // DNS for clients that bypass NSS; an address that cannot be had stops the start (exit 1).
+  if (opts.dns.length > 0) dns = await DnsServer.start(resolver, { listen: opts.dns, zones: opts.dnsZones, log });
+  if (stopping) return;
   // Where nss-systemd and userdbctl look for userdb services; the socket's name is the service name.
   // Before the daemon socket: once that answers, the daemon is wholly up.
   if (opts.userdbDir !== '') {

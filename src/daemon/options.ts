@@ -1,5 +1,6 @@
 // mymachinesd's command line.
 import { parseArgs } from 'node:util';
+import { dnsListenText, parseDnsListen, parseDnsZone, type DnsListen } from '../resolver/index.js';
 
 export interface DaemonOptions {
   runtimeDir: string;
@@ -9,6 +10,10 @@ export interface DaemonOptions {
   bus: string;
   logLevel: string;
   terminateTimeoutMs: number;
+  /** Where the DNS server listens (UDP and TCP); none: no DNS server. */
+  dns: DnsListen[];
+  /** Zones the DNS server owns, lower case, without the trailing dot. */
+  dnsZones: string[];
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
@@ -29,6 +34,11 @@ Options:
                            D-Bus bus for org.freedesktop.machine1 (default: system)
   --log-level LEVEL        fatal, error, warn, info, debug or trace (default: info)
   --terminate-timeout SEC  seconds from SIGTERM to SIGKILL when terminating a machine (default: 10)
+  --dns ADDR[:PORT]        serve machine names over DNS, UDP and TCP, on this address (repeatable;
+                           port 53 if none; IPv6 in brackets: [::1]:5353). Default: no DNS server
+  --dns-zone ZONE          answer <machine>.ZONE too, e.g. 'machine' (repeatable; the first one names
+                           PTR answers). A reverse zone (3.0.10.in-addr.arpa) makes unknown addresses
+                           in it NXDOMAIN instead of REFUSED. Bare machine names are always answered
   -h, --help               show this help
   --version                show the version
 
@@ -51,6 +61,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): DaemonOpti
         bus: { type: 'string' },
         'log-level': { type: 'string' },
         'terminate-timeout': { type: 'string' },
+        dns: { type: 'string', multiple: true },
+        'dns-zone': { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
       },
@@ -72,6 +84,27 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): DaemonOpti
   }
   const userdbDir = v['userdb-dir'] ?? '/run/systemd/userdb';
   if (userdbDir !== '' && !userdbDir.startsWith('/')) throw new UsageError("--userdb-dir must be an absolute path or ''");
+  const dns: DnsListen[] = [];
+  for (const text of v.dns ?? []) {
+    let l: DnsListen;
+    try {
+      l = parseDnsListen(text);
+    } catch (e) {
+      throw new UsageError(`invalid --dns ${(e as Error).message}`);
+    }
+    if (!dns.some((d) => dnsListenText(d) === dnsListenText(l))) dns.push(l);
+  }
+  const dnsZones: string[] = [];
+  for (const text of v['dns-zone'] ?? []) {
+    let z: string;
+    try {
+      z = parseDnsZone(text);
+    } catch (e) {
+      throw new UsageError(`invalid --dns-zone ${(e as Error).message}`);
+    }
+    if (!dnsZones.includes(z)) dnsZones.push(z);
+  }
+  if (dnsZones.length > 0 && dns.length === 0) throw new UsageError('--dns-zone needs --dns ADDR[:PORT]');
   return {
     runtimeDir,
     stateDir,
@@ -79,5 +112,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): DaemonOpti
     bus: v.bus ?? 'system',
     logLevel,
     terminateTimeoutMs: Math.round(timeout * 1000),
+    dns,
+    dnsZones,
   };
 }
