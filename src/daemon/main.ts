@@ -91,7 +91,8 @@ async function run(opts: DaemonOptions): Promise<void> {
   if (opts.userdbDir !== '') {
     const userdbSocket = join(opts.userdbDir, SOCKET_NAME);
     // A live machined may own it: then its records are served there, and ours on the daemon socket only.
-    await server.listen(userdbSocket, 0o666).catch((err) => log.warn({ err, socket: userdbSocket }, 'userdb socket not served'));
+    // Only the userdb interface there, as machined's socket of that name.
+    await server.listen(userdbSocket, 0o666, [userDatabaseInterface.name]).catch((err) => log.warn({ err, socket: userdbSocket }, 'userdb socket not served'));
   }
   await server.listen(socketPath, 0o666).catch((err) => {
     if (!stopping) throw err; // else close() came first: stop() is ending the process
