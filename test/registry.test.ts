@@ -494,6 +494,12 @@ describe('daemon life cycle', () => {
     assert.equal(r.stderr, 'mymachinesctl: cannot reach mymachinesd at /nonexistent/sock: no such socket (is it running?)\n');
     r = await run(join(process.cwd(), 'bin/mymachinesd'), ['--bogus']);
     assert.equal(r.code, 2);
+    r = await run(join(process.cwd(), 'bin/mymachinesd'), ['--bus', 'nonsense']);
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr, "mymachinesd: invalid --bus 'nonsense': expected system, session, none or a D-Bus address such as unix:path=/run/dbus/system_bus_socket\nTry 'mymachinesd --help'.\n");
+    r = await run(join(process.cwd(), 'bin/mymachinesd'), ['--bus', 'session'], { env: { ...process.env, DBUS_SESSION_BUS_ADDRESS: '' } });
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--bus session needs DBUS_SESSION_BUS_ADDRESS/);
     r = await run(join(process.cwd(), 'bin/mymachinesd'), ['--help']);
     assert.match(r.stdout, /--runtime-dir DIR/);
     await sleep(0);

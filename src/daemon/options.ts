@@ -47,6 +47,11 @@ Signals: SIGTERM or SIGINT stops the daemon; registered machines and their state
 
 export class UsageError extends Error {}
 
+/** A D-Bus server address: TRANSPORT:KEY=VALUE,... entries separated by ';' (the D-Bus specification). */
+function isBusAddress(s: string): boolean {
+  return s.split(';').every((e) => /^[a-z][a-z0-9-]*:([a-z][a-z0-9_-]*=[^,;=]*(,[a-z][a-z0-9_-]*=[^,;=]*)*)?$/i.test(e));
+}
+
 export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): DaemonOptions | 'help' | 'version' {
   let parsed;
   try {
@@ -105,11 +110,16 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): DaemonOpti
     if (!dnsZones.includes(z)) dnsZones.push(z);
   }
   if (dnsZones.length > 0 && dns.length === 0) throw new UsageError('--dns-zone needs --dns ADDR[:PORT]');
+  const bus = v.bus ?? 'system';
+  if (!['system', 'session', 'none'].includes(bus) && !isBusAddress(bus)) {
+    throw new UsageError(`invalid --bus '${bus}': expected system, session, none or a D-Bus address such as unix:path=/run/dbus/system_bus_socket`);
+  }
+  if (bus === 'session' && !env.DBUS_SESSION_BUS_ADDRESS) throw new UsageError('--bus session needs DBUS_SESSION_BUS_ADDRESS');
   return {
     runtimeDir,
     stateDir,
     userdbDir,
-    bus: v.bus ?? 'system',
+    bus,
     logLevel,
     terminateTimeoutMs: Math.round(timeout * 1000),
     dns,
