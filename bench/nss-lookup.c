@@ -1,7 +1,12 @@
 /* Host name lookups through glibc's getaddrinfo, as a program would do them: for the NSS tests
  * (threads, fork) and the benchmark (per-lookup times, lookups per second).
  *
- *   nss-lookup once NAME                one lookup; prints "found NS" or "failed NS"
+ *   nss-lookup once NAME                one lookup; prints "found NS" or "failed NS" (the time includes
+ *                                       loading the modules and reading nsswitch.conf)
+ *   nss-lookup warm NAME COUNT          one lookup untimed (modules loaded, configuration read), then
+ *                                       COUNT timed ones; prints "found|failed|mixed MIN_NS MAX_NS"
+ *   nss-lookup exec NAME CMD [ARG...]   one lookup, prints "found" or "failed", then execs CMD (which
+ *                                       may list the descriptors it inherited)
  *   nss-lookup time NAME COUNT          COUNT lookups; prints "ok FAILED MEDIAN_NS P99_NS"
  *   nss-lookup rate NAME MILLISECONDS   lookups until the time is up; prints "COUNT FAILED"
  *   nss-lookup threads NAME ADDR THREADS COUNT
@@ -74,6 +79,23 @@ static int run_time(void) {
         return 0;
 }
 
+static int run_warm(void) {
+        long long min = -1, max = 0;
+        long found = 0;
+        lookup(); /* loads the modules and reads the configuration, outside the figures */
+        for (long i = 0; i < count; i++) {
+                long long t0 = now_ns(), dt;
+                found += lookup();
+                dt = now_ns() - t0;
+                if (min < 0 || dt < min)
+                        min = dt;
+                if (dt > max)
+                        max = dt;
+        }
+        printf("%s %lld %lld\n", found == count ? "found" : found == 0 ? "failed" : "mixed", min, max);
+        return 0;
+}
+
 static int run_rate(void) {
         long n = 0, failed = 0;
         long long end = now_ns() + count * 1000000LL;
@@ -143,6 +165,19 @@ int main(int argc, char **argv) {
                 found = lookup();
                 printf("%s %lld\n", found ? "found" : "failed", now_ns() - t0);
                 return 0;
+        }
+        if (argc >= 4 && strcmp(argv[1], "warm") == 0) {
+                name = argv[2];
+                count = atol(argv[3]);
+                return count > 0 ? run_warm() : 2;
+        }
+        if (argc >= 4 && strcmp(argv[1], "exec") == 0) {
+                name = argv[2];
+                printf("%s\n", lookup() ? "found" : "failed");
+                fflush(stdout);
+                execvp(argv[3], argv + 3);
+                perror(argv[3]);
+                return 127;
         }
         if (argc >= 4 && strcmp(argv[1], "time") == 0) {
                 name = argv[2];

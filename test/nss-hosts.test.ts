@@ -66,11 +66,32 @@ describe('NSS hosts through glibc', () => {
   });
 
   test('getent hosts, ahosts, ahostsv4, ahostsv6 for a container on a veth pair', async () => {
-    assert.deepEqual(await getent('hosts', 'web31'), { code: 0, signal: null, stdout: hostsLines('web31', [V6, ll]), stderr: '' }, 'IPv6 first (gethostbyname2)');
+    // gethostbyname2/3 (hosts, ahostsv6) answer with a hostent, which has no room for a scope: the
+    // link-local address is left out there, and given by gethostbyname4 (ahosts) only.
+    assert.deepEqual(await getent('hosts', 'web31'), { code: 0, signal: null, stdout: hostsLines('web31', [V6]), stderr: '' }, 'IPv6 first (gethostbyname2)');
     // getaddrinfo orders by RFC 6724: link-local (with its scope, the host-side interface), ULA, IPv4.
     assert.equal((await getent('ahosts', 'web31')).stdout, ahostsLines('web31', [`${ll}%${web.hostIfIndex}`, V6, V4]));
     assert.equal((await getent('ahostsv4', 'web31')).stdout, ahostsLines('web31', [V4]));
-    assert.equal((await getent('ahostsv6', 'web31')).stdout, ahostsLines('web31', [V6, ll]));
+    assert.equal((await getent('ahostsv6', 'web31')).stdout, ahostsLines('web31', [V6]));
+  });
+
+  test('a machine whose only IPv6 address is link-local: left out of hostent answers, kept with its scope by getaddrinfo(AF_UNSPEC)', async () => {
+    const c = await makeContainer({ ipv4: { host: '10.77.31.21', inside: '10.77.31.22' } });
+    const cll = await linkLocal(c.exec, 'host0');
+    await linkLocal((args) => must(args[0], args.slice(1)), c.hostIf);
+    try {
+      assert.equal((await d.ctl(['register', 'll31', '--leader', String(c.pid), '--netif', String(c.hostIfIndex)])).code, 0);
+      assert.equal((await getent('ahosts', 'll31')).stdout, ahostsLines('ll31', [`${cll}%${c.hostIfIndex}`, '10.77.31.22']));
+      assert.equal((await getent('hosts', 'll31')).stdout, hostsLines('ll31', ['10.77.31.22']), 'no AAAA: the IPv4 address');
+      assert.equal((await getent('ahostsv6', 'll31')).stdout, ahostsLines('ll31', ['::ffff:10.77.31.22']), 'no AAAA: IPv4-mapped');
+      // ping -6 (iputils) resolves through gethostbyname4_r, which gives the address with its scope.
+      const p6 = await env.run('ping', ['-6', '-c1', '-W2', 'll31']);
+      assert.equal(p6.code, 0, p6.stdout + p6.stderr);
+      assert.match(p6.stdout, new RegExp(`${cll}%${c.hostIf}.*\\n[^]*1 received`));
+    } finally {
+      await d.ctl(['unregister', 'll31']);
+      await c.remove();
+    }
   });
 
   test('reverse lookups for both families and the link-local address', async () => {
@@ -98,7 +119,7 @@ describe('NSS hosts through glibc', () => {
   });
 
   test('names in any letter case; the canonical name is the registered one', async () => {
-    assert.equal((await getent('hosts', 'WEB31')).stdout, hostsLines('web31', [V6, ll]));
+    assert.equal((await getent('hosts', 'WEB31')).stdout, hostsLines('web31', [V6]));
     assert.equal((await getent('ahostsv4', 'Web31')).stdout, ahostsLines('web31', [V4]));
   });
 
@@ -108,7 +129,7 @@ describe('NSS hosts through glibc', () => {
       assert.equal((await first.run('getent', ['hosts', FILES_NAME])).stdout, hostsLines(FILES_NAME, [FILES_ADDR]));
       assert.equal((await first.run('getent', ['ahostsv4', FILES_NAME])).stdout, ahostsLines(FILES_NAME, [FILES_ADDR]));
       assert.equal((await first.run('getent', ['hosts', FILES_ADDR])).stdout, hostsLines(FILES_NAME, [FILES_ADDR]), 'reverse too');
-      assert.equal((await first.run('getent', ['hosts', 'web31'])).stdout, hostsLines('web31', [V6, ll]));
+      assert.equal((await first.run('getent', ['hosts', 'web31'])).stdout, hostsLines('web31', [V6]));
     } finally {
       first.close();
     }
@@ -151,6 +172,18 @@ describe('NSS hosts through glibc', () => {
     assert.deepEqual([r.code, r.stdout], [0, 'parent before fork: ok\nchild: ok\nparent after fork: ok\n'], r.stderr);
   });
 
+  test('the module\'s sockets are close-on-exec: a program that looks up, then execs, leaks none', async () => {
+    // Sockets among the descriptors 3 and up that `ls` inherits, with and without a lookup before the exec
+    // (the test runner may hand down descriptors of its own: those are in both).
+    const sockets = (out: string) => out.split('\n').filter((l) => / (\d\d+|[3-9]) -> socket:/.test(l)).map((l) => l.replace(/^.* (\d+) -> /, '$1 -> '));
+    const base = await env.run('ls', ['-l', '/proc/self/fd/']);
+    assert.equal(base.code, 0, base.stderr);
+    const r = await env.run(env.lookupProgram(), ['exec', 'web31', 'ls', '-l', '/proc/self/fd/']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^found\n/);
+    assert.deepEqual(sockets(r.stdout), sockets(base.stdout), r.stdout);
+  });
+
   test('valgrind finds no leak or error in getent (forward, reverse, miss)', async () => {
     for (const args of [['hosts', 'web31'], ['ahosts', 'web31'], ['hosts', V4], ['hosts', 'nomachine31']]) {
       const r = await env.run('valgrind', ['--leak-check=full', '--error-exitcode=99', '-q', 'getent', ...args], { timeoutMs: 120_000 });
@@ -178,36 +211,45 @@ describe('NSS hosts when the daemon does not answer', () => {
     env?.close();
   });
 
-  test('stopped (SIGSTOP): a lookup fails within a second; killed or gone: at once', async () => {
+  test('stopped (SIGSTOP): a lookup fails within 500 ms; killed or gone: well under a millisecond', async () => {
     d = await startDaemon();
     env = makeNssEnv({ socket: d.socket });
     assert.equal((await d.ctl(['register', 'stop31', '--class', 'vm', '--leader', String(sleeper()), '--address', '10.77.31.70'])).code, 0);
     assert.equal((await env.run('getent', ['hosts', 'stop31'])).stdout, hostsLines('stop31', ['10.77.31.70']));
 
-    // One getaddrinfo, timed inside the process (bench/nss-lookup.c), so that starting it does not count.
-    const once = async () => {
-      const r = await env.run(env.lookupProgram(), ['once', 'stop31'], { timeoutMs: 10_000 });
-      const [what, ns] = r.stdout.trim().split(' ');
-      return { what, ms: Number(ns) / 1e6 };
+    // getaddrinfo timed inside the process (bench/nss-lookup.c), so that starting it does not count, and
+    // after one untimed lookup, so that loading the modules and reading nsswitch.conf do not either.
+    // Gives the fastest and the slowest of `count` timed lookups.
+    const warm = async (count: number) => {
+      const r = await env.run(env.lookupProgram(), ['warm', 'stop31', String(count)], { timeoutMs: 20_000 });
+      const [what, min, max] = r.stdout.trim().split(' ');
+      return { what, minMs: Number(min) / 1e6, maxMs: Number(max) / 1e6, out: r.stdout + r.stderr };
     };
-    assert.equal((await once()).what, 'found');
+    assert.equal((await warm(3)).what, 'found');
     process.kill(d.proc.pid!, 'SIGSTOP');
-    const stopped = await once();
-    const viaGetent = await env.run('getent', ['ahosts', 'stop31'], { timeoutMs: 10_000 });
-    process.kill(d.proc.pid!, 'SIGCONT');
-    assert.equal(stopped.what, 'failed');
-    assert.ok(stopped.ms < 1000, `took ${stopped.ms} ms`);
+    let stopped: Awaited<ReturnType<typeof warm>>;
+    let viaGetent: Awaited<ReturnType<typeof env.run>>;
+    try {
+      stopped = await warm(2);
+      viaGetent = await env.run('getent', ['ahosts', 'stop31'], { timeoutMs: 10_000 });
+    } finally {
+      process.kill(d.proc.pid!, 'SIGCONT');
+    }
+    assert.equal(stopped.what, 'failed', stopped.out);
+    // The issue's bound is 500 ms per lookup; 100 ms of slack for a loaded 2-core machine.
+    assert.ok(stopped.maxMs <= 600, `took up to ${stopped.maxMs} ms`);
+    assert.ok(stopped.minMs >= 490, `gave up after ${stopped.minMs} ms, before the 500 ms deadline`);
     assert.equal(viaGetent.code, 2);
 
     await d.kill(); // the socket file stays: connections are refused
     assert.ok(existsSync(d.socket));
-    const refused = await once();
-    assert.equal(refused.what, 'failed');
-    assert.ok(refused.ms < 20, `took ${refused.ms} ms`);
+    const refused = await warm(20);
+    assert.equal(refused.what, 'failed', refused.out);
+    assert.ok(refused.minMs < 2, `took at least ${refused.minMs} ms`);
 
     rmSync(d.socket);
-    const missing = await once();
-    assert.equal(missing.what, 'failed');
-    assert.ok(missing.ms < 20, `took ${missing.ms} ms`);
+    const missing = await warm(20);
+    assert.equal(missing.what, 'failed', missing.out);
+    assert.ok(missing.minMs < 2, `took at least ${missing.minMs} ms`);
   });
 });

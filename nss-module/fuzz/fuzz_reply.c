@@ -93,7 +93,16 @@ static void fuzz_hostname(const char *msg, size_t len, int family) {
                         ASSERT(h.addrs[i].family == AF_INET || h.addrs[i].family == AF_INET6);
                         ASSERT(family == AF_UNSPEC || h.addrs[i].family == family);
                         if (h.addrs[i].scopeid)
-                                ASSERT(h.addrs[i].family == AF_INET6 && h.addrs[i].addr[0] == 0xfe);
+                                ASSERT(h.addrs[i].family == AF_INET6 && ipv6_is_link_local(h.addrs[i].addr));
+                }
+                /* hostent answers (gethostbyname3_r) leave IPv6 link-local addresses out */
+                if (family == AF_INET6) {
+                        size_t before = h.n, lls = 0;
+                        for (size_t i = 0; i < h.n; i++)
+                                lls += ipv6_is_link_local(h.addrs[i].addr);
+                        ASSERT(host_result_drop_ipv6_link_local(&h) == before - lls && h.n == before - lls);
+                        for (size_t i = 0; i < h.n; i++)
+                                ASSERT(!ipv6_is_link_local(h.addrs[i].addr) && h.addrs[i].scopeid == 0);
                 }
                 for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
                         char *buf = malloc(sizes[s] ? sizes[s] : 1);
@@ -108,7 +117,7 @@ static void fuzz_hostname(const char *msg, size_t len, int family) {
                                         ASSERT(strcmp(t->name, h.name) == 0);
                                 }
                                 ASSERT(r != 0 || n == h.n);
-                        } else {
+                        } else if (h.n > 0) {
                                 struct hostent he;
                                 char *canon = NULL;
                                 r = fill_hostent_addrs(&h, family, &he, buf, sizes[s], &canon);

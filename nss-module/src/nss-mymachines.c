@@ -7,7 +7,8 @@
  * Statuses:
  *   SUCCESS   h_errno NETDB_SUCCESS, errno as it was.
  *   NOTFOUND  the daemon says the name/address/ID is no machine's (or we know without
- *             asking: an invalid name); h_errno HOST_NOT_FOUND, errno as it was.
+ *             asking: a name or ID that can never be a machine's or a synthesized
+ *             record's); h_errno HOST_NOT_FOUND, errno as it was.
  *   TRYAGAIN  the buffer is too small: errno ERANGE, h_errno NETDB_INTERNAL.
  *   UNAVAIL   the daemon cannot be reached or answered nonsense, or the family is not
  *             supported: errno says why, h_errno NO_RECOVERY.
@@ -200,6 +201,10 @@ enum nss_status _nss_mymachines_gethostbyname3_r(
                 return host_status(LOOKUP_NOTFOUND, saved_errno, errnop, h_errnop);
 
         r = resolve_hostname(name, af, &h);
+        /* A hostent has no room for a scope, without which a link-local address is no use
+         * (connect() fails with EINVAL): those are given by gethostbyname4_r only. */
+        if (r == 0 && af == AF_INET6 && host_result_drop_ipv6_link_local(&h) == 0)
+                r = LOOKUP_NOTFOUND;
         if (r == 0) {
                 r = fill_hostent_addrs(&h, af, result, buffer, buflen, canonp);
                 if (r == 0 && ttlp)
@@ -279,7 +284,7 @@ enum nss_status _nss_mymachines_getpwnam_r(
         int saved_errno = errno, r;
         struct user_result u = { .want_name = name };
 
-        if (!valid_record_name(name))
+        if (!valid_user_query(name))
                 return record_status(LOOKUP_NOTFOUND, saved_errno, errnop);
         r = get_record("GetUserRecord", "userName", name, 0, parse_user_reply, &u);
         if (r == 0)
@@ -297,7 +302,7 @@ enum nss_status _nss_mymachines_getpwuid_r(
         int saved_errno = errno, r;
         struct user_result u = { .want_uid = true, .uid_in = uid };
 
-        if (uid == (uid_t) -1)
+        if (!valid_id_query(uid))
                 return record_status(LOOKUP_NOTFOUND, saved_errno, errnop);
         r = get_record("GetUserRecord", "uid", NULL, (long long) uid, parse_user_reply, &u);
         if (r == 0)
@@ -315,7 +320,7 @@ enum nss_status _nss_mymachines_getgrnam_r(
         int saved_errno = errno, r;
         struct group_result g = { .want_name = name };
 
-        if (!valid_record_name(name))
+        if (!valid_group_query(name))
                 return record_status(LOOKUP_NOTFOUND, saved_errno, errnop);
         r = get_record("GetGroupRecord", "groupName", name, 0, parse_group_reply, &g);
         if (r == 0)
@@ -333,7 +338,7 @@ enum nss_status _nss_mymachines_getgrgid_r(
         int saved_errno = errno, r;
         struct group_result g = { .want_gid = true, .gid_in = gid };
 
-        if (gid == (gid_t) -1)
+        if (!valid_id_query(gid))
                 return record_status(LOOKUP_NOTFOUND, saved_errno, errnop);
         r = get_record("GetGroupRecord", "gid", NULL, (long long) gid, parse_group_reply, &g);
         if (r == 0)

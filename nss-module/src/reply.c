@@ -71,6 +71,36 @@ bool valid_record_name(const char *s) {
         return true;
 }
 
+/* The daemon synthesizes prefix<machine>-<id> only where it makes a valid user name by
+ * systemd's strict rules (valid_user_group_name): [A-Za-z_][A-Za-z0-9_-]*, at most 31
+ * characters. Nothing else can be one of its records. */
+static bool valid_synthesized_name(const char *s, const char *prefix) {
+        size_t n, pl = strlen(prefix);
+
+        if (!s)
+                return false;
+        n = strnlen(s, USER_NAME_MAX + 1);
+        if (n > USER_NAME_MAX || n <= pl || strncmp(s, prefix, pl) != 0)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!is_alnum(s[i]) && s[i] != '_' && (s[i] != '-' || i == 0))
+                        return false;
+        return true;
+}
+
+bool valid_user_query(const char *name) {
+        return valid_synthesized_name(name, "vu-");
+}
+
+bool valid_group_query(const char *name) {
+        return valid_synthesized_name(name, "vg-");
+}
+
+/* Host IDs below 65536 are the host's own range; (uid_t) -1 is no ID at all. */
+bool valid_id_query(uint32_t id) {
+        return id >= FIRST_CONTAINER_ID && id != UINT32_MAX;
+}
+
 static int classify_error(const char *error) {
         static const char *const notfound[] = {
                 "io.systemd.Resolve.DNSError",
@@ -179,6 +209,24 @@ static int count_elements(json_val arr, size_t *n) {
         return r;
 }
 
+bool ipv6_is_link_local(const unsigned char addr[16]) {
+        return addr[0] == 0xfe && (addr[1] & 0xc0) == 0x80;
+}
+
+size_t host_result_drop_ipv6_link_local(struct host_result *h) {
+        size_t j = 0;
+
+        for (size_t i = 0; i < h->n; i++) {
+                if (h->addrs[i].family == AF_INET6 && ipv6_is_link_local(h->addrs[i].addr))
+                        continue;
+                if (j != i)
+                        h->addrs[j] = h->addrs[i];
+                j++;
+        }
+        h->n = j;
+        return j;
+}
+
 void host_result_free(struct host_result *h) {
         free(h->name);
         h->name = NULL;
@@ -223,7 +271,7 @@ static int parse_one_address(json_val e, int want, struct host_addr *out) {
                 return 0;
         out->family = (int) family;
         /* The scope matters (and is sent) for IPv6 link-local addresses only. */
-        if (family == AF_INET6 && out->addr[0] == 0xfe && (out->addr[1] & 0xc0) == 0x80)
+        if (family == AF_INET6 && ipv6_is_link_local(out->addr))
                 out->scopeid = (uint32_t) ifindex;
         return 1;
 }

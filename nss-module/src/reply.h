@@ -47,7 +47,17 @@ int reply_handle(const char *msg, size_t len, reply_cb cb, void *userdata);
 
 /* Is this a name we may ask the daemon about? */
 bool valid_host_query(const char *name);
+/* Is this a name the daemon may answer with in a record? (looser than the queries) */
 bool valid_record_name(const char *name);
+
+/* Could this be a synthesized user (prefix "vu-") or group ("vg-") record, worth asking
+ * the daemon about? As the daemon's rules: the prefix, at most USER_NAME_MAX characters,
+ * [A-Za-z_][A-Za-z0-9_-]*; IDs from FIRST_CONTAINER_ID on, never (uid_t) -1. */
+#define USER_NAME_MAX 31
+#define FIRST_CONTAINER_ID 65536
+bool valid_user_query(const char *name);
+bool valid_group_query(const char *name);
+bool valid_id_query(uint32_t id);
 
 /* --- io.systemd.Resolve.ResolveHostname --- */
 struct host_addr {
@@ -67,6 +77,12 @@ struct host_result {
 /* reply_cb: fills a struct host_result; LOOKUP_NOTFOUND when no address of the family. */
 int parse_hostname_reply(json_val params, void *host_result);
 void host_result_free(struct host_result *h);
+
+/* Is this IPv6 address link-local (fe80::/10)? */
+bool ipv6_is_link_local(const unsigned char addr[16]);
+/* Leaves IPv6 link-local addresses out of h, keeping the order of the rest: a hostent
+ * cannot carry their scope, which makes them unusable there. Returns how many are left. */
+size_t host_result_drop_ipv6_link_local(struct host_result *h);
 
 /* --- io.systemd.Resolve.ResolveAddress --- */
 struct names_result {

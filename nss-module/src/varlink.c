@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,18 +21,37 @@
  * an atfork handler closes the child's copy, and cache_pid catches children made
  * without fork handlers (raw clone); those merely forget the descriptor (the number may
  * already mean something else to them).
+ *
+ * The descriptor belongs to the module, but the program may close it behind our back
+ * (close loops, closefrom, close_range) and get the number again for a file of its own.
+ * So the socket's identity (st_dev, st_ino) is recorded at connect and checked before
+ * every use and every close: a descriptor that is no longer our socket is forgotten,
+ * never written to, read from or closed.
  */
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static int cache_fd = -1;
 static pid_t cache_pid;
+static dev_t cache_dev;
+static ino_t cache_ino;
 static char cache_path[sizeof(((struct sockaddr_un *) 0)->sun_path)];
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* Is cache_fd (>= 0) still the socket that we connected? */
+static bool cache_fd_is_ours(void) {
+        struct stat st;
+
+        return fstat(cache_fd, &st) == 0 && S_ISSOCK(st.st_mode) &&
+               st.st_dev == cache_dev && st.st_ino == cache_ino;
+}
 
 static void atfork_child(void) {
         static const pthread_mutex_t init = PTHREAD_MUTEX_INITIALIZER;
 
-        /* Only this thread exists in the child; whoever held the lock is gone. */
-        if (cache_fd >= 0)
+        /* Only this thread exists in the child; whoever held the lock is gone. Close the
+         * child's copy of the parent's connection; a descriptor the parent itself had
+         * inherited without fork handlers (raw clone), or that is no longer our socket,
+         * is only forgotten. */
+        if (cache_fd >= 0 && cache_pid == getppid() && cache_fd_is_ours())
                 close(cache_fd);
         cache_fd = -1;
         memcpy(&cache_lock, &init, sizeof cache_lock);
@@ -45,7 +65,7 @@ __attribute__((destructor)) static void drop_cache(void) {
         /* When the module is unloaded. If a lookup is running right now, leave it be. */
         if (pthread_mutex_trylock(&cache_lock) != 0)
                 return;
-        if (cache_fd >= 0 && cache_pid == getpid())
+        if (cache_fd >= 0 && cache_pid == getpid() && cache_fd_is_ours())
                 close(cache_fd);
         cache_fd = -1;
         pthread_mutex_unlock(&cache_lock);
@@ -256,6 +276,28 @@ static int transact(int fd, const char *req, size_t len, int64_t deadline,
         return r;
 }
 
+/* Opens the connection to cache (cache_lock held) and records whose and which it is. */
+static int open_cached(const char *path, int64_t deadline) {
+        struct stat st;
+        int r, fd;
+
+        cache_fd = -1;
+        r = open_connection(path, deadline, &fd);
+        if (r < 0)
+                return r;
+        if (fstat(fd, &st) < 0) {
+                r = -errno;
+                close(fd);
+                return r;
+        }
+        cache_fd = fd;
+        cache_pid = getpid();
+        cache_dev = st.st_dev;
+        cache_ino = st.st_ino;
+        memcpy(cache_path, path, strlen(path) + 1); /* fits: connect checked it */
+        return 0;
+}
+
 int varlink_call(const char *request, size_t len, reply_cb cb, void *userdata) {
         int64_t deadline = now_ms() + CALL_TIMEOUT_MS;
         const char *path = socket_path();
@@ -278,6 +320,8 @@ int varlink_call(const char *request, size_t len, reply_cb cb, void *userdata) {
 
                 if (cache_fd >= 0 && cache_pid != pid)
                         cache_fd = -1; /* inherited without fork handlers: not ours to close */
+                if (cache_fd >= 0 && !cache_fd_is_ours())
+                        cache_fd = -1; /* the program closed it; the number may be its own file now */
                 if (cache_fd >= 0 && strcmp(cache_path, path) != 0) {
                         close(cache_fd);
                         cache_fd = -1;
@@ -288,24 +332,17 @@ int varlink_call(const char *request, size_t len, reply_cb cb, void *userdata) {
                 }
                 reused = cache_fd >= 0;
                 if (!reused) {
-                        r = open_connection(path, deadline, &cache_fd);
-                        if (r < 0) {
-                                cache_fd = -1;
+                        r = open_cached(path, deadline);
+                        if (r < 0)
                                 goto unlock;
-                        }
-                        cache_pid = pid;
-                        memcpy(cache_path, path, strlen(path) + 1); /* fits: connect checked it */
                 }
                 r = transact(cache_fd, req, len + 1, deadline, cb, userdata, &dead);
                 if (r < 0 && reused && dead) {
                         /* The daemon closed the idle connection (or restarted): once more, fresh. */
                         close(cache_fd);
-                        cache_fd = -1;
-                        r = open_connection(path, deadline, &cache_fd);
-                        if (r < 0) {
-                                cache_fd = -1;
+                        r = open_cached(path, deadline);
+                        if (r < 0)
                                 goto unlock;
-                        }
                         r = transact(cache_fd, req, len + 1, deadline, cb, userdata, &dead);
                 }
                 if (r < 0 && cache_fd >= 0) {

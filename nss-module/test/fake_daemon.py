@@ -54,6 +54,10 @@ MACHINES = {
     "v6only": [a6("fd00::2")],
     "many": [a4("10.1.%d.%d" % (i // 250, i % 250 + 1)) for i in range(200)],
     "oddfamily": [{"family": 99, "address": [1, 2, 3]}],
+    # IPv6: only a link-local address (a hostent cannot carry its scope)
+    "llonly": [a4("10.0.3.1"), a6("fe80::5", 3)],
+    # IPv6: link-local first, then a global one
+    "llfirst": [a6("fe80::6", 4), a6("fd00::6")],
 }
 
 REVERSE = {
@@ -184,6 +188,9 @@ class Daemon:
                 return error("io.systemd.UserDatabase.BadService")
             is_user = method.endswith("GetUserRecord")
             table, nkey, ikey = (USERS, "userName", "uid") if is_user else (GROUPS, "groupName", "gid")
+            if ikey in p and p[ikey] in (65535, 4294967295):
+                # as the daemon: IDs that are never valid are refused
+                return error("org.varlink.service.InvalidParameter", {"parameter": ikey})
             if p.get(nkey) == ("vu-mismatch" if is_user else "vg-mismatch"):
                 return ok({"record": table[1]})  # a record that is not the one asked for
             for rec in table:

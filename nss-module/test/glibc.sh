@@ -39,8 +39,14 @@ hosts:  files mymachines
 CONF
 mount --bind "$tmp/nsswitch.conf" /etc/nsswitch.conf
 
-expect "getent hosts (gethostbyname2_r, AF_INET6 first)" "fd00::1 web1
-fe80::1 web1" "$(run getent hosts web1 | tr -s ' ')"
+# A hostent has no scope: the link-local fe80::1 is left out of gethostbyname2_r's answer.
+expect "getent hosts (gethostbyname2_r, AF_INET6 first, no link-local)" "fd00::1 web1" "$(run getent hosts web1 | tr -s ' ')"
+expect "getent ahostsv6 (gethostbyname3_r, no link-local)" "fd00::1 web1" \
+	"$(run getent ahostsv6 web1 | awk '$2=="STREAM"{print $1, $3}')"
+expect "getent hosts: only a link-local IPv6 address, so IPv4 (gethostbyname2_r AF_INET6 NOTFOUND)" "10.0.3.1 llonly" \
+	"$(run getent hosts llonly | tr -s ' ')"
+expect "getent ahostsv6: only a link-local IPv6 address, so IPv4 mapped" "::ffff:10.0.3.1" \
+	"$(run getent ahostsv6 llonly | awk '$2=="STREAM"{print $1}')"
 expect "getent ahostsv4" "10.0.0.1 web1
 10.0.0.2" "$(run getent ahostsv4 web1 | awk '$2=="STREAM"{print $1, $3}' | sed 's/ $//')"
 # getaddrinfo(AF_UNSPEC) uses gethostbyname4_r and sorts the result itself (RFC 6724).
@@ -74,6 +80,27 @@ expect "UNAVAIL (no daemon) falls through to files" "root" \
 	"$(LD_LIBRARY_PATH="$build" MYMACHINES_SOCKET=/nonexistent/sock getent passwd root | cut -d: -f1)"
 expect "no daemon: machine unknown, quickly" "exit 2" \
 	"$(LD_LIBRARY_PATH="$build" MYMACHINES_SOCKET=/nonexistent/sock timeout 5 getent hosts web1 2>&1 || echo "exit $?")"
+
+# 2b. Names and IDs that can never be a container's record are NOTFOUND, even with no daemon
+# (before, no daemon meant UNAVAIL, and glibc went on to files past [NOTFOUND=return])
+cat >"$tmp/nsswitch.conf" <<'CONF'
+passwd: mymachines [NOTFOUND=return] files
+group:  mymachines [NOTFOUND=return] files
+hosts:  files
+CONF
+nodaemon() { LD_LIBRARY_PATH="$build" MYMACHINES_SOCKET=/nonexistent/sock "$@" 2>&1 || echo "exit $?"; }
+expect "no daemon: getent passwd root is NOTFOUND (no vu- name)" "exit 2" "$(nodaemon getent passwd root)"
+expect "no daemon: getent passwd 0 is NOTFOUND (below 65536)" "exit 2" "$(nodaemon getent passwd 0)"
+expect "no daemon: getent group root is NOTFOUND" "exit 2" "$(nodaemon getent group root)"
+expect "no daemon: getent group 0 is NOTFOUND" "exit 2" "$(nodaemon getent group 0)"
+expect "daemon: getent passwd 65535 is NOTFOUND (never asked)" "exit 2" "$(run getent passwd 65535)"
+cat >"$tmp/nsswitch.conf" <<'CONF'
+passwd: mymachines [UNAVAIL=return] files
+group:  mymachines [UNAVAIL=return] files
+hosts:  files
+CONF
+expect "no daemon, [UNAVAIL=return]: getent passwd root goes on to files" "root" "$(nodaemon getent passwd root | cut -d: -f1)"
+expect "no daemon, [UNAVAIL=return]: getent group 0 goes on to files" "root" "$(nodaemon getent group 0 | cut -d: -f1)"
 
 # 3. [NOTFOUND=return] stops at a miss; UNAVAIL goes on
 cat >"$tmp/nsswitch.conf" <<'CONF'

@@ -2,15 +2,19 @@
 /*
  * C-level tests of libnss_mymachines.so.2 against test/fake_daemon.py.
  *
- *   test_nss LIBRARY SOCKET_DIR
+ *   test_nss LIBRARY SOCKET_DIR [TEST...]
+ *   test_nss --list-fds      prints "FD TARGET" for each open descriptor (exec'd by the
+ *                            close-on-exec test)
  *
  * The module is dlopen()ed and its entry points are called directly, the way glibc
  * calls them. TEST_THREADS / TEST_ITERATIONS size the thread test; TEST_SLOW=1 (under
  * valgrind) widens the timing bounds.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <netdb.h>
 #include <nss.h>
@@ -22,6 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -39,6 +46,7 @@ static nss_getgrnam_r *grnam;
 static nss_getgrgid_r *grgid;
 
 static const char *sockdir;
+static char self_path[4096]; /* this program, for the close-on-exec test */
 static atomic_int failures;
 static int checks;
 static bool slow;
@@ -198,14 +206,31 @@ static void test_gh3(void) {
                 CHECK(r.ttl == 0 && r.herr == NETDB_SUCCESS && r.errno_after == SENTINEL_ERRNO, "ttl/herr/errno");
         }
 
+        /* A hostent cannot carry a scope: the link-local fe80::1 is left out. */
         r = call_gh3("Web1", AF_INET6, buf, sizeof buf);
         CHECK(r.st == NSS_STATUS_SUCCESS, "v6 status %d err %d", r.st, r.err);
         if (r.st == NSS_STATUS_SUCCESS) {
                 CHECK(strcmp(r.he.h_name, "web1") == 0, "canonical %s", r.he.h_name);
                 CHECK(r.he.h_addrtype == AF_INET6 && r.he.h_length == 16, "type");
-                CHECK(count_list(r.he.h_addr_list) == 2, "count");
+                CHECK(count_list(r.he.h_addr_list) == 1, "count %d", count_list(r.he.h_addr_list));
                 CHECK(strcmp(addr_str(AF_INET6, r.he.h_addr_list[0], s), "fd00::1") == 0, "a0 %s", s);
-                CHECK(strcmp(addr_str(AF_INET6, r.he.h_addr_list[1], s), "fe80::1") == 0, "a1 %s", s);
+        }
+        /* Link-local first in the reply: the rest keep their order. */
+        r = call_gh3("llfirst", AF_INET6, buf, sizeof buf);
+        CHECK(r.st == NSS_STATUS_SUCCESS && count_list(r.he.h_addr_list) == 1 &&
+              strcmp(addr_str(AF_INET6, r.he.h_addr_list[0], s), "fd00::6") == 0,
+              "llfirst: %d %d", r.st, r.st == NSS_STATUS_SUCCESS ? count_list(r.he.h_addr_list) : -1);
+        /* Nothing but a link-local address: as no address of the family at all. */
+        r = call_gh3("llonly", AF_INET6, buf, sizeof buf);
+        CHECK(r.st == NSS_STATUS_NOTFOUND && r.herr == HOST_NOT_FOUND && r.err == -1 &&
+              r.errno_after == SENTINEL_ERRNO, "llonly/AAAA: %d %d %d %d", r.st, r.herr, r.err, r.errno_after);
+        r = call_gh3("llonly", AF_INET, buf, sizeof buf);
+        CHECK(r.st == NSS_STATUS_SUCCESS && count_list(r.he.h_addr_list) == 1, "llonly/A: %d", r.st);
+        /* gethostbyname4_r keeps it, with its scope. */
+        {
+                struct gh4_result q = call_gh4("llonly", buf, sizeof buf);
+                CHECK(q.st == NSS_STATUS_SUCCESS && q.pat->next && q.pat->next->family == AF_INET6 &&
+                      q.pat->next->scopeid == 3 && q.pat->next->next == NULL, "llonly gh4: %d", q.st);
         }
 
         /* AF_UNSPEC means AF_INET. */
@@ -226,8 +251,11 @@ static void test_gh3(void) {
 
         err = herr = 0;
         st = gh2("web1", AF_INET6, &he, buf, sizeof buf, &err, &herr);
-        CHECK(st == NSS_STATUS_SUCCESS && he.h_addrtype == AF_INET6 && count_list(he.h_addr_list) == 2,
-              "gh2: %d", st);
+        CHECK(st == NSS_STATUS_SUCCESS && he.h_addrtype == AF_INET6 && count_list(he.h_addr_list) == 1 &&
+              strcmp(addr_str(AF_INET6, he.h_addr_list[0], s), "fd00::1") == 0, "gh2: %d", st);
+        err = -1;
+        st = gh2("llonly", AF_INET6, &he, buf, sizeof buf, &err, &herr);
+        CHECK(st == NSS_STATUS_NOTFOUND && herr == HOST_NOT_FOUND && err == -1, "gh2 llonly: %d %d", st, herr);
         st = gh1("v4only", &he, buf, sizeof buf, &err, &herr);
         CHECK(st == NSS_STATUS_SUCCESS && he.h_addrtype == AF_INET && count_list(he.h_addr_list) == 1 &&
               strcmp(he.h_name, "v4only") == 0, "gh1: %d", st);
@@ -435,7 +463,122 @@ static void test_invalid_names(void) {
         CHECK(pwnam("a:b", &pw, buf, sizeof buf, &err) == NSS_STATUS_NOTFOUND, "user a:b");
         CHECK(pwnam("", &pw, buf, sizeof buf, &err) == NSS_STATUS_NOTFOUND, "empty user");
         longname[256] = 0;
-        CHECK(pwnam(longname, &pw, buf, sizeof buf, &err) == NSS_STATUS_UNAVAIL, "256-byte user is asked");
+        CHECK(pwnam(longname, &pw, buf, sizeof buf, &err) == NSS_STATUS_NOTFOUND, "256-byte user");
+}
+
+/* ---------------------------------------------------------------- passwd/group: never asked */
+
+struct rec_call {
+        enum nss_status st;
+        int err, errno_after;
+};
+
+enum rec_ep { PWNAM, GRNAM, PWUID, GRGID };
+
+static struct rec_call call_rec(enum rec_ep what, const char *name, uint32_t id) {
+        char buf[1024];
+        struct passwd pw;
+        struct group gr;
+        struct rec_call r = { .err = -1 };
+
+        errno = SENTINEL_ERRNO;
+        switch (what) {
+        case PWNAM: r.st = pwnam(name, &pw, buf, sizeof buf, &r.err); break;
+        case GRNAM: r.st = grnam(name, &gr, buf, sizeof buf, &r.err); break;
+        case PWUID: r.st = pwuid(id, &pw, buf, sizeof buf, &r.err); break;
+        case GRGID: r.st = grgid(id, &gr, buf, sizeof buf, &r.err); break;
+        }
+        r.errno_after = errno;
+        return r;
+}
+
+/* Only vu-/vg- names by the user-name rules, and IDs from 65536 on, can be records of
+ * the daemon's: anything else is NOTFOUND without a question (so: even when the daemon is
+ * down, and the next source in nsswitch.conf is asked). What could be a record stays
+ * UNAVAIL when the daemon cannot be reached. */
+static void test_record_queries(void) {
+        char n31[32], n32[33];
+        static const char *never_user[] = { "alice", "root", "nobody", "vg-web1-0", "VU-web1-0", "vu-",
+                                            "vu-web1.x-0", "vu-a b-0", "vu-w\xc3\xa9" "b-0", "vu-web1-0\n",
+                                            "xvu-web1-0", "vu-web1:0", NULL };
+        static const char *never_group[] = { "root", "users", "vu-web1-0", "VG-web1-0", "vg-", "vg-web1.x-0",
+                                             "vg-a b-0", NULL };
+        static const char *maybe_user[] = { "vu-web1-0", "vu-_x", "vu--", "vu-a_b-C-9", NULL };
+        static const uint32_t never_id[] = { 0, 1, 1000, 65534, 65535, UINT32_MAX };
+        static const uint32_t maybe_id[] = { 65536, 100000, UINT32_MAX - 1 };
+        struct rec_call r;
+
+        memcpy(n31, "vu-", 3);
+        memset(n31 + 3, 'a', sizeof n31 - 4);
+        n31[31] = 0;
+        memcpy(n32, "vu-", 3);
+        memset(n32 + 3, 'a', sizeof n32 - 4);
+        n32[32] = 0;
+
+        /* No daemon: NOTFOUND proves that nothing was asked; errno and *errnop untouched. */
+        use_socket("/nonexistent/mymachines.sock");
+        for (int i = 0; never_user[i]; i++) {
+                r = call_rec(PWNAM, never_user[i], 0);
+                CHECK(r.st == NSS_STATUS_NOTFOUND && r.err == -1 && r.errno_after == SENTINEL_ERRNO,
+                      "getpwnam '%s': %d %d %d", never_user[i], r.st, r.err, r.errno_after);
+        }
+        for (int i = 0; never_group[i]; i++) {
+                r = call_rec(GRNAM, never_group[i], 0);
+                CHECK(r.st == NSS_STATUS_NOTFOUND && r.err == -1 && r.errno_after == SENTINEL_ERRNO,
+                      "getgrnam '%s': %d %d %d", never_group[i], r.st, r.err, r.errno_after);
+        }
+        r = call_rec(PWNAM, n32, 0);
+        CHECK(r.st == NSS_STATUS_NOTFOUND && r.err == -1, "32 characters: %d", r.st);
+        n32[1] = 'g';
+        r = call_rec(GRNAM, n32, 0);
+        CHECK(r.st == NSS_STATUS_NOTFOUND && r.err == -1, "group, 32 characters: %d", r.st);
+        for (size_t i = 0; i < sizeof never_id / sizeof never_id[0]; i++) {
+                r = call_rec(PWUID, NULL, never_id[i]);
+                CHECK(r.st == NSS_STATUS_NOTFOUND && r.err == -1 && r.errno_after == SENTINEL_ERRNO,
+                      "getpwuid %u: %d %d %d", never_id[i], r.st, r.err, r.errno_after);
+                r = call_rec(GRGID, NULL, never_id[i]);
+                CHECK(r.st == NSS_STATUS_NOTFOUND && r.err == -1 && r.errno_after == SENTINEL_ERRNO,
+                      "getgrgid %u: %d %d %d", never_id[i], r.st, r.err, r.errno_after);
+        }
+
+        /* What could be a record is asked: UNAVAIL/ENOENT with no daemon. */
+        for (int i = 0; maybe_user[i]; i++) {
+                r = call_rec(PWNAM, maybe_user[i], 0);
+                CHECK(r.st == NSS_STATUS_UNAVAIL && r.err == ENOENT && r.errno_after == SENTINEL_ERRNO,
+                      "getpwnam '%s' is asked: %d %d", maybe_user[i], r.st, r.err);
+        }
+        r = call_rec(PWNAM, n31, 0);
+        CHECK(r.st == NSS_STATUS_UNAVAIL && r.err == ENOENT, "31 characters are asked: %d %d", r.st, r.err);
+        n31[1] = 'g';
+        r = call_rec(GRNAM, n31, 0);
+        CHECK(r.st == NSS_STATUS_UNAVAIL && r.err == ENOENT, "group, 31 characters: %d %d", r.st, r.err);
+        r = call_rec(GRNAM, "vg-web1-0", 0);
+        CHECK(r.st == NSS_STATUS_UNAVAIL && r.err == ENOENT, "getgrnam vg-web1-0 is asked: %d %d", r.st, r.err);
+        for (size_t i = 0; i < sizeof maybe_id / sizeof maybe_id[0]; i++) {
+                r = call_rec(PWUID, NULL, maybe_id[i]);
+                CHECK(r.st == NSS_STATUS_UNAVAIL && r.err == ENOENT, "getpwuid %u is asked: %d %d",
+                      maybe_id[i], r.st, r.err);
+                r = call_rec(GRGID, NULL, maybe_id[i]);
+                CHECK(r.st == NSS_STATUS_UNAVAIL && r.err == ENOENT, "getgrgid %u is asked: %d %d",
+                      maybe_id[i], r.st, r.err);
+        }
+
+        /* With the daemon there: 65535 would be refused by it (InvalidParameter, which is
+         * UNAVAIL/EIO), but it is never asked. */
+        use_socket("ok.sock");
+        r = call_rec(PWUID, NULL, 65535);
+        CHECK(r.st == NSS_STATUS_NOTFOUND && r.err == -1 && r.errno_after == SENTINEL_ERRNO,
+              "getpwuid 65535: %d %d", r.st, r.err);
+        r = call_rec(GRGID, NULL, 65535);
+        CHECK(r.st == NSS_STATUS_NOTFOUND && r.err == -1, "getgrgid 65535: %d %d", r.st, r.err);
+        r = call_rec(PWNAM, "alice", 0);
+        CHECK(r.st == NSS_STATUS_NOTFOUND && r.err == -1, "getpwnam alice: %d %d", r.st, r.err);
+        r = call_rec(PWUID, NULL, 100000);
+        CHECK(r.st == NSS_STATUS_SUCCESS, "getpwuid 100000: %d %d", r.st, r.err);
+        r = call_rec(GRGID, NULL, 101000);
+        CHECK(r.st == NSS_STATUS_SUCCESS, "getgrgid 101000: %d %d", r.st, r.err);
+        r = call_rec(PWUID, NULL, 65536);
+        CHECK(r.st == NSS_STATUS_NOTFOUND && r.err == -1, "getpwuid 65536 (no such record): %d %d", r.st, r.err);
 }
 
 /* ---------------------------------------------------------------- unreachable, slow, garbage */
@@ -593,6 +736,337 @@ static void test_fork(void) {
         CHECK(whoami(&c2, &p2) && c2 == c1, "parent still cached after clone: c%d c%d", c1, c2);
 }
 
+/* ---------------------------------------------------------------- descriptors */
+
+struct fdinfo {
+        int fd;
+        char target[128];
+};
+
+/* The open descriptors of this process and what they are ("socket:[123]", a path...). */
+static int list_fds(struct fdinfo *out, int max) {
+        DIR *d = opendir("/proc/self/fd");
+        struct dirent *e;
+        int n = 0;
+
+        if (!d)
+                return -1;
+        while (n < max && (e = readdir(d))) {
+                char p[64];
+                ssize_t l;
+                int fd;
+
+                if (e->d_name[0] == '.')
+                        continue;
+                fd = atoi(e->d_name);
+                if (fd == dirfd(d))
+                        continue;
+                snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+                l = readlink(p, out[n].target, sizeof out[n].target - 1);
+                if (l < 0)
+                        continue;
+                out[n].target[l] = 0;
+                out[n].fd = fd;
+                n++;
+        }
+        closedir(d);
+        return n;
+}
+
+static bool fd_listed(const struct fdinfo *l, int n, int fd, const char *target) {
+        for (int i = 0; i < n; i++)
+                if (l[i].fd == fd && strcmp(l[i].target, target) == 0)
+                        return true;
+        return false;
+}
+
+/* Makes the module open a new cached connection to ok.sock and finds it: the one socket
+ * descriptor that appeared. Gives the descriptor (-1 if not exactly one), its target and
+ * the fake daemon's connection number. */
+static int module_socket(char target[128], int *conn) {
+        static struct fdinfo before[256], after[256];
+        int nb, na, fd = -1, found = 0, pid;
+
+        use_socket("stale.sock"); /* another path: the cached connection is closed */
+        expect_unavail("stale.sock", "web1", ECONNREFUSED, 0, 100);
+        nb = list_fds(before, 256);
+        use_socket("ok.sock");
+        if (!whoami(conn, &pid))
+                return -1;
+        na = list_fds(after, 256);
+        for (int i = 0; i < na; i++)
+                if (strncmp(after[i].target, "socket:", 7) == 0 &&
+                    !fd_listed(before, nb, after[i].fd, after[i].target)) {
+                        fd = after[i].fd;
+                        memcpy(target, after[i].target, 128);
+                        found++;
+                }
+        return found == 1 ? fd : -1;
+}
+
+/* Puts a socketpair of the program's own on descriptor number fd (closed). sp[0] == fd. */
+static bool socketpair_at(int fd, int sp[2]) {
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
+                return false;
+        if (sp[1] == fd) {
+                int t = sp[0];
+                sp[0] = sp[1];
+                sp[1] = t;
+        }
+        if (sp[0] != fd) {
+                if (dup3(sp[0], fd, O_CLOEXEC) < 0)
+                        return false;
+                close(sp[0]);
+                sp[0] = fd;
+        }
+        return true;
+}
+
+static bool same_file(int fd, const struct stat *want) {
+        struct stat st;
+        return fstat(fd, &st) == 0 && st.st_dev == want->st_dev && st.st_ino == want->st_ino;
+}
+
+/* The program closes the module's cached descriptor behind its back (close loops,
+ * closefrom, close_range) and gets the number again for a file of its own: the module
+ * must neither use nor close it. */
+static void test_stale_fd(void) {
+        char target[128], b;
+        int fd, sp[2], c1, c2, p2, status;
+        struct stat st;
+        pid_t pid;
+
+        /* 1. A socketpair on the number. */
+        fd = module_socket(target, &c1);
+        CHECK(fd >= 0, "the module's socket not found");
+        if (fd < 0)
+                return;
+        close(fd);
+        CHECK(socketpair_at(fd, sp), "socketpair on fd %d", fd);
+        fstat(fd, &st);
+        CHECK(whoami(&c2, &p2) && c2 != c1, "lookup on a new connection: c%d c%d", c1, c2);
+        CHECK(fcntl(fd, F_GETFD) >= 0, "the module closed the program's descriptor %d", fd);
+        CHECK(same_file(fd, &st), "descriptor %d is no longer the program's socketpair", fd);
+        errno = 0;
+        CHECK(recv(sp[1], &b, 1, MSG_DONTWAIT) < 0 && errno == EAGAIN,
+              "the module wrote into (or closed) the program's socketpair: errno %d", errno);
+        CHECK(send(sp[1], "x", 1, MSG_NOSIGNAL) == 1 && recv(fd, &b, 1, MSG_DONTWAIT) == 1 && b == 'x',
+              "the program's socketpair does not work any more");
+        CHECK(whoami(&c1, &p2) && c1 == c2, "the new connection is cached: c%d c%d", c2, c1);
+        close(sp[0]);
+        close(sp[1]);
+
+        /* 2. Something that is not a socket on the number. */
+        fd = module_socket(target, &c1);
+        CHECK(fd >= 0, "the module's socket not found");
+        if (fd < 0)
+                return;
+        close(fd);
+        {
+                int nf = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                if (nf != fd) {
+                        dup3(nf, fd, O_CLOEXEC);
+                        close(nf);
+                }
+        }
+        fstat(fd, &st);
+        CHECK(whoami(&c2, &p2) && c2 != c1, "lookup with /dev/null on the old number: c%d c%d", c1, c2);
+        CHECK(fcntl(fd, F_GETFD) >= 0 && same_file(fd, &st), "the module closed /dev/null on %d", fd);
+        close(fd);
+
+        /* 3. Nothing on the number. */
+        fd = module_socket(target, &c1);
+        close(fd);
+        CHECK(whoami(&c2, &p2) && c2 != c1, "lookup after the descriptor was closed: c%d c%d", c1, c2);
+
+        /* 4. The same, then fork(): the child's fork handler must not close the child's copy. */
+        fd = module_socket(target, &c1);
+        CHECK(fd >= 0, "the module's socket not found");
+        if (fd < 0)
+                return;
+        close(fd);
+        CHECK(socketpair_at(fd, sp), "socketpair on fd %d", fd);
+        fstat(fd, &st);
+        fflush(NULL);
+        pid = fork();
+        if (pid == 0) {
+                int ok = fcntl(fd, F_GETFD) >= 0 && same_file(fd, &st);
+                int cc, cp;
+                ok = ok && whoami(&cc, &cp) && cp == getpid() && fcntl(fd, F_GETFD) >= 0;
+                _exit(ok ? 0 : 1);
+        }
+        CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "child after fork: the program's descriptor %d closed or a lookup failed (status %d)", fd, status);
+        CHECK(fcntl(fd, F_GETFD) >= 0 && same_file(fd, &st), "parent: descriptor %d", fd);
+        close(sp[0]);
+        close(sp[1]);
+
+        /* 5. A child made without fork handlers (raw clone) inherits the parent's cached
+         * connection; when it forks, its child must only forget it (it was not the
+         * forking process's own), not close it. */
+        fd = module_socket(target, &c1);
+        CHECK(fd >= 0, "the module's socket not found");
+        if (fd < 0)
+                return;
+        fflush(NULL);
+        pid = (pid_t) syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+        if (pid == 0) {
+                pid_t g = fork();
+                int gs;
+                if (g == 0)
+                        _exit(fcntl(fd, F_GETFD) >= 0 ? 0 : 1);
+                _exit(g > 0 && waitpid(g, &gs, 0) == g && WIFEXITED(gs) ? WEXITSTATUS(gs) : 2);
+        }
+        CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "grandchild through a raw clone: fork handler closed a descriptor of the parent's (status %d)",
+              status);
+        CHECK(whoami(&c2, &p2) && c2 == c1, "parent keeps its connection: c%d c%d", c1, c2);
+}
+
+/* The module's sockets are close-on-exec: a program that does a lookup and then execs
+ * (posix_spawn: no fork handlers run) leaks none of them. */
+static void test_cloexec(void) {
+        char target[128], out[16384];
+        int fd, conn, pfd[2], status;
+        size_t have = 0;
+        ssize_t n;
+        pid_t pid;
+        posix_spawn_file_actions_t fa;
+        char *argv[] = { self_path, (char *) "--list-fds", NULL };
+        extern char **environ;
+
+        fd = module_socket(target, &conn);
+        CHECK(fd >= 0, "the module's socket not found");
+        if (fd < 0)
+                return;
+        CHECK(fcntl(fd, F_GETFD) & FD_CLOEXEC, "fd %d (%s) has no FD_CLOEXEC", fd, target);
+
+        CHECK(pipe2(pfd, O_CLOEXEC) == 0, "pipe");
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
+        CHECK(posix_spawn(&pid, self_path, &fa, NULL, argv, environ) == 0, "posix_spawn %s", self_path);
+        posix_spawn_file_actions_destroy(&fa);
+        close(pfd[1]);
+        while (have < sizeof out - 1 && (n = read(pfd[0], out + have, sizeof out - 1 - have)) > 0)
+                have += (size_t) n;
+        out[have] = 0;
+        close(pfd[0]);
+        CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "--list-fds: status %d", status);
+        CHECK(strstr(out, "\n0 ") || strncmp(out, "0 ", 2) == 0, "--list-fds printed nothing useful: %s", out);
+        CHECK(strstr(out, target) == NULL, "the module's socket %s leaked into the exec'd program:\n%s", target, out);
+        printf("  fd %d (%s) is FD_CLOEXEC and absent after exec\n", fd, target);
+}
+
+/* ---------------------------------------------------------------- signals */
+
+static volatile sig_atomic_t sigpipe_seen;
+static void on_sigpipe(int sig) {
+        (void) sig;
+        sigpipe_seen++;
+}
+static void on_usr1(int sig) {
+        (void) sig;
+}
+
+struct sigstate {
+        sigset_t mask, pending;
+        struct sigaction act[_NSIG];
+        int act_r[_NSIG];
+};
+
+static void get_sigstate(struct sigstate *s) {
+        memset(s, 0, sizeof *s);
+        pthread_sigmask(SIG_SETMASK, NULL, &s->mask);
+        sigpending(&s->pending);
+        for (int i = 1; i < _NSIG; i++)
+                s->act_r[i] = sigaction(i, NULL, &s->act[i]);
+}
+
+/* Compares two states; names the first difference. */
+static bool same_sigstate(const struct sigstate *a, const struct sigstate *b, char *why, size_t whylen) {
+        for (int i = 1; i < _NSIG; i++) {
+                if (sigismember(&a->mask, i) != sigismember(&b->mask, i)) {
+                        snprintf(why, whylen, "signal %d (%s) %s the mask", i, strsignal(i),
+                                 sigismember(&b->mask, i) ? "added to" : "removed from");
+                        return false;
+                }
+                if (sigismember(&a->pending, i) != sigismember(&b->pending, i)) {
+                        snprintf(why, whylen, "signal %d (%s) pending", i, strsignal(i));
+                        return false;
+                }
+                if (a->act_r[i] != b->act_r[i] || (a->act_r[i] == 0 &&
+                    (a->act[i].sa_handler != b->act[i].sa_handler || a->act[i].sa_flags != b->act[i].sa_flags))) {
+                        snprintf(why, whylen, "handler of signal %d (%s) changed", i, strsignal(i));
+                        return false;
+                }
+                for (int j = 1; a->act_r[i] == 0 && j < _NSIG; j++)
+                        if (sigismember(&a->act[i].sa_mask, j) != sigismember(&b->act[i].sa_mask, j)) {
+                                snprintf(why, whylen, "sa_mask of signal %d changed", i);
+                                return false;
+                        }
+        }
+        return true;
+}
+
+/* Lookups of every kind, failures included, leave the calling thread's signal mask and
+ * every signal's disposition as they were, and raise no signal (SIGPIPE). */
+static void test_signals(void) {
+        struct sigaction sa = {0}, old_pipe, old_usr1, old_alrm;
+        sigset_t old_mask, m;
+        struct sigstate before, after;
+        char buf[4096], why[256];
+        struct passwd pw;
+        int err;
+
+        sa.sa_handler = on_sigpipe;
+        sigaction(SIGPIPE, &sa, &old_pipe);
+        sa.sa_handler = on_usr1;
+        sa.sa_flags = SA_RESTART;
+        sigaddset(&sa.sa_mask, SIGTERM);
+        sigaction(SIGUSR1, &sa, &old_usr1);
+        sa = (struct sigaction) { .sa_handler = SIG_IGN };
+        sigaction(SIGALRM, &sa, &old_alrm);
+        pthread_sigmask(SIG_SETMASK, NULL, &old_mask);
+
+        for (int round = 0; round < 2; round++) {
+                /* round 0: SIGUSR2 and SIGHUP blocked; round 1: also SIGPIPE blocked, SIGUSR2 not */
+                sigemptyset(&m);
+                sigaddset(&m, SIGHUP);
+                sigaddset(&m, round ? SIGPIPE : SIGUSR2);
+                pthread_sigmask(SIG_SETMASK, &m, NULL);
+                sigpipe_seen = 0;
+                get_sigstate(&before);
+
+                use_socket("ok.sock");
+                call_gh4("web1", buf, sizeof buf);
+                call_gh4("nosuchmachine", buf, sizeof buf);
+                call_gh3("web1", AF_INET6, buf, sizeof buf);
+                pwnam("vu-web1-0", &pw, buf, sizeof buf, &err);
+                pwnam("alice", &pw, buf, sizeof buf, &err);
+                call_gh4("garbage-notjson", buf, sizeof buf);
+                call_gh4("eof", buf, sizeof buf);
+                call_gh4("tooslow", buf, sizeof buf);  /* timed out: 500 ms */
+                use_socket("slam.sock");              /* EPIPE / ECONNRESET */
+                for (int i = 0; i < 50; i++)
+                        call_gh4("web1", buf, sizeof buf);
+                use_socket("stale.sock");
+                call_gh4("web1", buf, sizeof buf);
+                use_socket("/nonexistent/mymachines.sock");
+                call_gh4("web1", buf, sizeof buf);
+
+                get_sigstate(&after);
+                CHECK(same_sigstate(&before, &after, why, sizeof why), "round %d: %s", round, why);
+                CHECK(sigpipe_seen == 0, "round %d: SIGPIPE delivered %d times", round, (int) sigpipe_seen);
+        }
+
+        pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+        sigaction(SIGPIPE, &old_pipe, NULL);
+        sigaction(SIGUSR1, &old_usr1, NULL);
+        sigaction(SIGALRM, &old_alrm, NULL);
+        use_socket("ok.sock");
+}
+
 /* ---------------------------------------------------------------- threads */
 
 static int iterations = 1000;
@@ -686,19 +1160,34 @@ int main(int argc, char **argv) {
                 { "gethostbyname3_r/2_r/_r", test_gh3 },
                 { "gethostbyaddr2_r/_r", test_reverse },
                 { "passwd and group", test_records },
+                { "passwd and group: what is never asked", test_record_queries },
                 { "buffer too small", test_erange },
                 { "invalid names are not asked", test_invalid_names },
                 { "unreachable, slow, oversized, garbage", test_failures },
                 { "connection reuse and retry", test_reuse },
                 { "fork", test_fork },
+                { "cached descriptor closed behind the module's back", test_stale_fd },
+                { "close-on-exec", test_cloexec },
+                { "signal mask and handlers", test_signals },
                 { "threads", test_threads },
         };
 
+        if (argc == 2 && strcmp(argv[1], "--list-fds") == 0) {
+                static struct fdinfo l[1024];
+                int n = list_fds(l, 1024);
+                for (int i = 0; i < n; i++)
+                        printf("%d %s\n", l[i].fd, l[i].target);
+                return n > 0 ? 0 : 1;
+        }
         if (argc < 3) {
                 fprintf(stderr, "usage: %s LIBRARY SOCKET_DIR [TEST...]\n", argv[0]);
                 return 2;
         }
         sockdir = argv[2];
+        if (!realpath(argv[0], self_path) && !realpath("/proc/self/exe", self_path)) {
+                fprintf(stderr, "cannot find myself\n");
+                return 2;
+        }
         slow = getenv("TEST_SLOW") != NULL;
         h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
         if (!h) {
