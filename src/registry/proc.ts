@@ -3,7 +3,7 @@
 // These reads are synchronous on purpose: procfs makes its files in memory, so a read costs a few
 // microseconds and never waits for a disk; a thread-pool round trip costs more, and fs.promises reads
 // a size-0 file into fresh 64 KiB buffers (at 10,000 machines that was most of a restart's time).
-import { closeSync, openSync, readSync, readdirSync } from 'node:fs';
+import { closeSync, openSync, readSync, readdirSync, readlinkSync } from 'node:fs';
 
 const chunk = Buffer.alloc(16 * 1024);
 
@@ -48,7 +48,7 @@ export function readProcStat(pid: number): ProcStat | undefined {
   return { state: rest[0], startTime: rest[19] };
 }
 
-export function readIdMap(pid: number, kind: 'uid' | 'gid'): IdMapLine[] {
+export function readIdMap(pid: number | 'self', kind: 'uid' | 'gid'): IdMapLine[] {
   const text = readProcFile(`/proc/${pid}/${kind}_map`) ?? '';
   const lines: IdMapLine[] = [];
   for (const line of text.split('\n')) {
@@ -56,6 +56,21 @@ export function readIdMap(pid: number, kind: 'uid' | 'gid'): IdMapLine[] {
     if (f.length === 3 && f.every(Number.isSafeInteger)) lines.push({ base: f[0], shift: f[1], range: f[2] });
   }
   return lines;
+}
+
+let own: { ns: string; uid: IdMapLine[]; gid: IdMapLine[] } | undefined;
+
+/** The uid_map and gid_map of a process. One in our own user namespace (most leaders without a user
+ *  namespace of their own) has ours, read once: one readlink instead of reading two files. */
+export function readIdMaps(pid: number): { uid: IdMapLine[]; gid: IdMapLine[] } {
+  own ??= { ns: readlinkSync('/proc/self/ns/user'), uid: readIdMap('self', 'uid'), gid: readIdMap('self', 'gid') };
+  let ns: string | undefined;
+  try {
+    ns = readlinkSync(`/proc/${pid}/ns/user`);
+  } catch {
+    ns = undefined;
+  }
+  return ns === own.ns ? own : { uid: readIdMap(pid, 'uid'), gid: readIdMap(pid, 'gid') };
 }
 
 /** The process's path in the cgroup2 hierarchy ("0::" line), e.g. /system.slice/foo.service. */

@@ -1,6 +1,6 @@
 // The Varlink front end of the registry: interface io.systemd.Machine, modelled on systemd's (field names
 // as systemd's where it has them). It only translates between Varlink and Registry calls.
-import type { CallContext, Handler } from '../varlink/server.js';
+import { RawJson, type CallContext, type Handler } from '../varlink/server.js';
 import { t, type InterfaceDef } from '../varlink/schema.js';
 import { VarlinkError, expectedMore, invalidParameter, permissionDenied } from '../varlink/errors.js';
 import { RegistryError } from './errors.js';
@@ -157,6 +157,16 @@ function mapped(handlers: Record<string, Handler>): Record<string, Handler> {
 }
 
 export function machineHandlers(reg: Registry): Record<string, Handler> {
+  // Each machine's JSON as List and Watch send it, kept until the machine changes: with thousands of
+  // machines, building and serializing them was most of a List's time. Every change of a machine
+  // comes with a 'changed' event (registry.ts); a removed machine is no longer listed.
+  const texts = new WeakMap<Machine, RawJson>();
+  reg.on('changed', (m) => texts.delete(m));
+  const listed = (m: Machine): RawJson => {
+    let j = texts.get(m);
+    if (!j) texts.set(m, (j = new RawJson(JSON.stringify(machineJson(m)))));
+    return j;
+  };
   const metadata = async (m: Machine, want: boolean) =>
     want && m.class !== 'vm' ? await reg.osRelease(m.name).catch(() => undefined) : undefined;
   return mapped({
@@ -193,13 +203,12 @@ export function machineHandlers(reg: Registry): Record<string, Handler> {
       if (!ctx.more) throw expectedMore();
       const all = reg.list();
       for (let i = 0; i < all.length - 1; i++) {
-        const m = all[i];
-        ctx.notify(machineJson(m, p.acquireMetadata ? await metadata(m, true) : undefined));
+        ctx.notify(p.acquireMetadata ? machineJson(all[i], await metadata(all[i], true)) : listed(all[i]));
         // Thousands of replies: let a slow reader catch up rather than cut it off.
         if (i % 256 === 255) await ctx.drain();
       }
       const last = all[all.length - 1];
-      return machineJson(last, p.acquireMetadata ? await metadata(last, true) : undefined);
+      return p.acquireMetadata ? machineJson(last, await metadata(last, true)) : listed(last);
     },
     async Watch(_p, ctx) {
       if (!ctx.more) throw expectedMore();

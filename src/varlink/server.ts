@@ -25,6 +25,12 @@ export interface CallContext {
   signal: AbortSignal;
 }
 
+/** Reply parameters already serialized: a handler that sends the same object often (List's machines)
+ *  keeps its JSON text and hands it over as it is. `text` must be a JSON object. */
+export class RawJson {
+  constructor(readonly text: string) {}
+}
+
 /** The returned object is the final reply ({} when void); a thrown VarlinkError is an error reply. */
 export type Handler = (params: any, ctx: CallContext) => object | void | Promise<object | void>;
 
@@ -454,7 +460,10 @@ export class VarlinkServer {
     c.lastActive = Date.now();
     let text: string;
     try {
-      text = JSON.stringify(msg);
+      const { parameters, continues } = msg as { parameters?: unknown; continues?: boolean };
+      text = parameters instanceof RawJson
+        ? `{"parameters":${parameters.text}${continues ? ',"continues":true' : ''}}`
+        : JSON.stringify(msg);
     } catch (err) {
       this.log.warn({ err }, 'varlink reply cannot be serialized');
       // An error reply ends a call, so it cannot stand in for an intermediate one.
