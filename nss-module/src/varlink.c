@@ -190,6 +190,11 @@ static int recv_message(int fd, int64_t deadline, char **ret, size_t *ret_len, b
 
         if (!buf)
                 return -ENOMEM;
+        /* The request was just sent: wait for the reply before the first recv (which would
+         * only say EAGAIN), one system call less per lookup. */
+        r = wait_fd(fd, POLLIN, deadline);
+        if (r < 0)
+                goto fail;
         for (;;) {
                 ssize_t n;
 
@@ -243,16 +248,10 @@ fail:
         return r;
 }
 
-/* Is an idle cached connection still usable? Nothing may be waiting on it: EOF means
- * the daemon closed it, stray bytes mean it is out of step. Either way: not usable. */
-static bool idle_connection_ok(int fd) {
-        char c;
-        ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-}
-
 /* One request and its reply on fd. *dead is set when the peer turned out to be gone
- * before it sent anything, which is worth one retry on a fresh connection. */
+ * before it sent anything, which is worth one retry on a fresh connection: a cached
+ * connection that the daemon closed while idle shows so (EPIPE on send, or EOF before any
+ * byte of the reply), so it needs no check of its own before use. */
 static int transact(int fd, const char *req, size_t len, int64_t deadline,
                     reply_cb cb, void *userdata, bool *dead) {
         char *msg = NULL;
@@ -323,10 +322,6 @@ int varlink_call(const char *request, size_t len, reply_cb cb, void *userdata) {
                 if (cache_fd >= 0 && !cache_fd_is_ours())
                         cache_fd = -1; /* the program closed it; the number may be its own file now */
                 if (cache_fd >= 0 && strcmp(cache_path, path) != 0) {
-                        close(cache_fd);
-                        cache_fd = -1;
-                }
-                if (cache_fd >= 0 && !idle_connection_ok(cache_fd)) {
                         close(cache_fd);
                         cache_fd = -1;
                 }

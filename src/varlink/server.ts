@@ -99,6 +99,8 @@ interface Connection {
   /** The interfaces this connection may call (its listener's). */
   interfaces: Set<string>;
   lastActive: number;
+  /** A reply was written in this tick (further ones are corked until the next). */
+  sentThisTick: boolean;
   partial: Buffer[]; // the start of a message whose NUL has not arrived yet
   partialBytes: number;
   partialTimer?: NodeJS.Timeout;
@@ -278,7 +280,7 @@ export class VarlinkServer {
     }
     this.perUid.set(peer.uid, (this.perUid.get(peer.uid) ?? 0) + 1);
     const c: Connection = {
-      socket, peer, interfaces: only ?? new Set(this.interfaces.keys()), lastActive: Date.now(),
+      socket, peer, interfaces: only ?? new Set(this.interfaces.keys()), lastActive: Date.now(), sentThisTick: false,
       partial: [], partialBytes: 0, queue: [], queuedBytes: 0, ended: false, closed: false,
     };
     this.connections.add(c);
@@ -470,11 +472,16 @@ export class VarlinkServer {
       if (!last) return this.finish(c, 'unserializable reply');
       text = JSON.stringify({ error: INTERNAL_ERROR, parameters: {} });
     }
-    // Replies made in one go (a List's, or pipelined calls') leave in one writev rather than one
-    // write each.
-    if (!c.socket.writableCorked) {
+    // The first reply of a tick is written at once; more replies in the same tick (a List's, or
+    // pipelined calls') are corked and leave together in one writev rather than one write each.
+    if (!c.sentThisTick) {
+      c.sentThisTick = true;
+      process.nextTick(() => {
+        c.sentThisTick = false;
+        if (c.socket.writableCorked) c.socket.uncork();
+      });
+    } else if (!c.socket.writableCorked) {
       c.socket.cork();
-      process.nextTick(() => c.socket.uncork());
     }
     c.socket.write(`${text}\0`);
     if (c.socket.writableLength > this.maxOutputBytes) this.finish(c, 'client does not read its replies');
