@@ -90,7 +90,9 @@ describe('io.systemd.Resolve', () => {
   test('ResolveHostname: no machine, .host, bad family, bad name', async () => {
     assert.deepEqual(await host('nomachine30'), NXDOMAIN);
     assert.deepEqual(await host('.host'), NXDOMAIN);
-    assert.deepEqual(await host('Web30.'), NXDOMAIN);
+    assert.equal(((await host('Web30.')) as any).name, 'Web30', 'one trailing dot: the same name, as resolved');
+    assert.deepEqual(await host('Web30..'), NXDOMAIN);
+    assert.deepEqual(await host('W\u00c9b30'), NXDOMAIN, 'no Unicode case folding');
     assert.deepEqual(await host('Web30', 7), invalid('family'));
     assert.deepEqual(await host(''), invalid('name'));
     assert.deepEqual(await host('a'.repeat(254)), invalid('name'));

@@ -72,8 +72,10 @@ export class Resolver {
     this.registry.off('removed', this.drop);
   }
 
-  /** By name, ignoring case as DNS does; undefined when the name is no (resolvable) machine. */
+  /** By name, ignoring case as DNS does (ASCII letters only: machine names are ASCII, and Unicode case
+   *  folding would take the Kelvin sign for a 'k'); undefined when the name is no (resolvable) machine. */
   lookup(name: string): HostEntry | undefined {
+    if (!/^[\x21-\x7e]+$/.test(name)) return undefined;
     return this.byName.get(name.toLowerCase());
   }
 

@@ -51,7 +51,8 @@ export function resolveHandlers(resolver: Resolver): Record<string, Handler> {
       const family = p.family ?? 0;
       if (family !== 0 && family !== AF_INET && family !== AF_INET6) throw invalidParameter('family');
       if (p.name.length === 0 || p.name.length > MAX_NAME) throw invalidParameter('name');
-      const entry = resolver.lookup(p.name);
+      // One trailing dot (a fully qualified name) is accepted, as resolved does.
+      const entry = resolver.lookup(p.name.endsWith('.') ? p.name.slice(0, -1) : p.name);
       if (!entry) throw noSuchName();
       const addresses = entry.addresses
         .filter((a) => family === 0 || a.family === family)
