@@ -1,9 +1,12 @@
 // For the D-Bus tests: a private system-type dbus-daemon with mymachines' bus policy, systemd's clients run
 // where they look for machined's files, and a dbus-next client that shows error names.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import dbus from 'dbus-next';
+import { findCgroup2Mount, findLegacySystemdMount } from '../src/registry/cgroup.js';
 import { ROOT } from './helpers/daemon.js';
 import { run, waitFor, type RunResult } from './helpers/run.js';
 
@@ -11,26 +14,37 @@ export interface Bus {
   address: string;
   /** Environment for clients: DBUS_SYSTEM_BUS_ADDRESS set to this bus. */
   env: NodeJS.ProcessEnv;
+  proc(): ChildProcess | undefined;
   stop(): Promise<void>;
   /** Starts the bus again on the same socket (after stop). */
   start(): Promise<void>;
+  /** Rewrites the configuration and has the running bus reload it (SIGHUP). */
+  reconfigure(opts: BusOptions): void;
 }
 
-/** A system bus (so the policy applies to non-root callers) on DIR/bus, with data/org.freedesktop.machine1.conf. */
-export async function startBus(dir: string): Promise<Bus> {
-  mkdirSync(dir, { recursive: true });
-  chmodSync(dir, 0o755); // unprivileged clients connect too
-  const socket = join(dir, 'bus');
-  const config = join(dir, 'bus.conf');
-  writeFileSync(
-    config,
-    `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=${socket}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
+export interface BusOptions {
+  /** 'machined' (default): a system bus with data/org.freedesktop.machine1.conf, so that the policy
+   *  applies to non-root callers as on a real host. 'open': every call let through to everyone, so that
+   *  only mymachinesd's own checks stand between a caller and a change. */
+  policy?: 'machined' | 'open';
+  /** false: nobody may own org.freedesktop.machine1 (until reconfigure). */
+  allowOwn?: boolean;
+}
+
+function busConfig(socket: string, o: BusOptions): string {
+  const open = o.policy === 'open';
+  const defaults = open
+    ? `    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>`
+    : `    <allow user="*"/>
     <deny own="*"/>
     <deny send_type="method_call"/>
     <allow send_type="signal"/>
@@ -43,20 +57,35 @@ export async function startBus(dir: string): Promise<Bus> {
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Peer"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Peer"/>`;
+  return `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=${socket}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+${defaults}
   </policy>
   <policy user="root">
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Monitoring"/>
   </policy>
-  <include>${join(ROOT, 'data/org.freedesktop.machine1.conf')}</include>
-</busconfig>
-`,
-  );
+${open ? '' : `  <include>${join(ROOT, 'data/org.freedesktop.machine1.conf')}</include>\n`}${o.allowOwn === false ? '  <policy context="mandatory">\n    <deny own="org.freedesktop.machine1"/>\n  </policy>\n' : ''}</busconfig>
+`;
+}
+
+/** A system-type bus on DIR/bus: by default with data/org.freedesktop.machine1.conf (see BusOptions). */
+export async function startBus(dir: string, opts: BusOptions = {}): Promise<Bus> {
+  mkdirSync(dir, { recursive: true });
+  chmodSync(dir, 0o755); // unprivileged clients connect too
+  const socket = join(dir, 'bus');
+  const config = join(dir, 'bus.conf');
+  writeFileSync(config, busConfig(socket, opts));
   const address = `unix:path=${socket}`;
   let proc: ChildProcess | undefined;
   const bus: Bus = {
     address,
     env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: address },
+    proc: () => proc,
     async start() {
       proc = spawn('dbus-daemon', ['--config-file', config, '--nofork'], { stdio: ['ignore', 'ignore', 'inherit'] });
       const p = proc;
@@ -73,6 +102,10 @@ export async function startBus(dir: string): Promise<Bus> {
       await exited;
       // dbus-daemon leaves its socket behind when killed; the next one must bind it afresh.
       await run('rm', ['-f', socket]);
+    },
+    reconfigure(o) {
+      writeFileSync(config, busConfig(socket, o));
+      proc?.kill('SIGHUP');
     },
   };
   await bus.start();
@@ -126,4 +159,81 @@ export async function errorName(p: Promise<unknown>): Promise<string> {
     return (e as { type?: string }).type ?? String(e);
   }
   return 'no error';
+}
+
+/** The cgroup2 mount and the legacy name=systemd mount (hybrid hosts), found as the daemon finds them. */
+export async function cgroupMounts(): Promise<{ v2: string; legacy: string | undefined }> {
+  const v2 = await findCgroup2Mount();
+  if (!v2) throw new Error('no cgroup2 hierarchy mounted');
+  return { v2, legacy: await findLegacySystemdMount() };
+}
+
+/** busctl monitor for the signals of one interface; each seen signal as "Member arg1 arg2 ...". */
+export async function monitorSignals(bus: Bus, iface: string) {
+  const monitor = spawn('busctl', ['monitor', '--json=short', `--match=type='signal',interface='${iface}'`], { env: bus.env, stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  monitor.stdout!.on('data', (d) => (out += d));
+  await new Promise((r) => setTimeout(r, 300)); // let the monitor subscribe
+  return {
+    seen: (): string[] =>
+      out
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l))
+        .map((s) => `${s.member} ${s.payload.data.join(' ')}`),
+    stop: () => monitor.kill(),
+  };
+}
+
+/** A bus that is not one: a socket at `path` that accepts D-Bus clients and completes their
+ *  authentication, then never answers Hello ('silent'), or answers it with an error ('refuse'). */
+export async function fakeBus(path: string, mode: 'silent' | 'refuse') {
+  const { marshallMessage } = createRequire(import.meta.url)('dbus-next/lib/marshall-compat') as { marshallMessage(m: dbus.Message): [Buffer, number[]] };
+  const sockets = new Set<Socket>();
+  let connections = 0;
+  const server = createServer((sock) => {
+    connections++;
+    sockets.add(sock);
+    sock.on('close', () => sockets.delete(sock));
+    sock.on('error', () => {});
+    let text = '';
+    let begun = false;
+    let refused = false;
+    sock.on('data', (d) => {
+      if (begun) {
+        // The first message is Hello (serial 1).
+        if (mode === 'refuse' && !refused) {
+          refused = true;
+          const err = new dbus.Message({ type: dbus.MessageType.ERROR, serial: 1, replySerial: 1 as unknown as string, errorName: 'org.freedesktop.DBus.Error.AccessDenied', signature: 's', body: ['not today'] });
+          sock.write(marshallMessage(err)[0]);
+        }
+        return;
+      }
+      text += d.toString('latin1');
+      for (let i; (i = text.indexOf('\r\n')) >= 0; ) {
+        const line = text.slice(0, i).replace(/^\0/, '');
+        text = text.slice(i + 2);
+        if (line.startsWith('AUTH')) sock.write('OK 0123456789abcdef0123456789abcdef\r\n');
+        else if (line.startsWith('NEGOTIATE_UNIX_FD')) sock.write('ERROR\r\n');
+        else if (line.startsWith('BEGIN')) {
+          begun = true;
+          if (text.length > 0 && mode === 'refuse') sock.emit('data', Buffer.alloc(0));
+          return;
+        }
+      }
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, resolve);
+  });
+  return {
+    connections: () => connections,
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+      rmSync(path, { force: true });
+    },
+  };
 }

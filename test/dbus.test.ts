@@ -2,16 +2,27 @@
 // dbus-send) and by dbus-next where error names matter. Real containers (netns, veth, userns).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import dbus from 'dbus-next';
 import { makeContainer, removeAllContainers, type Container } from './helpers/container.js';
 import { startDaemon, type Daemon } from './helpers/daemon.js';
 import { run, sleep, waitFor } from './helpers/run.js';
-import { type Bus, busClient, errorName, runInSystemdNs, startBus } from './dbus-helpers.js';
+import { type Bus, busClient, cgroupMounts, errorName, runInSystemdNs, startBus } from './dbus-helpers.js';
 
 const DEST = 'org.freedesktop.machine1';
+
+/** rmdir that says whether the directory is gone. */
+function rmdirQuiet(path: string): boolean {
+  try {
+    rmdirSync(path);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ENOENT';
+  }
+}
 const MGR_PATH = '/org/freedesktop/machine1';
 const MGR = 'org.freedesktop.machine1.Manager';
 const MACHINE = 'org.freedesktop.machine1.Machine';
@@ -24,6 +35,7 @@ let client: Awaited<ReturnType<typeof busClient>>;
 let web: Container; // private network with IPv4 and IPv6 on a veth pair
 let shared: Container; // shares the host's network namespace
 let userns: Container; // user namespace 0 100000 65536
+let cg: Awaited<ReturnType<typeof cgroupMounts>>;
 
 const busctl = (args: string[], opts: { uid?: number } = {}) =>
   opts.uid === undefined ? run('busctl', args, { env: bus.env }) : run('setpriv', ['--reuid', String(opts.uid), '--regid', String(opts.uid), '--clear-groups', 'busctl', ...args], { env: bus.env });
@@ -32,6 +44,7 @@ const registerArgs = (name: string, leader: number, cls = 'container', id = Buff
 const machinectl = (args: string[]) => runInSystemdNs(bus, daemon.stateDir, ['machinectl', '--no-pager', ...args]);
 
 before(async () => {
+  cg = await cgroupMounts();
   dir = mkdtempSync(join(tmpdir(), 'mymachines-dbus-'));
   chmodSync(dir, 0o755);
   bus = await startBus(join(dir, 'bus'));
@@ -195,13 +208,20 @@ test("error names are machined's", async () => {
   assert.match(r.stderr, /No machine 'nope' known/);
 });
 
-test('the self path is the machine of the calling process', async () => {
+test('the self path and GetMachineByPID(0) are the machine of the calling process', async () => {
   // busctl run inside the machine's cgroup: machined finds a machine by the caller's unit.
   const c = await makeContainer({ hostNetwork: true });
   await callMgr('CreateMachine', 'sayssusa(sv)', ['selfie', Buffer.alloc(0), '', 'container', c.pid, '', []]);
-  const procs = '/sys/fs/cgroup/unified/machine.slice/machine-selfie.scope/cgroup.procs';
-  const r = await run('sh', ['-c', `echo $$ > ${procs} && exec busctl get-property ${DEST} /org/freedesktop/machine1/machine/self ${MACHINE} Name`], { env: bus.env });
+  const procs = join(cg.v2, 'machine.slice/machine-selfie.scope/cgroup.procs');
+  const inScope = (cmd: string) => run('sh', ['-c', `echo $$ > ${procs} && exec ${cmd}`], { env: bus.env });
+  const r = await inScope(`busctl get-property ${DEST} /org/freedesktop/machine1/machine/self ${MACHINE} Name`);
   assert.equal(r.stdout.trim(), 's "selfie"', r.stderr);
+  const byPid = await inScope(`busctl call ${DEST} ${MGR_PATH} ${MGR} GetMachineByPID u 0`);
+  assert.equal(byPid.stdout.trim(), 'o "/org/freedesktop/machine1/machine/selfie"', byPid.stderr);
+  // From this process, in no machine: PID 0 is this process's PID.
+  const e = await callMgr('GetMachineByPID', 'u', [0]).catch((x) => x);
+  assert.equal(e.type, 'org.freedesktop.machine1.NoMachineForPID');
+  assert.equal(e.text, `PID ${process.pid} does not belong to any known machine`);
   await callMgr('TerminateMachine', 's', ['selfie']);
   await c.remove();
 });
@@ -307,6 +327,220 @@ test('machinectl: list, status (addresses, OS), show, kill, terminate', async ()
   assert.equal(term.code, 0, term.stderr);
   await waitFor('term-me to go', async () => (!(await machinectl(['list'])).stdout.includes('term-me') ? true : undefined));
   await t.remove();
+});
+
+test('leader 0 is the caller; bad Kill arguments; Machine.GetOSRelease; PoolUsage and the timestamps are t', async () => {
+  const [path] = await callMgr('RegisterMachine', 'sayssus', ['caller', Buffer.alloc(0), '', 'container', 0, '']);
+  assert.equal(path, '/org/freedesktop/machine1/machine/caller');
+  const [leader] = await client.call(path, 'org.freedesktop.DBus.Properties', 'Get', 'ss', [MACHINE, 'Leader']);
+  assert.equal(leader.value, process.pid, 'leader 0 is the PID of the calling process');
+  await callMgr('UnregisterMachine', 's', ['caller']);
+
+  const webPath = '/org/freedesktop/machine1/machine/web_2d1';
+  const invalid = async (p: Promise<unknown>, want: RegExp) => {
+    const e = await p.then(
+      () => undefined,
+      (x) => x,
+    );
+    assert.ok(e, `refused: ${want}`);
+    assert.equal(e.type, 'org.freedesktop.DBus.Error.InvalidArgs', e.text);
+    assert.match(e.text, want);
+  };
+  await invalid(callMgr('KillMachine', 'ssi', ['web-1', 'all', 65]), /Invalid signal 65/);
+  await invalid(callMgr('KillMachine', 'ssi', ['web-1', 'leader', -1]), /Invalid signal -1/);
+  await invalid(callMgr('KillMachine', 'ssi', ['web-1', 'everyone', 15]), /Invalid whom 'everyone'/);
+  await invalid(client.call(webPath, MACHINE, 'Kill', 'si', ['nobody', 15]), /Invalid whom 'nobody'/);
+  await invalid(client.call(webPath, MACHINE, 'Kill', 'si', ['leader', 0]), /Invalid signal 0/);
+  await invalid(client.call(webPath, MACHINE, 'Kill', 'si', ['all', 65]), /Invalid signal 65/);
+  await invalid(client.call(webPath, MACHINE, 'Kill', 'i', [15]), /expecting 'si'/);
+  // '' is all, as machined has it (SIGWINCH: the leader ignores it).
+  await callMgr('KillMachine', 'ssi', ['web-1', '', 28]);
+  assert.deepEqual(await callMgr('GetMachine', 's', ['web-1']), [webPath]);
+
+  const [os] = await client.call(webPath, MACHINE, 'GetOSRelease');
+  assert.equal(os.ID, 'debian');
+  assert.deepEqual(Object.keys(os).sort(), Object.keys((await callMgr('GetMachineOSRelease', 's', ['web-1']))[0]).sort());
+
+  const prop = async (p: string, iface: string, name: string) => JSON.parse((await busctl(['--json=short', 'get-property', DEST, p, iface, name])).stdout);
+  assert.equal((await prop(MGR_PATH, MGR, 'PoolUsage')).type, 't');
+  assert.equal((await prop(MGR_PATH, MGR, 'PoolLimit')).type, 't');
+  const mono = await prop(webPath, MACHINE, 'TimestampMonotonic');
+  assert.equal(mono.type, 't');
+  assert.ok(mono.data > 0 && mono.data < Number(process.hrtime.bigint() / 1000n) + 1, `monotonic µs: ${mono.data}`);
+  assert.equal((await prop(webPath, MACHINE, 'Timestamp')).type, 't');
+});
+
+test('LogControl1: LogTarget set', async () => {
+  const path = '/org/freedesktop/LogControl1';
+  const LC = 'org.freedesktop.LogControl1';
+  const set = (value: unknown, type = 's') => client.call(path, 'org.freedesktop.DBus.Properties', 'Set', 'ssv', [LC, 'LogTarget', new dbus.Variant(type, value)]);
+  await set('console');
+  await set('auto');
+  const journal = await set('journal').catch((x) => x);
+  assert.equal(journal.type, 'org.freedesktop.DBus.Error.NotSupported');
+  assert.match(journal.text, /Log target 'journal' is not supported/);
+  const bogus = await set('bogus').catch((x) => x);
+  assert.equal(bogus.type, 'org.freedesktop.DBus.Error.InvalidArgs');
+  assert.match(bogus.text, /Invalid log target 'bogus'/);
+  assert.equal(await errorName(set(3, 'i')), 'org.freedesktop.DBus.Error.InvalidArgs');
+  const r = await busctl(['set-property', DEST, path, LC, 'LogTarget', 's', 'console']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal((await busctl(['get-property', DEST, path, LC, 'LogTarget'])).stdout.trim(), 's "console"');
+});
+
+test('every v252 method that is not built is introspected with its signature and answers NotSupported', async () => {
+  const manager: [string, string, string, unknown[]][] = [
+    ['GetImage', 's', 'o', ['x']],
+    ['OpenMachinePTY', 's', 'hs', ['web-1']],
+    ['OpenMachineLogin', 's', 'hs', ['web-1']],
+    ['OpenMachineShell', 'sssasas', 'hs', ['web-1', '', '', [], []]],
+    ['BindMountMachine', 'sssbb', '', ['web-1', '/a', '/b', false, false]],
+    ['CopyFromMachine', 'sss', '', ['web-1', '/a', '/b']],
+    ['CopyToMachine', 'sss', '', ['web-1', '/a', '/b']],
+    ['CopyFromMachineWithFlags', 'ssst', '', ['web-1', '/a', '/b', 0n]],
+    ['CopyToMachineWithFlags', 'ssst', '', ['web-1', '/a', '/b', 1n]],
+    ['OpenMachineRootDirectory', 's', 'h', ['web-1']],
+    ['RemoveImage', 's', '', ['x']],
+    ['RenameImage', 'ss', '', ['x', 'y']],
+    ['CloneImage', 'ssb', '', ['x', 'y', false]],
+    ['MarkImageReadOnly', 'sb', '', ['x', true]],
+    ['GetImageHostname', 's', 's', ['x']],
+    ['GetImageMachineID', 's', 'ay', ['x']],
+    ['GetImageMachineInfo', 's', 'a{ss}', ['x']],
+    ['GetImageOSRelease', 's', 'a{ss}', ['x']],
+    ['SetPoolLimit', 't', '', [1n]],
+    ['SetImageLimit', 'st', '', ['x', 1n]],
+    ['CleanPool', 's', 'a(st)', ['all']],
+  ];
+  const machine: [string, string, string, unknown[]][] = [
+    ['OpenPTY', '', 'hs', []],
+    ['OpenLogin', '', 'hs', []],
+    ['OpenShell', 'ssasas', 'hs', ['', '', [], []]],
+    ['BindMount', 'ssbb', '', ['/a', '/b', false, false]],
+    ['CopyFrom', 'ss', '', ['/a', '/b']],
+    ['CopyTo', 'ss', '', ['/a', '/b']],
+    ['CopyFromWithFlags', 'sst', '', ['/a', '/b', 0n]],
+    ['CopyToWithFlags', 'sst', '', ['/a', '/b', 0n]],
+    ['OpenRootDirectory', '', 'h', []],
+  ];
+  for (const [path, iface, methods] of [
+    [MGR_PATH, MGR, manager],
+    ['/org/freedesktop/machine1/machine/web_2d1', MACHINE, machine],
+  ] as const) {
+    const [xml] = await client.call(path, 'org.freedesktop.DBus.Introspectable', 'Introspect');
+    const section = xml.slice(xml.indexOf(`<interface name="${iface}">`));
+    for (const [member, sigIn, sigOut, args] of methods) {
+      const m = new RegExp(`<method name="${member}">(.*?)</method>`).exec(section);
+      assert.ok(m, `${member} introspected`);
+      const sig = (dir: string) => [...m[1].matchAll(new RegExp(`<arg type="([^"]+)" name="[^"]*" direction="${dir}"/>`, 'g'))].map((a) => a[1]).join('');
+      assert.equal(sig('in'), sigIn, `${member} in`);
+      assert.equal(sig('out'), sigOut, `${member} out`);
+      const e = await client.call(path, iface, member, sigIn, [...args]).catch((x) => x);
+      assert.equal(e.type, 'org.freedesktop.DBus.Error.NotSupported', `${member}: ${e.text ?? e}`);
+      assert.match(e.text, new RegExp(`^${member} is not supported by mymachinesd yet: `));
+    }
+  }
+});
+
+test('Kill all and Terminate reach processes in cgroups below the scope; the scope goes with them', async () => {
+  for (const how of ['kill', 'terminate'] as const) {
+    const name = `sub-${how}`;
+    const c = await makeContainer({ hostNetwork: true });
+    await callMgr('CreateMachine', 'sayssusa(sv)', [name, Buffer.alloc(0), '', 'container', c.pid, '', []]);
+    // As a container's own systemd would: a cgroup below the scope, with a process in it.
+    const scope = join(cg.v2, `machine.slice/machine-sub\\x2d${how}.scope`);
+    mkdirSync(join(scope, 'payload/inner'), { recursive: true });
+    const child = spawn('sleep', ['1000'], { stdio: 'ignore' });
+    const exited = new Promise((r) => child.once('exit', (_code, sig) => r(sig)));
+    try {
+      writeFileSync(join(scope, 'payload/inner/cgroup.procs'), `${child.pid}\n`);
+      if (how === 'kill') await callMgr('KillMachine', 'ssi', [name, 'all', 9]);
+      else await callMgr('TerminateMachine', 's', [name]);
+      assert.equal(await exited, how === 'kill' ? 'SIGKILL' : 'SIGTERM');
+      await waitFor(`${name} to go`, async () => ((await errorName(callMgr('GetMachine', 's', [name]))) === 'org.freedesktop.machine1.NoSuchMachine' ? true : undefined));
+      await waitFor('the scope and the cgroups below it to be removed', () => (existsSync(scope) ? undefined : true));
+    } finally {
+      child.kill('SIGKILL');
+      await c.remove();
+    }
+  }
+});
+
+test('a Create refused after the leader was moved puts the leader back where it was', async () => {
+  const c = await makeContainer({ hostNetwork: true });
+  // The leader starts in a cgroup of its own (in each hierarchy), to tell "back" from "anywhere".
+  const origin = `mmtest-origin-${process.pid}`;
+  const mounts = [cg.v2, cg.legacy].filter((m): m is string => m !== undefined);
+  for (const m of mounts) {
+    mkdirSync(join(m, origin));
+    writeFileSync(join(m, origin, 'cgroup.procs'), `${c.pid}\n`);
+  }
+  const before = readFileSync(`/proc/${c.pid}/cgroup`, 'utf8');
+  // Its state file cannot be written (a directory has its name): refused after the scope took the leader.
+  mkdirSync(join(daemon.stateDir, 'refused', 'x'), { recursive: true });
+  try {
+    const e = await callMgr('CreateMachine', 'sayssusa(sv)', ['refused', Buffer.alloc(0), '', 'container', c.pid, '', []]).catch((x) => x);
+    // A system error, named as sd-bus names an errno it has no D-Bus error for, with its message.
+    assert.equal(e.type, 'System.Error.EISDIR', e.text);
+    assert.match(e.text, /^EISDIR: /);
+    assert.equal(readFileSync(`/proc/${c.pid}/cgroup`, 'utf8'), before);
+    for (const m of mounts) assert.ok(!existsSync(join(m, 'machine.slice/machine-refused.scope')), `no scope left in ${m}`);
+    assert.equal(await errorName(callMgr('GetMachine', 's', ['refused'])), 'org.freedesktop.machine1.NoSuchMachine');
+  } finally {
+    rmSync(join(daemon.stateDir, 'refused'), { recursive: true, force: true });
+    await c.remove();
+    for (const m of mounts) await waitFor(`${origin} removed`, () => (rmdirQuiet(join(m, origin)) ? true : undefined));
+  }
+});
+
+test('Create after Unregister: the same leader takes its scope over, another is refused while the scope holds processes, an empty one is reused', async () => {
+  const c1 = await makeContainer({ hostNetwork: true });
+  const c2 = await makeContainer({ hostNetwork: true });
+  const c3 = await makeContainer({ hostNetwork: true });
+  const create = (name: string, pid: number, props: unknown[] = []) => callMgr('CreateMachine', 'sayssusa(sv)', [name, Buffer.alloc(0), '', 'container', pid, '', props]);
+  const cgroupOf = (pid: number) => /^0::(.*)$/m.exec(readFileSync(`/proc/${pid}/cgroup`, 'utf8'))![1];
+  const gone = (name: string) => waitFor(`${name} to go`, async () => ((await errorName(callMgr('GetMachine', 's', [name]))) === 'org.freedesktop.machine1.NoSuchMachine' ? true : undefined));
+  const scope = join(cg.v2, 'machine.slice/machine-again.scope');
+  try {
+    await create('again', c1.pid);
+    await callMgr('UnregisterMachine', 's', ['again']);
+    assert.ok(existsSync(scope), 'Unregister leaves the processes in their scope');
+    await create('again', c1.pid);
+    assert.equal(cgroupOf(c1.pid), '/machine.slice/machine-again.scope');
+    await callMgr('UnregisterMachine', 's', ['again']);
+
+    const e = await create('again', c2.pid).catch((x) => x);
+    assert.equal(e.type, 'org.freedesktop.machine1.MachineExists', e.text);
+    assert.equal(e.text, `Scope machine-again.scope already exists and holds other processes (PID ${c1.pid})`);
+    assert.equal(cgroupOf(c2.pid), '/', 'the refused leader stays where it was');
+
+    // Once its processes are gone, the daemon removes the old scope; the name is free for c2.
+    await c1.remove();
+    await waitFor('the old scope to go', () => (existsSync(scope) ? undefined : true));
+    await create('again', c2.pid);
+    assert.equal(cgroupOf(c2.pid), '/machine.slice/machine-again.scope');
+
+    // An empty scope left behind (as by a crash) is reused; scope properties that need systemd are named
+    // in a warning, not refused.
+    mkdirSync(join(cg.v2, 'machine.slice/machine-left.scope'));
+    await create('left', c3.pid, [
+      ['Delegate', new dbus.Variant('b', true)],
+      ['DevicePolicy', new dbus.Variant('s', 'closed')],
+      ['DeviceAllow', new dbus.Variant('a(ss)', [['/dev/net/tun', 'rwm']])],
+    ]);
+    assert.equal(cgroupOf(c3.pid), '/machine.slice/machine-left.scope');
+    const warning = daemon
+      .output()
+      .split('\n')
+      .filter((l) => l.includes('"machine":"left"') && l.includes('scope properties not applied'));
+    assert.equal(warning.length, 1, daemon.output());
+    assert.deepEqual(JSON.parse(warning[0]).properties, ['DevicePolicy', 'DeviceAllow']);
+  } finally {
+    await Promise.all([c1.remove(), c2.remove(), c3.remove()]);
+  }
+  await gone('again');
+  await gone('left');
+  await waitFor('the scopes to go', () => (existsSync(scope) || existsSync(join(cg.v2, 'machine.slice/machine-left.scope')) ? undefined : true));
 });
 
 test('the bus killed and started again: the daemon reconnects and serves', async () => {

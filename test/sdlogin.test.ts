@@ -10,11 +10,12 @@ import { after, before, test } from 'node:test';
 import { makeContainer, removeAllContainers, type Container } from './helpers/container.js';
 import { ROOT, startDaemon, type Daemon } from './helpers/daemon.js';
 import { must, waitFor } from './helpers/run.js';
-import { type Bus, busClient, runInSystemdNs, startBus } from './dbus-helpers.js';
+import { type Bus, busClient, cgroupMounts, runInSystemdNs, startBus } from './dbus-helpers.js';
 
 const MGR = 'org.freedesktop.machine1.Manager';
-// Where sd-login looks on this hybrid host (name=systemd) and where the registry looks (cgroup2).
-const HIERARCHIES = ['/sys/fs/cgroup/systemd', '/sys/fs/cgroup/unified'];
+// Where sd-login looks (name=systemd on a hybrid host, else cgroup2) and where the registry looks (cgroup2):
+// found in /proc/self/mountinfo, as the daemon finds them.
+let hierarchies: string[] = [];
 
 let dir: string;
 let bus: Bus;
@@ -26,6 +27,8 @@ let unitCgroup: string;
 let program: string;
 
 before(async () => {
+  const cg = await cgroupMounts();
+  hierarchies = [cg.legacy, cg.v2].filter((h): h is string => h !== undefined);
   dir = mkdtempSync(join(tmpdir(), 'mymachines-sdlogin-'));
   chmodSync(dir, 0o755);
   program = join(dir, 'sdlogin');
@@ -38,7 +41,7 @@ before(async () => {
   created = await makeContainer({ ipv4: { host: '10.77.83.1', inside: '10.77.83.2' } });
   // The registered machine's leader runs in a unit of its own, as under a service manager.
   unitCgroup = `system.slice/mmtest-sdlogin-${process.pid}.service`;
-  for (const h of HIERARCHIES) {
+  for (const h of hierarchies) {
     mkdirSync(join(h, unitCgroup), { recursive: true });
     writeFileSync(join(h, unitCgroup, 'cgroup.procs'), `${registered.pid}\n`);
   }
@@ -52,7 +55,7 @@ after(async () => {
   await daemon?.stop();
   daemon?.cleanup();
   await bus?.stop();
-  for (const h of HIERARCHIES) if (unitCgroup) rmdirSync(join(h, unitCgroup));
+  for (const h of hierarchies) if (unitCgroup) rmdirSync(join(h, unitCgroup));
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -19,6 +19,8 @@ const TO_PINO: Record<string, string> = {
   info: 'info',
   debug: 'debug',
 };
+/** systemd's log targets (log_target_from_string); only console (and auto, which is console here) are kept. */
+const LOG_TARGETS = ['console', 'console-prefixed', 'kmsg', 'journal', 'journal-or-kmsg', 'syslog', 'syslog-or-kmsg', 'auto', 'null'];
 const FROM_PINO: Record<string, string> = { fatal: 'crit', error: 'err', warn: 'warning', info: 'info', debug: 'debug', trace: 'debug', silent: 'emerg' };
 
 async function requireRoot(caller: Caller): Promise<void> {
@@ -52,6 +54,7 @@ export function logControlObject(log: LevelLogger, identifier: string): BusObjec
             get: () => 'console',
             async set(_t, caller, value: string) {
               await requireRoot(caller);
+              if (!LOG_TARGETS.includes(value)) throw new BusError(E.InvalidArgs, `Invalid log target '${value}': expected one of ${LOG_TARGETS.join(', ')}`);
               if (value !== 'console' && value !== 'auto') throw new BusError(E.NotSupported, `Log target '${value}' is not supported: mymachinesd logs to its standard output (console) only`);
             },
           },

@@ -1,10 +1,12 @@
 // The D-Bus front end of the registry: org.freedesktop.machine1 as systemd-machined 252 serves it
 // (reference §1-§3): the Manager, one Machine object per machine (and `self`), the Manager's signals.
 // It only translates between D-Bus and Registry calls.
+import type dbus from 'dbus-next';
 import { RegistryError, type RegistryErrorKind } from './errors.js';
 import { type IdKind, mapFromMachine, mapToMachine } from './id-mapping.js';
 import { type Machine, uidShift } from './machine.js';
-import type { Registry } from './registry.js';
+import type { Registry, ScopeProperty } from './registry.js';
+import { SystemdError } from './systemd-scope.js';
 import { LOG_CONTROL_PATH, type LevelLogger, logControlObject } from './dbus-log-control.js';
 import { BusError, type BusLog, type BusObject, BusService, type Caller, E, type InterfaceDef, type ObjectTree } from './dbus-service.js';
 
@@ -30,6 +32,8 @@ const ERROR_NAMES: Record<RegistryErrorKind, string> = {
 };
 
 export function toBusError(e: unknown): BusError | undefined {
+  // systemd's own errors (and JobFailed) go on with their names, as machined passes them on.
+  if (e instanceof SystemdError) return new BusError(e.busName, e.message);
   return e instanceof RegistryError ? new BusError(ERROR_NAMES[e.kind], e.message) : undefined;
 }
 
@@ -79,13 +83,15 @@ function idFromBytes(id: Buffer): string {
   return id.every((b) => b === 0) ? '' : id.toString('hex');
 }
 
-const notBuilt = (what: string) => () => {
-  throw new BusError(E.NotSupported, `${what} are not supported by mymachinesd yet.`);
+/** A method of machined's that is not built here: present (introspection, signature checks), answering
+ *  NotSupported with a message that names it. */
+const notBuilt = (what: string) => (member: string) => () => {
+  throw new BusError(E.NotSupported, `${member} is not supported by mymachinesd yet: ${what} are not built.`);
 };
-const images = notBuilt('Images');
+const images = notBuilt('images');
 const ptys = notBuilt('PTYs, logins and shells');
-const copies = notBuilt('Bind mounts and copies');
-const rootDir = notBuilt('Opening the root directory of machines');
+const copies = notBuilt('bind mounts and copies');
+const rootDir = notBuilt('root directory file descriptors');
 
 function mapTo(reg: Registry, kind: IdKind, outer: number): unknown[] {
   const { machine, id } = mapToMachine(reg, kind, outer);
@@ -102,10 +108,13 @@ function uidShiftOf(m: Machine): number {
 const addresses = (reg: Registry, m: Machine) => [reg.netAddresses(m.name).map((a) => [a.family, a.bytes])];
 const osRelease = async (reg: Registry, m: Machine) => [Object.fromEntries(await reg.osRelease(m.name))];
 
-async function register(reg: Registry, caller: Caller, allocateUnit: boolean, name: string, id: Buffer, service: string, cls: string, leader: number, root: string, ifIndices: number[] = []) {
+type BusProperty = [string, dbus.Variant];
+
+async function register(reg: Registry, caller: Caller, allocateUnit: boolean, name: string, id: Buffer, service: string, cls: string, leader: number, root: string, ifIndices: number[] = [], scope: BusProperty[] = []) {
   await requireRoot(caller);
   if (leader === 0) leader = (await caller.creds()).pid;
-  const m = await reg.register({ name, id: idFromBytes(id), service, class: cls, leader, rootDirectory: root, ifIndices, allocateUnit });
+  const properties: ScopeProperty[] = scope.map(([n, v]) => ({ name: n, signature: v.signature, value: v.value }));
+  const m = await reg.register({ name, id: idFromBytes(id), service, class: cls, leader, rootDirectory: root, ifIndices, allocateUnit }, properties);
   return [machinePath(m.name)];
 }
 
@@ -122,7 +131,7 @@ function managerInterface(reg: Registry): InterfaceDef<null> {
     name: MANAGER,
     methods: {
       GetMachine: { in: 'name:s', out: 'machine:o', call: (_t, _c, name) => [machinePath(get(name).name)] },
-      GetImage: { in: 'name:s', out: 'image:o', call: images },
+      GetImage: { in: 'name:s', out: 'image:o', call: images('GetImage') },
       GetMachineByPID: {
         in: 'pid:u',
         out: 'machine:o',
@@ -133,12 +142,12 @@ function managerInterface(reg: Registry): InterfaceDef<null> {
       CreateMachine: {
         in: 'name:s id:ay service:s class:s leader:u root_directory:s scope_properties:a(sv)',
         out: 'path:o',
-        call: (_t, c, name, id, service, cls, leader, root) => register(reg, c, true, name, id, service, cls, leader, root),
+        call: (_t, c, name, id, service, cls, leader, root, scope) => register(reg, c, true, name, id, service, cls, leader, root, [], scope),
       },
       CreateMachineWithNetwork: {
         in: 'name:s id:ay service:s class:s leader:u root_directory:s ifindices:ai scope_properties:a(sv)',
         out: 'path:o',
-        call: (_t, c, name, id, service, cls, leader, root, ifs) => register(reg, c, true, name, id, service, cls, leader, root, ifs),
+        call: (_t, c, name, id, service, cls, leader, root, ifs, scope) => register(reg, c, true, name, id, service, cls, leader, root, ifs, scope),
       },
       RegisterMachine: {
         in: 'name:s id:ay service:s class:s leader:u root_directory:s',
@@ -159,27 +168,27 @@ function managerInterface(reg: Registry): InterfaceDef<null> {
       },
       GetMachineAddresses: { in: 'name:s', out: 'addresses:a(iay)', call: (_t, _c, name) => addresses(reg, get(name)) },
       GetMachineOSRelease: { in: 'name:s', out: 'fields:a{ss}', call: (_t, _c, name) => osRelease(reg, get(name)) },
-      OpenMachinePTY: { in: 'name:s', out: 'pty:h pty_path:s', call: ptys },
-      OpenMachineLogin: { in: 'name:s', out: 'pty:h pty_path:s', call: ptys },
-      OpenMachineShell: { in: 'name:s user:s path:s args:as environment:as', out: 'pty:h pty_path:s', call: ptys },
-      BindMountMachine: { in: 'name:s source:s destination:s read_only:b mkdir:b', out: '', call: copies },
-      CopyFromMachine: { in: 'name:s source:s destination:s', out: '', call: copies },
-      CopyToMachine: { in: 'name:s source:s destination:s', out: '', call: copies },
-      CopyFromMachineWithFlags: { in: 'name:s source:s destination:s flags:t', out: '', call: copies },
-      CopyToMachineWithFlags: { in: 'name:s source:s destination:s flags:t', out: '', call: copies },
-      OpenMachineRootDirectory: { in: 'name:s', out: 'fd:h', call: rootDir },
+      OpenMachinePTY: { in: 'name:s', out: 'pty:h pty_path:s', call: ptys('OpenMachinePTY') },
+      OpenMachineLogin: { in: 'name:s', out: 'pty:h pty_path:s', call: ptys('OpenMachineLogin') },
+      OpenMachineShell: { in: 'name:s user:s path:s args:as environment:as', out: 'pty:h pty_path:s', call: ptys('OpenMachineShell') },
+      BindMountMachine: { in: 'name:s source:s destination:s read_only:b mkdir:b', out: '', call: copies('BindMountMachine') },
+      CopyFromMachine: { in: 'name:s source:s destination:s', out: '', call: copies('CopyFromMachine') },
+      CopyToMachine: { in: 'name:s source:s destination:s', out: '', call: copies('CopyToMachine') },
+      CopyFromMachineWithFlags: { in: 'name:s source:s destination:s flags:t', out: '', call: copies('CopyFromMachineWithFlags') },
+      CopyToMachineWithFlags: { in: 'name:s source:s destination:s flags:t', out: '', call: copies('CopyToMachineWithFlags') },
+      OpenMachineRootDirectory: { in: 'name:s', out: 'fd:h', call: rootDir('OpenMachineRootDirectory') },
       GetMachineUIDShift: { in: 'name:s', out: 'shift:u', call: (_t, _c, name) => [uidShiftOf(get(name))] },
-      RemoveImage: { in: 'name:s', out: '', call: images },
-      RenameImage: { in: 'name:s new_name:s', out: '', call: images },
-      CloneImage: { in: 'name:s new_name:s read_only:b', out: '', call: images },
-      MarkImageReadOnly: { in: 'name:s read_only:b', out: '', call: images },
-      GetImageHostname: { in: 'name:s', out: 'hostname:s', call: images },
-      GetImageMachineID: { in: 'name:s', out: 'id:ay', call: images },
-      GetImageMachineInfo: { in: 'name:s', out: 'machine_info:a{ss}', call: images },
-      GetImageOSRelease: { in: 'name:s', out: 'os_release:a{ss}', call: images },
-      SetPoolLimit: { in: 'size:t', out: '', call: images },
-      SetImageLimit: { in: 'name:s size:t', out: '', call: images },
-      CleanPool: { in: 'mode:s', out: 'images:a(st)', call: images },
+      RemoveImage: { in: 'name:s', out: '', call: images('RemoveImage') },
+      RenameImage: { in: 'name:s new_name:s', out: '', call: images('RenameImage') },
+      CloneImage: { in: 'name:s new_name:s read_only:b', out: '', call: images('CloneImage') },
+      MarkImageReadOnly: { in: 'name:s read_only:b', out: '', call: images('MarkImageReadOnly') },
+      GetImageHostname: { in: 'name:s', out: 'hostname:s', call: images('GetImageHostname') },
+      GetImageMachineID: { in: 'name:s', out: 'id:ay', call: images('GetImageMachineID') },
+      GetImageMachineInfo: { in: 'name:s', out: 'machine_info:a{ss}', call: images('GetImageMachineInfo') },
+      GetImageOSRelease: { in: 'name:s', out: 'os_release:a{ss}', call: images('GetImageOSRelease') },
+      SetPoolLimit: { in: 'size:t', out: '', call: images('SetPoolLimit') },
+      SetImageLimit: { in: 'name:s size:t', out: '', call: images('SetImageLimit') },
+      CleanPool: { in: 'mode:s', out: 'images:a(st)', call: images('CleanPool') },
       MapFromMachineUser: { in: 'name:s uid_inner:u', out: 'uid_outer:u', call: (_t, _c, name, uid) => [mapFromMachine(reg, 'user', name, uid)] },
       MapToMachineUser: { in: 'uid_outer:u', out: 'machine_name:s machine_path:o uid_inner:u', call: (_t, _c, uid) => mapTo(reg, 'user', uid) },
       MapFromMachineGroup: { in: 'name:s gid_inner:u', out: 'gid_outer:u', call: (_t, _c, name, gid) => [mapFromMachine(reg, 'group', name, gid)] },
@@ -204,15 +213,15 @@ function machineInterface(reg: Registry): InterfaceDef<Machine> {
       GetAddresses: { in: '', out: 'addresses:a(iay)', call: (m) => addresses(reg, reg.mustGet(m.name)) },
       GetOSRelease: { in: '', out: 'fields:a{ss}', call: (m) => osRelease(reg, reg.mustGet(m.name)) },
       GetUIDShift: { in: '', out: 'shift:u', call: (m) => [uidShiftOf(m)] },
-      OpenPTY: { in: '', out: 'pty:h pty_path:s', call: ptys },
-      OpenLogin: { in: '', out: 'pty:h pty_path:s', call: ptys },
-      OpenShell: { in: 'user:s path:s args:as environment:as', out: 'pty:h pty_path:s', call: ptys },
-      BindMount: { in: 'source:s destination:s read_only:b mkdir:b', out: '', call: copies },
-      CopyFrom: { in: 'source:s destination:s', out: '', call: copies },
-      CopyTo: { in: 'source:s destination:s', out: '', call: copies },
-      CopyFromWithFlags: { in: 'source:s destination:s flags:t', out: '', call: copies },
-      CopyToWithFlags: { in: 'source:s destination:s flags:t', out: '', call: copies },
-      OpenRootDirectory: { in: '', out: 'fd:h', call: rootDir },
+      OpenPTY: { in: '', out: 'pty:h pty_path:s', call: ptys('OpenPTY') },
+      OpenLogin: { in: '', out: 'pty:h pty_path:s', call: ptys('OpenLogin') },
+      OpenShell: { in: 'user:s path:s args:as environment:as', out: 'pty:h pty_path:s', call: ptys('OpenShell') },
+      BindMount: { in: 'source:s destination:s read_only:b mkdir:b', out: '', call: copies('BindMount') },
+      CopyFrom: { in: 'source:s destination:s', out: '', call: copies('CopyFrom') },
+      CopyTo: { in: 'source:s destination:s', out: '', call: copies('CopyTo') },
+      CopyFromWithFlags: { in: 'source:s destination:s flags:t', out: '', call: copies('CopyFromWithFlags') },
+      CopyToWithFlags: { in: 'source:s destination:s flags:t', out: '', call: copies('CopyToWithFlags') },
+      OpenRootDirectory: { in: '', out: 'fd:h', call: rootDir('OpenRootDirectory') },
     },
     properties: {
       Name: { type: 's', emits: 'const', get: (m) => m.name },
@@ -257,11 +266,36 @@ export function machine1Tree(reg: Registry, extra: Record<string, BusObject>): O
   };
 }
 
-/** MachineNew and MachineRemoved, as the registry adds and removes machines. */
+/** MachineNew and MachineRemoved, as the registry adds and removes machines. While the name is not ours
+ *  (before the bus is first reached, during an outage) signals cannot go out; when it is acquired, the
+ *  listeners are told what they missed: MachineNew for every machine not yet announced (so, at the first
+ *  acquisition, every machine reloaded at start or registered meanwhile, as machined announces reloaded
+ *  machines, reference §2.8), MachineRemoved for announced ones that are gone. */
 export function announceMachines(reg: Registry, service: BusService): void {
-  const send = (member: string) => (m: Machine) => service.signal(MANAGER_PATH, MANAGER, member, 'machine:s path:o', [m.name, machinePath(m.name)]);
-  reg.on('added', send('MachineNew'));
-  reg.on('removed', send('MachineRemoved'));
+  const announced = new Map<string, Machine>();
+  const send = (member: string, m: Machine) => service.signal(MANAGER_PATH, MANAGER, member, 'machine:s path:o', [m.name, machinePath(m.name)]);
+  reg.on('added', (m) => {
+    if (!service.isConnected) return;
+    announced.set(m.name, m);
+    send('MachineNew', m);
+  });
+  reg.on('removed', (m) => {
+    if (!service.isConnected || announced.get(m.name) !== m) return;
+    announced.delete(m.name);
+    send('MachineRemoved', m);
+  });
+  service.on('acquired', () => {
+    for (const [name, m] of announced) {
+      if (reg.get(name) === m) continue;
+      announced.delete(name);
+      send('MachineRemoved', m);
+    }
+    for (const m of reg.list()) {
+      if (m.class === 'host' || announced.get(m.name) === m) continue;
+      announced.set(m.name, m);
+      send('MachineNew', m);
+    }
+  });
 }
 
 /** Serves org.freedesktop.machine1 and LogControl1 on the bus at `address` (see busAddress), for as long

@@ -1,13 +1,24 @@
 // A small D-Bus object server on dbus-next's message API, and a bus connection that comes back after the
-// bus goes away. dbus-next's own Interface classes (configureMembers) cannot serve machined's interfaces:
-// their methods never see the sender (needed for UID checks, PID 0 and the `self` path), and they need
-// one export per path, where machine objects come and go with the registry (machined uses a fallback
-// vtable). So every method call is dispatched here, from plain tables of interfaces.
+// bus goes away.
+//
+// Why not dbus-next's own service classes (Interface with configureMembers, which DESIGN.md names)? They
+// cannot serve machined's interfaces as machined does:
+// - their method handlers never see the message, so not the sender: the UID check of every change, PID 0
+//   (the caller's own PID) and the `self` object path all need it;
+// - they serve one exported object per path, where machine objects come and go with the registry, as
+//   machined's fallback vtable and node enumerator serve them;
+// - they answer an exception that is not a DBusError with a stack trace, and need decorators or
+//   configureMembers per class.
+// So every method call is dispatched here (MessageBus.addMethodHandler), from plain tables of interfaces;
+// dbus-next is used for the connection and the wire format only.
+import { EventEmitter } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import dbus from 'dbus-next';
 
 const { Message, Variant } = dbus;
 const METHOD_CALL = dbus.MessageType.METHOD_CALL;
+const SIGNAL = dbus.MessageType.SIGNAL;
+const ERROR = dbus.MessageType.ERROR;
 const NO_REPLY_EXPECTED = 1;
 const BUS_CALL_TIMEOUT_MS = 5000;
 const RECONNECT_MS = 1000;
@@ -145,19 +156,59 @@ function withTimeout<T>(p: Promise<T>, what: string): Promise<T> {
   });
 }
 
+/** sd-bus's names for errnos that have a standard D-Bus error (errno_to_bus_error_const); every other errno
+ *  is System.Error.<ERRNO>. */
+const ERRNO_ERRORS: Record<string, string> = {
+  ENOMEM: 'org.freedesktop.DBus.Error.NoMemory',
+  EPERM: E.AccessDenied,
+  EACCES: E.AccessDenied,
+  EINVAL: E.InvalidArgs,
+  ESRCH: 'org.freedesktop.DBus.Error.UnixProcessIdUnknown',
+  ENOENT: 'org.freedesktop.DBus.Error.FileNotFound',
+  EEXIST: 'org.freedesktop.DBus.Error.FileExists',
+  ETIMEDOUT: 'org.freedesktop.DBus.Error.Timeout',
+  ETIME: 'org.freedesktop.DBus.Error.Timeout',
+  EIO: 'org.freedesktop.DBus.Error.IOError',
+  ENETRESET: 'org.freedesktop.DBus.Error.Disconnected',
+  ECONNABORTED: 'org.freedesktop.DBus.Error.Disconnected',
+  ECONNRESET: 'org.freedesktop.DBus.Error.Disconnected',
+  EOPNOTSUPP: E.NotSupported,
+  ENOTSUP: E.NotSupported, // libuv's name for EOPNOTSUPP (the same number on Linux)
+  EADDRNOTAVAIL: 'org.freedesktop.DBus.Error.BadAddress',
+  ENOBUFS: 'org.freedesktop.DBus.Error.LimitsExceeded',
+  EADDRINUSE: 'org.freedesktop.DBus.Error.AddressInUse',
+  EBADMSG: 'org.freedesktop.DBus.Error.InconsistentMessage',
+};
+
+/** A Node system error (one with an errno code such as EBUSY) as sd-bus sends a method's -errno. */
+export function errnoBusError(e: unknown): BusError | undefined {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (typeof code !== 'string' || !/^E[A-Z0-9]+$/.test(code)) return undefined;
+  return new BusError(ERRNO_ERRORS[code] ?? `System.Error.${code}`, (e as Error).message || code);
+}
+
+export interface BusServiceEvents {
+  /** The name is ours (first acquired, or again after the bus came back). */
+  acquired: [];
+}
+
 /** A connection to one bus that owns a name and serves an object tree there; it warns when the bus
  *  cannot be reached and connects again when it can, and never throws for it. */
-export class BusService {
+export class BusService extends EventEmitter<BusServiceEvents> {
   private bus: dbus.MessageBus | undefined;
   private connected = false;
   private retry: NodeJS.Timeout | undefined;
+  /** Until the bus has answered Hello: a bus that accepts but never answers is given up and tried again. */
+  private helloTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   /** Warn once per outage, not on every retry. */
   private warned = false;
 
   constructor(
     private readonly opts: { address: string | undefined; name: string; tree: ObjectTree; log: BusLog },
-  ) {}
+  ) {
+    super();
+  }
 
   start(): void {
     this.connect();
@@ -175,49 +226,92 @@ export class BusService {
 
   /** Broadcasts a signal; dropped while there is no bus, as nobody could receive it. */
   signal(path: string, iface: string, member: string, args: string, body: unknown[]): void {
-    if (!this.connected) return;
-    this.send(Message.newSignal(path, iface, member, signatureOf(args), body));
+    if (!this.connected || !this.bus) return;
+    try {
+      this.bus.send(Message.newSignal(path, iface, member, signatureOf(args), body));
+    } catch (e) {
+      this.opts.log.warn({ error: (e as Error).message, member }, 'cannot send a D-Bus signal');
+    }
   }
 
   private connect(): void {
     const { log, address, name } = this.opts;
-    const bus = dbus.sessionBus({ busAddress: address } as dbus.SessionBusOptions);
+    let bus: dbus.MessageBus;
+    try {
+      bus = dbus.sessionBus({ busAddress: address } as dbus.SessionBusOptions);
+    } catch (e) {
+      // A malformed address, or `session` without DBUS_SESSION_BUS_ADDRESS: dbus-next throws at once.
+      this.lost(undefined, `cannot connect: ${(e as Error).message}`);
+      return;
+    }
     this.bus = bus;
-    const lost = (why: string) => {
-      if (this.bus !== bus) return;
-      const was = this.connected;
-      this.drop();
-      if (was) log.warn({ bus: address, why }, 'lost the D-Bus connection; reconnecting');
-      else if (!this.warned) log.warn({ bus: address, why }, `cannot reach the D-Bus bus; ${name} is not served until it can be reached`);
-      else log.debug({ bus: address, why }, 'D-Bus still unreachable');
-      this.warned = true;
-      if (!this.stopped) this.retry = setTimeout(() => this.connect(), RECONNECT_MS);
-    };
-    bus.on('error', (e: Error) => lost(e?.message ?? String(e)));
+    // dbus-next answers an error reply to Hello with an 'error' event and then a rejected promise that
+    // nobody can catch (an unhandled rejection ends the process): its handler (the only one pending yet)
+    // is wrapped so that an error reply only counts as a lost bus.
+    const handlers = (bus as unknown as { _methodReturnHandlers: Record<string, (m: dbus.Message) => void> })._methodReturnHandlers;
+    for (const serial of Object.keys(handlers)) {
+      const hello = handlers[serial];
+      handlers[serial] = (reply) => ((reply.type as number) === ERROR ? this.lost(bus, `the bus refused Hello: ${reply.errorName}`) : hello(reply));
+    }
+    this.helloTimer = setTimeout(() => this.lost(bus, `no answer from the bus within ${BUS_CALL_TIMEOUT_MS / 1000} s`), BUS_CALL_TIMEOUT_MS);
+    bus.on('error', (e: Error) => this.lost(bus, e?.message ?? String(e)));
     // dbus-next does not pass on the end of the stream; without this a closed bus would go unnoticed.
-    (bus as unknown as { _connection: NodeJS.EventEmitter })._connection.on('end', () => lost('the bus closed the connection'));
+    (bus as unknown as { _connection: NodeJS.EventEmitter })._connection.on('end', () => this.lost(bus, 'the bus closed the connection'));
     bus.addMethodHandler((msg: dbus.Message) => {
       if ((msg.type as number) !== METHOD_CALL) return false;
-      void this.dispatch(msg);
+      void this.dispatch(bus, msg);
       return true;
     });
+    bus.on('message', (msg: dbus.Message) => {
+      // Granted later, after RequestName queued us behind another owner.
+      if ((msg.type as number) === SIGNAL && msg.sender === 'org.freedesktop.DBus' && msg.member === 'NameAcquired' && msg.body?.[0] === name && this.bus === bus && this.connected) {
+        this.acquired();
+      }
+    });
     bus.on('connect', () => {
+      clearTimeout(this.helloTimer);
       withTimeout(bus.requestName(name, 0), 'RequestName')
         .then((reply) => {
           if (this.bus !== bus) return;
           this.connected = true;
           this.warned = false;
-          if (reply === dbus.RequestNameReply.PRIMARY_OWNER || reply === dbus.RequestNameReply.ALREADY_OWNER) log.info({ bus: address, name }, 'serving on D-Bus');
-          else log.warn({ bus: address, name }, 'another process owns the D-Bus name; queued for it');
+          if (reply === dbus.RequestNameReply.PRIMARY_OWNER || reply === dbus.RequestNameReply.ALREADY_OWNER) {
+            log.info({ bus: address, name }, 'serving on D-Bus');
+            this.acquired();
+          } else log.warn({ bus: address, name }, 'another process owns the D-Bus name; queued for it');
         })
-        .catch((e: Error) => lost(`cannot own ${name}: ${e.message}`));
+        .catch((e: Error) => this.lost(bus, `cannot own ${name}: ${e.message}`));
     });
+  }
+
+  private acquired(): void {
+    try {
+      this.emit('acquired');
+    } catch (e) {
+      this.opts.log.warn({ error: String((e as Error)?.stack ?? e) }, 'D-Bus name acquired: a listener failed');
+    }
+  }
+
+  /** The connection `bus` broke or could not be made (undefined: not even started): drop it, warn, and
+   *  try again shortly. News of a connection already replaced is ignored. */
+  private lost(bus: dbus.MessageBus | undefined, why: string): void {
+    const { log, address, name } = this.opts;
+    if (bus !== this.bus) return;
+    const was = this.connected;
+    this.drop();
+    if (was) log.warn({ bus: address, why }, 'lost the D-Bus connection; reconnecting');
+    else if (!this.warned) log.warn({ bus: address, why }, `cannot reach the D-Bus bus; ${name} is not served until it can be reached`);
+    else log.debug({ bus: address, why }, 'D-Bus still unreachable');
+    this.warned = true;
+    clearTimeout(this.retry);
+    if (!this.stopped) this.retry = setTimeout(() => this.connect(), RECONNECT_MS);
   }
 
   private drop(): void {
     const bus = this.bus;
     this.bus = undefined;
     this.connected = false;
+    clearTimeout(this.helloTimer);
     try {
       bus?.disconnect();
     } catch {
@@ -225,16 +319,7 @@ export class BusService {
     }
   }
 
-  private send(msg: dbus.Message): void {
-    try {
-      this.bus?.send(msg);
-    } catch (e) {
-      this.opts.log.debug({ error: (e as Error).message }, 'cannot send on D-Bus');
-    }
-  }
-
-  private caller(msg: dbus.Message): Caller {
-    const bus = this.bus!;
+  private caller(bus: dbus.MessageBus, msg: dbus.Message): Caller {
     let creds: Promise<{ uid: number; pid: number }> | undefined;
     return {
       sender: msg.sender,
@@ -259,21 +344,52 @@ export class BusService {
     };
   }
 
-  private async dispatch(msg: dbus.Message): Promise<void> {
-    const reply = (sig: string, body: unknown[]) => {
-      if (!(msg.flags & NO_REPLY_EXPECTED)) this.send(Message.newMethodReturn(msg, sig, body));
+  /** Answers a method call that came in on `bus`, on that connection only. */
+  private async dispatch(bus: dbus.MessageBus, msg: dbus.Message): Promise<void> {
+    const { log } = this.opts;
+    const wantsReply = !(msg.flags & NO_REPLY_EXPECTED);
+    // After a reconnect, unique names and serials start again: a late reply on the new connection could
+    // reach another client as the answer to its own call. So a reply whose connection is gone is dropped.
+    const send = (reply: dbus.Message) => {
+      if (this.bus !== bus) return log.debug({ member: msg.member }, 'D-Bus reply dropped: its connection is gone');
+      bus.send(reply);
     };
+    let err: BusError;
     try {
-      await this.handle(msg, this.caller(msg), reply);
+      const { sig, body } = await this.handle(msg, this.caller(bus, msg));
+      if (!wantsReply) return;
+      try {
+        send(Message.newMethodReturn(msg, sig, body));
+        return;
+      } catch (e) {
+        // Nothing was written (dbus-next marshals before it writes): the caller gets an error, not silence.
+        log.warn({ error: (e as Error).message, path: msg.path, member: msg.member }, 'D-Bus reply cannot be sent');
+        err = new BusError(E.Failed, `Cannot send the reply to ${msg.interface ?? ''}.${msg.member}(): ${(e as Error).message}`);
+      }
     } catch (e) {
-      const err = e instanceof BusError ? e : this.opts.tree.mapError(e);
-      if (!err) this.opts.log.warn({ error: String((e as Error)?.stack ?? e), path: msg.path, member: msg.member }, 'D-Bus method failed');
-      const { busName, message } = err ?? new BusError(E.Failed, 'Internal error');
-      if (!(msg.flags & NO_REPLY_EXPECTED)) this.send(Message.newError(msg as unknown as string, busName, message));
+      err = this.toBusError(e, msg);
+    }
+    if (!wantsReply) return;
+    try {
+      send(Message.newError(msg as unknown as string, err.busName, err.message));
+    } catch (e) {
+      log.debug({ error: (e as Error).message, member: msg.member }, 'cannot send a D-Bus error reply');
     }
   }
 
-  private async handle(msg: dbus.Message, caller: Caller, reply: (sig: string, body: unknown[]) => void): Promise<void> {
+  /** Every exception as a named D-Bus error, never a stack trace to the caller. */
+  private toBusError(e: unknown, msg: dbus.Message): BusError {
+    if (e instanceof BusError) return e;
+    const mapped = this.opts.tree.mapError(e);
+    if (mapped) return mapped;
+    // Not raised on purpose: worth a warning. A system error still goes out named, as sd-bus names it.
+    const system = errnoBusError(e);
+    this.opts.log.warn({ error: system ? (e as Error).message : String((e as Error)?.stack ?? e), path: msg.path, member: msg.member }, 'D-Bus method failed');
+    if (system) return system;
+    return new BusError(E.Failed, 'Internal error');
+  }
+
+  private async handle(msg: dbus.Message, caller: Caller): Promise<{ sig: string; body: unknown[] }> {
     const { path, member } = msg;
     const iface = msg.interface ?? '';
     const sig = msg.signature ?? '';
@@ -281,6 +397,7 @@ export class BusService {
     const expect = (want: string) => {
       if (sig !== want) throw new BusError(E.InvalidArgs, `Invalid arguments '${sig}' to call ${iface}.${member}(), expecting '${want}'.`);
     };
+    const reply = (s: string, b: unknown[]) => ({ sig: s, body: b });
     if (iface === 'org.freedesktop.DBus.Peer') {
       if (member === 'Ping') return expect(''), reply('', []);
       if (member === 'GetMachineId') return expect(''), reply('s', [await this.machineId()]);
@@ -335,7 +452,7 @@ export class BusService {
     const m = def.methods[member];
     expect(signatureOf(m.in));
     const out = (await m.call(obj.target, caller, ...body)) ?? [];
-    reply(signatureOf(m.out), out);
+    return reply(signatureOf(m.out), out);
   }
 
   private machineIdText: string | undefined;

@@ -12,12 +12,33 @@ import { processTree, readCgroupPath, readIdMap, readProcStat, unitOfCgroupPath 
 import { type StateRecord, StateFiles } from './state-files.js';
 import { type RegisterRequest, sortAddresses, validateRequest } from './validate.js';
 
+/** A unit property for a machine's scope, as D-Bus a(sv) carries it (CreateMachine's scope_properties). */
+export interface ScopeProperty {
+  name: string;
+  /** The D-Bus signature of the value. */
+  signature: string;
+  value: unknown;
+}
+
+export interface ScopeRequest {
+  class: 'container' | 'vm';
+  /** Given to systemd after machined's own properties; without systemd, applied where they map onto a
+   *  cgroup file, and the rest named in a warning. */
+  properties: ScopeProperty[];
+  log: Logger;
+}
+
 /** Makes and removes the scope of a machine made by Create. */
 export interface ScopeAllocator {
-  create(machine: string, leader: number): Promise<{ path: string; unit: string }>;
+  /** Moves the leader into a new scope. Fails with a RegistryError, leaving the leader where it was. */
+  create(machine: string, leader: number, req: ScopeRequest): Promise<{ path: string; unit: string }>;
+  /** Every process in the scope and in the cgroups below it. */
   processes(path: string): Promise<number[]>;
   /** True once gone; false while processes remain. */
   remove(path: string): Promise<boolean>;
+  /** Undoes create() for a request refused after it: the scope's processes go back where the leader came
+   *  from, and the scope is removed. Never throws. */
+  abandon(path: string): Promise<void>;
 }
 
 export interface Logger {
@@ -122,7 +143,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
     throw new RegistryError('NoMachineForPID', `PID ${pid} does not belong to any known machine`);
   }
 
-  async register(req: RegisterRequest): Promise<Machine> {
+  async register(req: RegisterRequest, scopeProperties: ScopeProperty[] = []): Promise<Machine> {
     const spec = validateRequest(req);
     if (spec.leader === process.pid) throw invalid('leader', `Invalid leader PID ${spec.leader}: that is the registry daemon itself`);
     const lower = spec.name.toLowerCase();
@@ -145,7 +166,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
       pidfd = fd;
       let unit = '';
       if (spec.allocateUnit) {
-        ({ path: ownCgroup, unit } = await this.opts.scopes!.create(spec.name, spec.leader));
+        ({ path: ownCgroup, unit } = await this.opts.scopes!.create(spec.name, spec.leader, { class: spec.class, properties: scopeProperties, log: this.opts.log }));
       } else {
         const path = readCgroupPath(spec.leader);
         unit = path === undefined ? '' : unitOfCgroupPath(path);
@@ -164,7 +185,8 @@ export class Registry extends EventEmitter<RegistryEvents> {
         this.lowerNames.delete(lower);
         this.leaders.delete(spec.leader);
         if (pidfd >= 0) c.close(pidfd);
-        if (ownCgroup) await this.opts.scopes!.remove(ownCgroup);
+        // The leader goes back where it was: a refused request changes nothing.
+        if (ownCgroup) await this.opts.scopes!.abandon(ownCgroup);
         this.files.remove({ name: spec.name, unit: '' });
       }
       throw e;

@@ -1,77 +1,246 @@
 // Scopes for Create where systemd is PID 1: asked of PID 1 with StartTransientUnit, as machined does
 // (reference §2.6), since systemd owns the cgroup tree there and would undo cgroups made behind its back.
-import { readFile } from 'node:fs/promises';
+//
+// How a Create goes:
+// - StartTransientUnit("machine-<name>.scope", "fail") with machined's properties (Slice, Description,
+//   PIDs, Delegate, CollectMode, AddRef, TasksMax), then the caller's scope_properties, as machined appends
+//   them. systemd's own errors keep their names and messages (SystemdError).
+// - Then the start job's JobRemoved: "done" is success, any other result is org.freedesktop.systemd1.JobFailed.
+//   JobRemoved can come in the same read as the StartTransientUnit reply, so before the job's path is known
+//   here: every JobRemoved for the unit is kept by job path from before the call, and looked up after it.
+// - One deadline covers the whole Create (connecting included: dbus-next never times a call out). On a
+//   failure after systemd answered, the job is cancelled and the leader put back where it was.
+// - AddRef pins the unit while our connection lives; UnrefUnit when the machine goes (as machined).
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import dbus from 'dbus-next';
+import { type CgroupPlace, cgroupPlaceOf, findLegacySystemdMount, moveBack, subtreeProcesses } from './cgroup.js';
 import { RegistryError } from './errors.js';
 import { scopeUnitName } from './names.js';
-import type { ScopeAllocator } from './registry.js';
+import type { ScopeAllocator, ScopeRequest } from './registry.js';
 
-const { Variant } = dbus;
+const { Message, Variant } = dbus;
+const SIGNAL = dbus.MessageType.SIGNAL;
+const SYSTEMD = 'org.freedesktop.systemd1';
+const SYSTEMD_PATH = '/org/freedesktop/systemd1';
+const MANAGER = 'org.freedesktop.systemd1.Manager';
 const JOB_TIMEOUT_MS = 30_000;
 
 /** True when systemd runs as PID 1 (sd_booted()'s test). */
 export const systemdIsPid1 = () => existsSync('/run/systemd/system');
 
+/** An error answered by systemd (or machined's JobFailed for a failed start job): D-Bus callers get its
+ *  name and message unchanged, as machined passes them on; other front ends see a registry 'Failed'. */
+export class SystemdError extends RegistryError {
+  constructor(
+    readonly busName: string,
+    message: string,
+  ) {
+    super('Failed', message);
+  }
+}
+
+interface Connection {
+  bus: dbus.MessageBus;
+  /** Rejects when the connection breaks; raced with every call, which dbus-next would leave pending. */
+  lost: Promise<never>;
+}
+
+/** One Create waiting for its start job: JobRemoved results of its unit, by job path. */
+interface Waiter {
+  job?: string;
+  results: Map<string, string>;
+  done?: (result: string) => void;
+}
+
 export class SystemdScopes implements ScopeAllocator {
-  private manager: Promise<dbus.ClientInterface> | undefined;
+  private conn: Promise<Connection> | undefined;
+  /** By unit name: the registry lets one Create per machine name run at a time. */
+  private readonly waiters = new Map<string, Waiter>();
+  /** Where each leader came from, by scope path, until its machine goes. */
+  private readonly origins = new Map<string, CgroupPlace>();
+  /** Units that our AddRef pins. */
+  private readonly referenced = new Set<string>();
+  private legacyMount: Promise<string | undefined> | undefined;
 
-  constructor(private readonly cgroupMount: string) {}
+  constructor(
+    private readonly cgroupMount: string,
+    private readonly opts: {
+      /** The bus where systemd is: by default the system bus (DBUS_SYSTEM_BUS_ADDRESS honoured). */
+      busAddress?: string;
+      jobTimeoutMs?: number;
+    } = {},
+  ) {}
 
-  private systemd(): Promise<dbus.ClientInterface> {
-    this.manager ??= (async () => {
-      const bus = dbus.systemBus();
-      // A broken connection is made again at the next Create.
-      bus.on('error', () => (this.manager = undefined));
-      const obj = await bus.getProxyObject('org.freedesktop.systemd1', '/org/freedesktop/systemd1');
-      const m = obj.getInterface('org.freedesktop.systemd1.Manager');
-      await m.Subscribe(); // JobRemoved is only sent to subscribers
-      return m;
-    })().catch((e) => {
-      this.manager = undefined;
-      throw e;
+  /** The connection to systemd, made at the first use and again after it broke. */
+  private connection(): Promise<Connection> {
+    if (this.conn) return this.conn;
+    const p: Promise<Connection> = new Promise((resolve, reject) => {
+      // May throw at once for a bad address: the executor turns that into a rejection.
+      const bus = this.opts.busAddress ? dbus.sessionBus({ busAddress: this.opts.busAddress } as dbus.SessionBusOptions) : dbus.systemBus();
+      let failLost: (e: Error) => void = () => {};
+      const lost = new Promise<never>((_, r) => (failLost = r));
+      lost.catch(() => {}); // nobody may be racing it when it breaks
+      let owner = '';
+      const broken = (why: string) => {
+        clearTimeout(timer);
+        const e = new RegistryError('Failed', `Lost the connection to systemd: ${why}`);
+        if (this.conn === p) this.conn = undefined;
+        failLost(e);
+        reject(e);
+        try {
+          bus.disconnect();
+        } catch {
+          /* already closed */
+        }
+      };
+      // A bus that never answers (Hello, AddMatch, Subscribe) must not hold every later Create too.
+      const timer = setTimeout(() => broken('no answer from the bus'), this.opts.jobTimeoutMs ?? JOB_TIMEOUT_MS);
+      bus.on('error', (e: Error) => broken(e?.message ?? String(e)));
+      (bus as unknown as { _connection: NodeJS.EventEmitter })._connection.on('end', () => broken('the bus closed the connection'));
+      bus.on('message', (msg: dbus.Message) => {
+        if ((msg.type as number) !== SIGNAL || msg.member !== 'JobRemoved' || msg.interface !== MANAGER || msg.sender !== owner) return;
+        const [, job, unit, result] = msg.body as [number, string, string, string];
+        const w = this.waiters.get(unit);
+        if (!w) return;
+        w.results.set(job, result);
+        if (w.job === job) w.done?.(result);
+      });
+      bus.on('connect', () => {
+        const rule = `type='signal',sender='${SYSTEMD}',path='${SYSTEMD_PATH}',interface='${MANAGER}',member='JobRemoved'`;
+        const conn = { bus, lost };
+        bus
+          .call(new Message({ destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus', member: 'AddMatch', signature: 's', body: [rule] }))
+          // JobRemoved is only sent while someone is subscribed; the reply names systemd's connection, the
+          // only sender whose JobRemoved counts.
+          .then(() => bus.call(new Message({ destination: SYSTEMD, path: SYSTEMD_PATH, interface: MANAGER, member: 'Subscribe' })))
+          .then((reply) => {
+            owner = reply!.sender;
+            clearTimeout(timer);
+            resolve(conn);
+          })
+          .catch((e: Error) => broken(`cannot subscribe to systemd's signals: ${(e as dbus.DBusError).text ?? e.message}`));
+      });
     });
-    return this.manager;
+    this.conn = p;
+    p.catch(() => {
+      if (this.conn === p) this.conn = undefined;
+    });
+    return p;
   }
 
-  async create(machine: string, leader: number): Promise<{ path: string; unit: string }> {
-    const unit = scopeUnitName(machine);
-    const m = await this.systemd();
-    let job = '';
-    let onRemoved: (id: number, path: string, unit: string, result: string) => void = () => {};
-    // Listening before the start, so that a job that ends at once is not missed.
-    const finished = new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new RegistryError('Failed', `Start job for unit ${unit} timed out`)), JOB_TIMEOUT_MS);
-      onRemoved = (_id, path, _unit, result) => {
-        if (path === job) (clearTimeout(timer), resolve(result));
-      };
-      m.on('JobRemoved', onRemoved);
-    });
+  /** A method call to systemd; its errors are SystemdErrors with systemd's name and message. */
+  private async call(member: string, signature = '', body: unknown[] = [], path = SYSTEMD_PATH, iface = MANAGER, conn?: Connection): Promise<any[]> {
+    const { bus, lost } = conn ?? (await this.connection());
     try {
-      job = await m.StartTransientUnit(unit, 'fail', [
-        ['Slice', new Variant('s', 'machine.slice')],
-        ['Description', new Variant('s', `Machine ${machine}`)],
-        ['PIDs', new Variant('au', [leader])],
-        ['Delegate', new Variant('b', true)],
-        ['CollectMode', new Variant('s', 'inactive-or-failed')],
-        ['TasksMax', new Variant('t', 16384n)],
-      ], []);
-      const result = await finished;
-      if (result !== 'done') throw new RegistryError('Failed', `Start job for unit ${unit} failed with '${result}'`);
-    } finally {
-      m.off('JobRemoved', onRemoved);
+      const reply = await Promise.race([bus.call(new Message({ destination: SYSTEMD, path, interface: iface, member, signature, body })), lost]);
+      return reply?.body ?? [];
+    } catch (e) {
+      if (e instanceof dbus.DBusError) throw new SystemdError(e.type, e.text || e.message);
+      throw e instanceof RegistryError ? e : new RegistryError('Failed', `${member} failed: ${(e as Error).message}`);
     }
-    return { path: `/machine.slice/${unit}`, unit };
+  }
+
+  async create(machine: string, leader: number, req: ScopeRequest): Promise<{ path: string; unit: string }> {
+    const unit = scopeUnitName(machine);
+    const origin = cgroupPlaceOf(leader);
+    const timeoutMs = this.opts.jobTimeoutMs ?? JOB_TIMEOUT_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new RegistryError('Failed', `Start job for unit ${unit} did not finish within ${timeoutMs / 1000} s`)), timeoutMs);
+    });
+    deadline.catch(() => {}); // raced below; a deadline that passes unraced must not be an unhandled rejection
+    const waiter: Waiter = { results: new Map() };
+    this.waiters.set(unit, waiter);
+    const properties: [string, dbus.Variant][] = [
+      ['Slice', new Variant('s', 'machine.slice')],
+      ['Description', new Variant('s', `${req.class === 'vm' ? 'Virtual Machine' : 'Container'} ${machine}`)],
+      ['PIDs', new Variant('au', [leader])],
+      ['Delegate', new Variant('b', true)],
+      ['CollectMode', new Variant('s', 'inactive-or-failed')],
+      ['AddRef', new Variant('b', true)],
+      ['TasksMax', new Variant('t', 16384n)],
+      ...req.properties.map((p): [string, dbus.Variant] => [p.name, new Variant(p.signature, p.value)]),
+    ];
+    let started: Promise<any[]> | undefined;
+    try {
+      const conn = await Promise.race([this.connection(), deadline]);
+      started = this.call('StartTransientUnit', 'ssa(sv)a(sa(sv))', [unit, 'fail', properties, []], SYSTEMD_PATH, MANAGER, conn);
+      const [job] = (await Promise.race([started, deadline])) as [string];
+      waiter.job = job;
+      this.referenced.add(unit);
+      const result = waiter.results.get(job) ?? (await Promise.race([new Promise<string>((resolve) => (waiter.done = resolve)), deadline, conn.lost]));
+      if (result !== 'done') throw new SystemdError('org.freedesktop.systemd1.JobFailed', `Start job for unit ${unit} failed with '${result}'`);
+      // The scope's cgroup, read rather than assumed: under a user manager it is below the manager's own.
+      const now = cgroupPlaceOf(leader).v2;
+      const path = now?.endsWith(`/${unit}`) ? now : `/machine.slice/${unit}`;
+      this.origins.set(path, origin);
+      return { path, unit };
+    } catch (e) {
+      // Nothing may stay of a refused Create: a pending job is cancelled, our reference dropped, and a
+      // leader already moved goes back. Also when systemd answers only after the deadline.
+      const answered = waiter.job !== undefined;
+      const undo = async () => {
+        const now = cgroupPlaceOf(leader).v2;
+        if (now?.endsWith(`/${unit}`)) await moveBack(this.cgroupMount, await this.legacy(), now, origin);
+      };
+      void started
+        ?.then(async ([job]) => {
+          await this.call('Cancel', '', [], job, 'org.freedesktop.systemd1.Job').catch(() => {});
+          if (!answered) {
+            await this.call('UnrefUnit', 's', [unit]).catch(() => {});
+            await undo();
+          }
+        })
+        .catch(() => {});
+      this.unref(unit);
+      await undo();
+      throw e;
+    } finally {
+      clearTimeout(timer);
+      this.waiters.delete(unit);
+    }
+  }
+
+  private legacy(): Promise<string | undefined> {
+    this.legacyMount ??= findLegacySystemdMount().catch(() => undefined);
+    return this.legacyMount;
+  }
+
+  /** Drops our AddRef (once), so that systemd collects the unit when it is inactive. Not waited for: a
+   *  stuck systemd must not stall the registry. */
+  private unref(unit: string): void {
+    if (this.referenced.delete(unit)) void this.call('UnrefUnit', 's', [unit]).catch(() => {});
+  }
+
+  /** Closes the connection to systemd; AddRef pins go with it. */
+  close(): void {
+    const conn = this.conn;
+    this.conn = undefined;
+    void conn?.then(
+      ({ bus }) => bus.disconnect(),
+      () => {},
+    );
   }
 
   async processes(path: string): Promise<number[]> {
-    const text = await readFile(join(this.cgroupMount, path, 'cgroup.procs'), 'utf8').catch(() => '');
-    return text.split('\n').filter(Boolean).map(Number);
+    return subtreeProcesses(join(this.cgroupMount, path));
   }
 
   /** systemd collects the scope itself once it is empty (CollectMode); it is gone when its cgroup is. */
   async remove(path: string): Promise<boolean> {
-    return !existsSync(join(this.cgroupMount, path));
+    this.unref(basename(path));
+    const gone = !existsSync(join(this.cgroupMount, path));
+    if (gone) this.origins.delete(path);
+    return gone;
+  }
+
+  /** The scope's processes go back where the leader came from; the scope, empty, is then stopped and
+   *  collected by systemd. */
+  async abandon(path: string): Promise<void> {
+    const origin = this.origins.get(path);
+    this.origins.delete(path);
+    if (origin) await moveBack(this.cgroupMount, await this.legacy(), path, origin).catch(() => {});
+    this.unref(basename(path));
   }
 }
