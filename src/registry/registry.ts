@@ -6,9 +6,10 @@ import { networkInterfaces } from 'node:os';
 import { RegistryError, invalid, noSuchMachine } from './errors.js';
 import * as c from './libc.js';
 import { AF_INET, AF_INET6, type Address, type Machine, type MachineSpec, parseAddress } from './machine.js';
+import { LeaderWatch } from './leader-watch.js';
 import { NetnsWatcher } from './netns.js';
 import { readOsRelease } from './os-release.js';
-import { processTree, readCgroupPath, readIdMap, readProcStat, unitOfCgroupPath } from './proc.js';
+import { processTree, readCgroupPath, readIdMap, readIdMaps, readProcStat, unitOfCgroupPath } from './proc.js';
 import { type StateRecord, StateFiles } from './state-files.js';
 import { type RegisterRequest, sortAddresses, validateRequest } from './validate.js';
 
@@ -75,8 +76,14 @@ export class Registry extends EventEmitter<RegistryEvents> {
   private readonly lowerNames = new Map<string, string>();
   private readonly leaders = new Set<number>();
   private readonly pidfds = new Map<string, number>();
+  private readonly leaderWatch = new LeaderWatch<Machine>();
+  /** Containers whose uid_map or gid_map was still empty: a user namespace may get its maps written
+   *  after its leader registered (and the two maps are two writes). */
+  private readonly pendingMaps = new Set<Machine>();
   private readonly netWatches = new Map<string, number>();
-  private readonly killTimers = new Map<string, NodeJS.Timeout>();
+  /** SIGKILL timers of terminated machines; they outlive the machine (its leader may exit first). */
+  private readonly killTimers = new Map<Machine, NodeJS.Timeout>();
+  private sweeping = false;
   /** Cgroups of removed machines that still held processes; removed once empty. */
   private readonly staleCgroups = new Set<string>();
   private readonly netns = new NetnsWatcher();
@@ -86,6 +93,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
 
   constructor(private readonly opts: RegistryOptions) {
     super();
+    this.setMaxListeners(0); // every Watch client and front end listens
     this.files = new StateFiles(opts.stateDir);
     this.host = hostMachine();
   }
@@ -111,6 +119,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
     for (const t of this.killTimers.values()) clearTimeout(t);
     for (const fd of this.pidfds.values()) c.close(fd);
     this.pidfds.clear();
+    this.leaderWatch.close();
     await this.netns.close();
   }
 
@@ -199,23 +208,29 @@ export class Registry extends EventEmitter<RegistryEvents> {
     await this.remove(m, 'unregistered');
   }
 
-  /** SIGTERM to every process of the machine, SIGKILL to those left after the timeout. The machine
-   *  goes when its leader has exited. */
+  /** SIGTERM to every process of the machine, SIGKILL to those left after the timeout, even when the
+   *  leader has exited (and the machine is gone) by then. The machine goes when its leader exits. */
   async terminate(name: string): Promise<void> {
     const m = this.mustRegistered(name);
-    if (m.state !== 'closing') {
+    const victims = await this.processes(m);
+    await this.signal(m, 'leader', 15);
+    signalAll(victims, m.leader, 15);
+    if (m.state !== 'closing' && this.machines.get(m.name) === m) {
       m.state = 'closing';
       this.emit('changed', m);
     }
-    await this.signal(m, 'all', 15);
-    if (!this.killTimers.has(m.name)) {
-      const t = setTimeout(() => {
-        this.killTimers.delete(m.name);
-        if (this.machines.get(m.name) === m) void this.signal(m, 'all', 9).catch(() => {});
-      }, this.opts.terminateTimeoutMs ?? 10_000);
-      t.unref();
-      this.killTimers.set(m.name, t);
-    }
+    if (this.killTimers.has(m)) return;
+    const t = setTimeout(async () => {
+      this.killTimers.delete(m);
+      const registered = this.machines.get(m.name) === m;
+      // Who is there now (its scope, or while the leader lives its descendants; never the tree of a
+      // PID that may have been reused), and who was there at SIGTERM and is still the same process.
+      const now = m.ownCgroup || registered ? await this.processes(m).catch(() => []) : [];
+      if (registered) await this.signal(m, 'leader', 9).catch(() => {});
+      signalAll([...victims, ...now], m.leader, 9);
+    }, this.opts.terminateTimeoutMs ?? 10_000);
+    t.unref();
+    this.killTimers.set(m, t);
   }
 
   async kill(name: string, whom: string, signal: number): Promise<void> {
@@ -251,7 +266,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
 
   private makeMachine(spec: MachineSpec, leaderStartTime: string, unit: string, ownCgroup: string): Machine {
     const container = spec.class === 'container';
-    const [uidMap, gidMap] = container ? [readIdMap(spec.leader, 'uid'), readIdMap(spec.leader, 'gid')] : [[], []];
+    const { uid: uidMap, gid: gidMap } = container ? readIdMaps(spec.leader) : { uid: [], gid: [] };
     return {
       ...spec,
       leaderStartTime,
@@ -271,6 +286,8 @@ export class Registry extends EventEmitter<RegistryEvents> {
     this.lowerNames.set(m.name.toLowerCase(), m.name);
     this.leaders.add(m.leader);
     this.pidfds.set(m.name, pidfd);
+    this.leaderWatch.add(pidfd, m);
+    if (m.class === 'container' && (m.uidMap.length === 0 || m.gidMap.length === 0)) this.pendingMaps.add(m);
     this.emit('added', m);
   }
 
@@ -305,68 +322,55 @@ export class Registry extends EventEmitter<RegistryEvents> {
     this.lowerNames.delete(m.name.toLowerCase());
     this.leaders.delete(m.leader);
     const fd = this.pidfds.get(m.name);
-    if (fd !== undefined) c.close(fd);
+    if (fd !== undefined) {
+      this.leaderWatch.delete(fd);
+      c.close(fd);
+    }
     this.pidfds.delete(m.name);
+    this.pendingMaps.delete(m);
     this.unwatchAddresses(m.name);
-    clearTimeout(this.killTimers.get(m.name));
-    this.killTimers.delete(m.name);
     this.files.remove(m);
-    if (m.ownCgroup && !(await this.opts.scopes!.remove(m.ownCgroup))) this.staleCgroups.add(m.ownCgroup);
     this.opts.log.info({ machine: m.name, why }, 'machine removed');
+    // Before anything that waits: readers (resolver, userdb) must stop answering for it now.
     this.emit('removed', m);
+    if (m.ownCgroup && !(await this.opts.scopes!.remove(m.ownCgroup))) this.staleCgroups.add(m.ownCgroup);
+  }
+
+  /** The processes of a machine with their start times: its scope's, else the leader and its descendants. */
+  private async processes(m: Machine): Promise<Victim[]> {
+    return withStartTimes(m.ownCgroup ? await this.opts.scopes!.processes(m.ownCgroup) : processTree(m.leader));
   }
 
   private async signal(m: Machine, whom: Whom, sig: number): Promise<void> {
-    if (whom === 'leader') {
-      const fd = this.pidfds.get(m.name)!;
-      if (c.pidfd_send_signal(fd, sig, null, 0) !== 0 && c.errno() !== c.ESRCH) {
-        throw new RegistryError('Failed', `Failed to signal the leader of '${m.name}': errno ${c.errno()}`);
-      }
-      return;
+    // Found before the leader is signalled: once it is dead its children are no longer its own.
+    const others = whom === 'all' ? await this.processes(m) : [];
+    const fd = this.pidfds.get(m.name);
+    if (fd !== undefined && this.machines.get(m.name) === m && c.pidfd_send_signal(fd, sig, null, 0) !== 0 && c.errno() !== c.ESRCH) {
+      throw new RegistryError('Failed', `Failed to signal the leader of '${m.name}': errno ${c.errno()}`);
     }
-    // Every process of the machine: its own scope's cgroup, else the leader and its descendants.
-    const pids = m.ownCgroup ? await this.opts.scopes!.processes(m.ownCgroup) : processTree(m.leader);
-    await this.signal(m, 'leader', sig);
-    for (const pid of pids) {
-      if (pid === m.leader) continue;
-      try {
-        process.kill(pid, sig);
-      } catch {
-        /* exited meanwhile */
-      }
-    }
+    signalAll(others, m.leader, sig);
   }
 
-  /** Removes machines whose leader exited: a pidfd becomes readable when its process exits (zombies
-   *  included), and it names that process only, so a reused PID is never taken for the leader. */
+  /** Removes machines whose leader exited, and reads the ID maps that were not there yet. */
   private async sweep(): Promise<void> {
-    const names = [...this.pidfds.keys()];
-    if (names.length > 0) {
-      const fds = Buffer.alloc(8 * names.length);
-      names.forEach((n, i) => {
-        fds.writeInt32LE(this.pidfds.get(n)!, 8 * i);
-        fds.writeInt16LE(c.POLLIN, 8 * i + 4);
-      });
-      if (c.poll(fds, names.length, 0) > 0) {
-        for (let i = 0; i < names.length; i++) {
-          if (fds.readInt16LE(8 * i + 6) === 0) continue;
-          const m = this.machines.get(names[i]);
-          if (m) await this.remove(m, 'leader exited');
-        }
+    if (this.sweeping) return;
+    this.sweeping = true;
+    try {
+      for (const m of this.leaderWatch.exited()) await this.remove(m, 'leader exited');
+      for (const m of this.pendingMaps) {
+        const u = m.uidMap.length ? m.uidMap : readIdMap(m.leader, 'uid');
+        const g = m.gidMap.length ? m.gidMap : readIdMap(m.leader, 'gid');
+        if (u === m.uidMap && g === m.gidMap) continue;
+        if (u.length > 0 && g.length > 0) this.pendingMaps.delete(m);
+        if (u.length === m.uidMap.length && g.length === m.gidMap.length) continue;
+        m.uidMap = u;
+        m.gidMap = g;
+        this.emit('changed', m);
       }
+      for (const path of this.staleCgroups) if (await this.opts.scopes!.remove(path)) this.staleCgroups.delete(path);
+    } finally {
+      this.sweeping = false;
     }
-    for (const m of this.machines.values()) {
-      // A user namespace may get its ID maps written after its leader registered.
-      if (m.class === 'container' && m.uidMap.length === 0) {
-        const [u, g] = [readIdMap(m.leader, 'uid'), readIdMap(m.leader, 'gid')];
-        if (u.length > 0 && this.machines.get(m.name) === m) {
-          m.uidMap = u;
-          m.gidMap = g;
-          this.emit('changed', m);
-        }
-      }
-    }
-    for (const path of this.staleCgroups) if (await this.opts.scopes!.remove(path)) this.staleCgroups.delete(path);
   }
 
   /** Takes back a machine from its state file if its leader is still the same process. */
@@ -391,6 +395,9 @@ export class Registry extends EventEmitter<RegistryEvents> {
       c.close(leader.fd);
       return drop('duplicate');
     }
+    // Reserved now: the other files are reloaded meanwhile, and a duplicate among them must see this one.
+    this.lowerNames.set(r.name.toLowerCase(), r.name);
+    this.leaders.add(r.leader);
     const spec: MachineSpec = {
       name: r.name,
       id: /^[0-9a-f]{32}$/.test(r.id) ? r.id : '',
@@ -413,20 +420,55 @@ export class Registry extends EventEmitter<RegistryEvents> {
   }
 }
 
-/** A pidfd for the leader and its start time. The start time is read again after the pidfd is open,
- *  so that the pidfd surely names the process that was checked. */
+interface Victim {
+  pid: number;
+  startTime: string;
+}
+
+function withStartTimes(pids: number[]): Victim[] {
+  const out: Victim[] = [];
+  for (const pid of pids) {
+    const st = readProcStat(pid);
+    if (st) out.push({ pid, startTime: st.startTime });
+  }
+  return out;
+}
+
+/** Signals each process that is still the one seen (same start time), except the leader, which is
+ *  signalled through its pidfd. */
+function signalAll(victims: Victim[], leader: number, sig: number): void {
+  for (const v of victims) {
+    if (v.pid === leader || readProcStat(v.pid)?.startTime !== v.startTime) continue;
+    try {
+      process.kill(v.pid, sig);
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+}
+
+/** A pidfd for the leader and its start time, read after the pidfd is open, so that both surely name
+ *  the same process. */
 function openLeader(pid: number): { fd: number; startTime: string } {
   const gone = () => invalid('leader', `Invalid leader PID ${pid}: no such process`);
-  const before = readProcStat(pid);
-  if (!before || before.state === 'Z' || before.state === 'X') throw gone();
   const fd = c.pidfd_open(pid, 0);
   if (fd < 0) throw gone();
-  const after = readProcStat(pid);
-  if (!after || after.startTime !== before.startTime || after.state === 'Z') {
+  const st = readProcStat(pid);
+  // The pidfd not readable after the read: its process had not exited, so the PID still named it.
+  if (!st || st.state === 'Z' || st.state === 'X' || pidfdExited(fd)) {
     c.close(fd);
     throw gone();
   }
-  return { fd, startTime: before.startTime };
+  return { fd, startTime: st.startTime };
+}
+
+const pollfd = Buffer.alloc(8);
+
+function pidfdExited(fd: number): boolean {
+  pollfd.writeInt32LE(fd, 0);
+  pollfd.writeInt16LE(c.POLLIN, 4);
+  pollfd.writeInt16LE(0, 6);
+  return c.poll(pollfd, 1, 0) > 0;
 }
 
 function now(): { realtime: number; monotonic: number } {
