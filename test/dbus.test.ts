@@ -2,7 +2,7 @@
 // dbus-send) and by dbus-next where error names matter. Real containers (netns, veth, userns).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -484,6 +484,7 @@ test('a Create refused after the leader was moved puts the leader back where it 
     assert.equal(e.type, 'System.Error.EISDIR', e.text);
     assert.match(e.text, /^EISDIR: /);
     assert.equal(readFileSync(`/proc/${c.pid}/cgroup`, 'utf8'), before);
+    assert.deepEqual(readdirSync(daemon.stateDir).filter((f) => f.startsWith('.#')), [], 'no temporary state file left');
     for (const m of mounts) assert.ok(!existsSync(join(m, 'machine.slice/machine-refused.scope')), `no scope left in ${m}`);
     assert.equal(await errorName(callMgr('GetMachine', 's', ['refused'])), 'org.freedesktop.machine1.NoSuchMachine');
   } finally {

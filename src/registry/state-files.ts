@@ -65,7 +65,12 @@ export class StateFiles {
     // No fsync: what must survive is a crash of the daemon, and the page cache outlives that; /run
     // does not outlive a reboot anyway.
     writeFileSync(tmp, this.serialize(m), { mode: 0o644, flag: 'wx' });
-    renameSync(tmp, path);
+    try {
+      renameSync(tmp, path);
+    } catch (e) {
+      this.removeFile(tmp.slice(this.dir.length + 1));
+      throw e;
+    }
     if (m.unit) this.link(m.unit, m.name);
   }
 
