@@ -87,21 +87,25 @@ export function statusText(m: MachineJson, leaderComm: string): string {
   return `${head}\n${rows.map(([k, v]) => `${k.padStart(16)}${k ? ':' : ' '} ${v}`).join('\n')}\n`;
 }
 
-/** machinectl show's property names. */
+/** machinectl show's properties, in its order. */
+const PROPERTIES: [string, (m: MachineJson) => string][] = [
+  ['Name', (m) => m.name],
+  ['Id', (m) => m.id ?? ''],
+  ['Timestamp', (m) => String(m.timestamp.realtime)],
+  ['TimestampMonotonic', (m) => String(m.timestamp.monotonic)],
+  ['Service', (m) => m.service ?? ''],
+  ['Unit', (m) => m.unit ?? ''],
+  ['Leader', (m) => String(m.leader)],
+  ['Class', (m) => m.class],
+  ['RootDirectory', (m) => m.rootDirectory ?? ''],
+  ['NetworkInterfaces', (m) => (m.ifIndices ?? []).join(' ')],
+  ['Addresses', (m) => (m.addresses ?? []).map(formatAddress).join(' ')],
+  ['UIDShift', (m) => (m.uidShift === undefined ? '' : String(m.uidShift))],
+  ['State', (m) => m.state],
+];
+
+export const PROPERTY_NAMES = PROPERTIES.map(([k]) => k);
+
 export function properties(m: MachineJson): [string, string][] {
-  return [
-    ['Name', m.name],
-    ['Id', m.id ?? ''],
-    ['Timestamp', String(m.timestamp.realtime)],
-    ['TimestampMonotonic', String(m.timestamp.monotonic)],
-    ['Service', m.service ?? ''],
-    ['Unit', m.unit ?? ''],
-    ['Leader', String(m.leader)],
-    ['Class', m.class],
-    ['RootDirectory', m.rootDirectory ?? ''],
-    ['NetworkInterfaces', (m.ifIndices ?? []).join(' ')],
-    ['Addresses', (m.addresses ?? []).map(formatAddress).join(' ')],
-    ['UIDShift', m.uidShift === undefined ? '' : String(m.uidShift)],
-    ['State', m.state],
-  ];
+  return PROPERTIES.map(([k, get]) => [k, get(m)]);
 }

@@ -1,12 +1,15 @@
 // mymachinesctl: the registry from the command line, over the daemon's Varlink socket.
 import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
+import { isAbsolute } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { Address4, Address6 } from 'ip-address';
 import { VarlinkClient } from '../varlink/client.js';
 import { VarlinkError } from '../varlink/errors.js';
-import { listTable, properties, statusText, type MachineJson } from './format.js';
+import { PROPERTY_NAMES, listTable, properties, statusText, type MachineJson } from './format.js';
 
 const DEFAULT_SOCKET = '/run/mymachines/io.systemd.Machine';
+const DEFAULT_TIMEOUT_S = 25; // as sd-bus's method call timeout
 const M = 'io.systemd.Machine';
 
 const HELP = `Usage: mymachinesctl [--socket PATH] COMMAND [OPTIONS]
@@ -31,21 +34,32 @@ Options:
   --socket PATH    the daemon's socket (default: $MYMACHINES_SOCKET or ${DEFAULT_SOCKET})
   -h, --help       show this help (also after a command)
 
+Environment:
+  MYMACHINESCTL_TIMEOUT=SEC   how long to wait for the daemon to accept and to answer (default: ${DEFAULT_TIMEOUT_S})
+
 Exit status: 0 on success, 1 on failure, 2 on a usage error.
 `;
 
 class UsageError extends Error {}
 class Failure extends Error {}
 
+type Options = NonNullable<ParseArgsConfig['options']>;
+/** What a command does once connected. */
+type Action = (c: VarlinkClient) => Promise<void>;
+
 interface Verb {
   usage: string;
-  options: ParseArgsConfig['options'];
+  options: Options;
   minArgs: number;
   maxArgs: number;
-  run(client: () => Promise<VarlinkClient>, args: string[], v: Record<string, any>): Promise<void>;
+  /** Checks the arguments, throwing UsageError, before anything is sent; returns what to do then. */
+  prepare(args: string[], v: Record<string, any>): Action;
 }
 
-const out = (s: string) => process.stdout.write(s);
+const out = (s: string) => void process.stdout.write(s);
+
+/** User input, fit for a one-line message. */
+const esc = (s: string) => s.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 
 async function all(c: VarlinkClient, metadata: boolean): Promise<MachineJson[]> {
   const list: MachineJson[] = [];
@@ -65,18 +79,25 @@ function leaderComm(pid: number): string {
   }
 }
 
+const SIGNALS = constants.signals as Record<string, number>;
+
+/** TERM, SIGTERM, term or 15; signals go up to 64 on Linux. */
 function signalNumber(s: string): number {
-  if (/^\d+$/.test(s)) return Number(s);
-  const name = (s.toUpperCase().startsWith('SIG') ? s.toUpperCase() : `SIG${s.toUpperCase()}`) as keyof typeof constants.signals;
-  const n = constants.signals[name];
-  if (n === undefined) throw new UsageError(`unknown signal '${s}'`);
-  return n;
+  const name = s.toUpperCase().replace(/^(SIG)?/, 'SIG');
+  if (/^\d+$/.test(s) && Number(s) >= 1 && Number(s) <= 64) return Number(s);
+  if (Object.hasOwn(SIGNALS, name)) return SIGNALS[name];
+  throw new UsageError(`invalid signal '${esc(s)}': expected a name such as TERM or SIGKILL, or a number from 1 to 64`);
 }
 
-function intArg(flag: string, s: string): number {
-  if (!/^\d+$/.test(s)) throw new UsageError(`${flag} expects a number, got '${s}'`);
+function positive(what: string, s: string): number {
+  if (!/^[1-9]\d{0,9}$/.test(s) || Number(s) > 0x7fffffff) throw new UsageError(`invalid ${what} ${esc(s)}: expected a positive integer`);
   return Number(s);
 }
+
+/** As the daemon reads a given address: IPv4 or IPv6, without prefix length or scope. */
+const isAddress = (s: string) => !s.includes('/') && (Address4.isValid(s) || (Address6.isValid(s) && !s.includes('%')));
+
+const justCall = (method: string, params: object): Action => async (c) => void (await c.call(method, params));
 
 const verbs: Record<string, Verb> = {
   list: {
@@ -84,8 +105,7 @@ const verbs: Record<string, Verb> = {
     options: { all: { type: 'boolean' }, json: { type: 'boolean' } },
     minArgs: 0,
     maxArgs: 0,
-    async run(client, _a, v) {
-      const c = await client();
+    prepare: (_a, v) => async (c) => {
       const list = (await all(c, !v.json)).filter((m) => v.all || !m.name.startsWith('.'));
       out(v.json ? JSON.stringify(list, null, 2) + '\n' : listTable(list));
     },
@@ -95,8 +115,7 @@ const verbs: Record<string, Verb> = {
     options: {},
     minArgs: 1,
     maxArgs: Infinity,
-    async run(client, args) {
-      const c = await client();
+    prepare: (args) => async (c) => {
       const texts: string[] = [];
       for (const name of args) {
         const m = await one(c, name, true);
@@ -110,18 +129,16 @@ const verbs: Record<string, Verb> = {
     options: { property: { type: 'string', short: 'p', multiple: true }, value: { type: 'boolean' }, json: { type: 'boolean' } },
     minArgs: 1,
     maxArgs: 1,
-    async run(client, [name], v) {
-      const m = await one(await client(), name);
-      if (v.json) return void out(JSON.stringify(m, null, 2) + '\n');
-      let props = properties(m);
+    prepare([name], v) {
       const wanted: string[] | undefined = v.property?.flatMap((p: string) => p.split(','));
-      if (wanted) {
-        const known = new Set(props.map(([k]) => k));
-        const unknown = wanted.find((p) => !known.has(p));
-        if (unknown) throw new UsageError(`unknown property '${unknown}'; known: ${[...known].join(', ')}`);
-        props = props.filter(([k]) => wanted.includes(k));
-      }
-      out(props.map(([k, val]) => (v.value ? val : `${k}=${val}`)).join('\n') + '\n');
+      const unknown = wanted?.find((p) => !PROPERTY_NAMES.includes(p));
+      if (unknown !== undefined) throw new UsageError(`unknown property '${esc(unknown)}'; known: ${PROPERTY_NAMES.join(', ')}`);
+      return async (c) => {
+        const m = await one(c, name);
+        if (v.json) return out(JSON.stringify(m, null, 2) + '\n');
+        const props = properties(m).filter(([k]) => !wanted || wanted.includes(k));
+        out(props.map(([k, val]) => (v.value ? val : `${k}=${val}`)).join('\n') + '\n');
+      };
     },
   },
   register: {
@@ -138,16 +155,27 @@ const verbs: Record<string, Verb> = {
     },
     minArgs: 1,
     maxArgs: 1,
-    async run(client, [name], v) {
+    prepare([name], v) {
       if (v.leader === undefined) throw new UsageError('register needs --leader PID');
-      const params: Record<string, unknown> = { name, class: v.class ?? 'container', leader: intArg('--leader', v.leader) };
+      const params: Record<string, unknown> = { name, class: v.class ?? 'container', leader: positive('leader PID', v.leader) };
+      if (params.class !== 'container' && params.class !== 'vm') throw new UsageError(`invalid machine class '${esc(v.class)}': expected 'container' or 'vm'`);
       if (v.service !== undefined) params.service = v.service;
-      if (v.root !== undefined) params.rootDirectory = v.root;
-      if (v.id !== undefined) params.id = v.id;
-      if (v.netif) params.ifIndices = v.netif.map((n: string) => intArg('--netif', n));
-      if (v.address) params.addresses = v.address;
+      if (v.root !== undefined) {
+        if (!isAbsolute(v.root)) throw new UsageError(`invalid root directory '${esc(v.root)}': must be an absolute path`);
+        params.rootDirectory = v.root;
+      }
+      if (v.id !== undefined) {
+        if (!/^[0-9a-fA-F]{32}$/.test(v.id)) throw new UsageError(`invalid machine id '${esc(v.id)}': expected 32 hexadecimal digits`);
+        params.id = v.id;
+      }
+      if (v.netif) params.ifIndices = v.netif.map((n: string) => positive('network interface index', n));
+      if (v.address) {
+        const bad = v.address.find((a: string) => !isAddress(a));
+        if (bad !== undefined) throw new UsageError(`invalid address '${esc(bad)}': expected an IPv4 or IPv6 address`);
+        params.addresses = v.address;
+      }
       if (v.create) params.allocateUnit = true;
-      await (await client()).call(`${M}.Register`, params);
+      return justCall(`${M}.Register`, params);
     },
   },
   unregister: {
@@ -155,8 +183,7 @@ const verbs: Record<string, Verb> = {
     options: {},
     minArgs: 1,
     maxArgs: Infinity,
-    async run(client, args) {
-      const c = await client();
+    prepare: (args) => async (c) => {
       for (const name of args) await c.call(`${M}.Unregister`, { name });
     },
   },
@@ -165,8 +192,7 @@ const verbs: Record<string, Verb> = {
     options: {},
     minArgs: 1,
     maxArgs: Infinity,
-    async run(client, args) {
-      const c = await client();
+    prepare: (args) => async (c) => {
       for (const name of args) await c.call(`${M}.Terminate`, { name });
     },
   },
@@ -175,10 +201,10 @@ const verbs: Record<string, Verb> = {
     options: { whom: { type: 'string' }, signal: { type: 'string', short: 's' } },
     minArgs: 1,
     maxArgs: 1,
-    async run(client, [name], v) {
+    prepare([name], v) {
       const whom = v.whom ?? 'all';
-      if (whom !== 'leader' && whom !== 'all') throw new UsageError(`--whom must be 'leader' or 'all', not '${whom}'`);
-      await (await client()).call(`${M}.Kill`, { name, whom, signal: signalNumber(v.signal ?? 'SIGTERM') });
+      if (whom !== 'leader' && whom !== 'all') throw new UsageError(`--whom must be 'leader' or 'all', not '${esc(whom)}'`);
+      return justCall(`${M}.Kill`, { name, whom, signal: signalNumber(v.signal ?? 'SIGTERM') });
     },
   },
   watch: {
@@ -186,23 +212,57 @@ const verbs: Record<string, Verb> = {
     options: { json: { type: 'boolean' } },
     minArgs: 0,
     maxArgs: 0,
-    async run(client, _a, v) {
-      for await (const e of (await client()).callMore(`${M}.Watch`, {})) {
-        const { event, machine } = e as { event: string; machine: MachineJson };
+    prepare: (_a, v) => async (c) => {
+      for await (const e of c.callMore(`${M}.Watch`, {})) {
+        const { event, machine } = e as { event?: string; machine: MachineJson };
+        if (event === undefined) break; // the final reply of a daemon that shuts down
         if (v.json) out(JSON.stringify(e) + '\n');
         else out(`${event.padEnd(8)} ${machine.name} ${machine.class} ${machine.state} ${(machine.addresses ?? []).length} address(es)\n`);
       }
+      throw Object.assign(new Error('the watch ended'), { code: 'ECONNRESET' }); // only the daemon ends it
     },
   },
 };
+
+const GLOBAL: Options = { socket: { type: 'string' }, help: { type: 'boolean', short: 'h' } };
+
+/** parseArgs, with every mistake a UsageError in our words. */
+function parse(args: string[], options: Options): { values: Record<string, any>; positionals: string[] } {
+  const { values, positionals, tokens } = parseArgs({ args, options, strict: false, allowPositionals: true, tokens: true });
+  for (const t of tokens) {
+    if (t.kind !== 'option') continue;
+    const type = Object.hasOwn(options, t.name) ? options[t.name].type : undefined;
+    if (!type) throw new UsageError(`unknown option '${esc(t.rawName)}'`);
+    if (type === 'string' && (t.value === undefined || (!t.inlineValue && t.value.startsWith('-')))) throw new UsageError(`option ${t.rawName} needs a value`);
+    if (type === 'boolean' && t.value !== undefined) throw new UsageError(`option ${t.rawName} takes no value`);
+  }
+  return { values, positionals };
+}
+
+function timeoutMs(): number {
+  const s = process.env.MYMACHINESCTL_TIMEOUT || String(DEFAULT_TIMEOUT_S);
+  const sec = /^\d+(\.\d+)?$/.test(s) ? Number(s) : 0;
+  if (!(sec > 0)) throw new UsageError(`invalid MYMACHINESCTL_TIMEOUT '${esc(s)}': expected seconds > 0`);
+  return sec * 1000;
+}
 
 /** "Machine 'x' already exists" -> "machine 'x' already exists"; acronyms such as PID stay. */
 function lowerFirst(s: string): string {
   return /^[A-Z][a-z]/.test(s) ? s.charAt(0).toLowerCase() + s.slice(1) : s;
 }
 
-/** The daemon's errors as one line that names the cause. */
-function describe(e: unknown, socket: string): string {
+/** Why connecting failed, in a few words. */
+function connectCause(e: unknown, ms: number): string {
+  const err = e as NodeJS.ErrnoException;
+  if (err.code === 'ENOENT') return 'no such socket (is it running?)';
+  if (err.code === 'ECONNREFUSED') return 'connection refused (is it running?)';
+  if (err.code === 'EACCES') return 'permission denied';
+  if (err.code === 'ETIMEDOUT') return `not accepted within ${ms / 1000} s`;
+  return err.message ?? String(e);
+}
+
+/** A failed call as one line that names the cause. */
+function describe(e: unknown, socket: string, ms: number): string {
   if (e instanceof VarlinkError) {
     const p = e.parameters as Record<string, unknown>;
     if (e.name === 'org.varlink.service.PermissionDenied') return 'permission denied: changing the registry needs root';
@@ -211,49 +271,44 @@ function describe(e: unknown, socket: string): string {
     return e.name;
   }
   const err = e as NodeJS.ErrnoException;
-  if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') return `cannot reach mymachinesd at ${socket}: ${err.code === 'ENOENT' ? 'no such socket' : 'connection refused'} (is it running?)`;
-  return err.message ?? String(e);
+  if (err.code === 'ETIMEDOUT') return `mymachinesd at ${socket} did not answer within ${ms / 1000} s`;
+  if (err.code === 'ECONNRESET' || err.code === 'EPIPE') return `mymachinesd at ${socket} closed the connection`;
+  return `mymachinesd at ${socket}: ${err.message ?? String(e)}`;
 }
 
 async function main(argv: string[]): Promise<number> {
-  const global = parseArgs({
-    args: argv,
-    options: { socket: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-    strict: false,
-    allowPositionals: true,
-    tokens: true,
-  });
   // Global options stand before the command; the rest belongs to the command.
-  const first = global.tokens!.find((t) => t.kind === 'positional');
+  const { tokens } = parseArgs({ args: argv, options: GLOBAL, strict: false, allowPositionals: true, tokens: true });
+  const first = tokens.find((t) => t.kind === 'positional');
   const cut = first ? first.index : argv.length;
-  const pre = parseArgs({ args: argv.slice(0, cut), options: { socket: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false });
-  const socket = pre.values.socket ?? (process.env.MYMACHINES_SOCKET || DEFAULT_SOCKET);
+  const pre = parse(argv.slice(0, cut), GLOBAL).values;
   if (!first) {
-    if (pre.values.help) return out(HELP), 0;
+    if (pre.help) return out(HELP), 0;
     throw new UsageError('no command given');
   }
   const name = argv[cut];
-  const verb = verbs[name];
-  if (!verb) throw new UsageError(`unknown command '${name}'`);
-  const { values, positionals } = (() => {
-    try {
-      return parseArgs({ args: argv.slice(cut + 1), options: { ...verb.options, help: { type: 'boolean', short: 'h' }, socket: { type: 'string' } }, strict: true, allowPositionals: true });
-    } catch (e) {
-      throw new UsageError((e as Error).message);
-    }
-  })();
-  if (values.help || pre.values.help) return out(`Usage: mymachinesctl [--socket PATH] ${verb.usage}\n`), 0;
-  const sock = (values.socket as string | undefined) ?? socket;
+  const verb = Object.hasOwn(verbs, name) ? verbs[name] : undefined;
+  if (!verb) throw new UsageError(`unknown command '${esc(name)}'`);
+  const { values, positionals } = parse(argv.slice(cut + 1), { ...verb.options, ...GLOBAL });
+  if (values.help || pre.help) return out(`Usage: mymachinesctl [--socket PATH] ${verb.usage}\n`), 0;
   if (positionals.length < verb.minArgs) throw new UsageError(`${name}: missing argument; usage: ${verb.usage}`);
   if (positionals.length > verb.maxArgs) throw new UsageError(`${name}: too many arguments; usage: ${verb.usage}`);
-  let client: VarlinkClient | undefined;
+  const action = verb.prepare(positionals, values);
+  const ms = timeoutMs();
+  const socket: string = values.socket ?? pre.socket ?? (process.env.MYMACHINES_SOCKET || DEFAULT_SOCKET);
+  if (socket === '') throw new UsageError('option --socket needs a value');
+  let client: VarlinkClient;
   try {
-    await verb.run(async () => (client = await VarlinkClient.connect(sock, { timeoutMs: 30_000 })), positionals, values);
+    client = await VarlinkClient.connect(socket, { timeoutMs: ms, callTimeoutMs: ms });
   } catch (e) {
-    if (e instanceof UsageError) throw e;
-    throw new Failure(describe(e, sock));
+    throw new Failure(`cannot reach mymachinesd at ${socket}: ${connectCause(e, ms)}`);
+  }
+  try {
+    await action(client);
+  } catch (e) {
+    throw new Failure(describe(e, socket, ms));
   } finally {
-    client?.close();
+    client.close();
   }
   return 0;
 }

@@ -11,6 +11,16 @@ interface Reply { parameters: Record<string, unknown>; continues: boolean; error
 interface Pending {
   reply(r: Reply): void;
   fail(err: Error): void;
+  timer?: NodeJS.Timeout; // until the first reply, when a call timeout is set
+}
+
+export interface ConnectOptions {
+  /** How long connecting may take (default 5000 ms). */
+  timeoutMs?: number;
+  /** How long a call may wait for its (first) reply; none by default. Later replies of a `more` call
+   *  (Watch) come at the server's pace. As replies come in order, a call that times out fails the
+   *  connection, and every call on it, with an error of code ETIMEDOUT. */
+  callTimeoutMs?: number;
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
@@ -39,13 +49,13 @@ export class VarlinkClient {
   private partialBytes = 0;
   private failure?: Error; // set once the connection is gone
 
-  private constructor(private readonly socket: net.Socket) {
+  private constructor(private readonly socket: net.Socket, private readonly callTimeoutMs?: number) {
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
     socket.on('error', (err) => this.fail(err));
     socket.on('close', () => this.fail(connectionError('varlink connection closed', 'ECONNRESET')));
   }
 
-  static connect(path: string, opts: { timeoutMs?: number } = {}): Promise<VarlinkClient> {
+  static connect(path: string, opts: ConnectOptions = {}): Promise<VarlinkClient> {
     return new Promise((resolve, reject) => {
       const socket = net.connect(path);
       const failed = (err: Error) => {
@@ -59,7 +69,7 @@ export class VarlinkClient {
       socket.once('connect', () => {
         clearTimeout(timer);
         socket.off('error', failed);
-        resolve(new VarlinkClient(socket));
+        resolve(new VarlinkClient(socket, opts.callTimeoutMs));
       });
     });
   }
@@ -129,7 +139,13 @@ export class VarlinkClient {
   private send(request: object, pending?: Pending): void {
     if (this.failure) throw this.failure;
     this.socket.write(`${JSON.stringify(request)}\0`);
-    if (pending) this.pending.push(pending);
+    if (!pending) return;
+    const ms = this.callTimeoutMs;
+    if (ms !== undefined) {
+      const method = (request as { method: string }).method;
+      pending.timer = setTimeout(() => this.fail(connectionError(`varlink: no reply to ${method} within ${ms} ms`, 'ETIMEDOUT')), ms);
+    }
+    this.pending.push(pending);
   }
 
   private receive(chunk: Buffer): void {
@@ -143,6 +159,7 @@ export class VarlinkClient {
       const reply = parseReply(raw);
       const call = this.pending[0];
       if (!reply || !call) return this.fail(connectionError('varlink: protocol error in reply', 'EPROTO'));
+      clearTimeout(call.timer);
       // An error ends a call even if it claims to continue.
       if (!reply.continues || reply.error !== undefined) this.pending.shift();
       call.reply(reply);
@@ -159,6 +176,9 @@ export class VarlinkClient {
     if (this.failure) return;
     this.failure = err;
     this.socket.destroy();
-    for (const call of this.pending.splice(0)) call.fail(err);
+    for (const call of this.pending.splice(0)) {
+      clearTimeout(call.timer);
+      call.fail(err);
+    }
   }
 }
