@@ -35,6 +35,8 @@ export interface ScopeAllocator {
   create(machine: string, leader: number, req: ScopeRequest): Promise<{ path: string; unit: string }>;
   /** Every process in the scope and in the cgroups below it. */
   processes(path: string): Promise<number[]>;
+  /** SIGKILL to all of them at once; false when that cannot be done (then they are killed one by one). */
+  kill(path: string): Promise<boolean>;
   /** True once gone; false while processes remain. */
   remove(path: string): Promise<boolean>;
   /** Undoes create() for a request refused after it: the scope's processes go back where the leader came
@@ -225,6 +227,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
       const registered = this.machines.get(m.name) === m;
       // Who is there now (its scope, or while the leader lives its descendants; never the tree of a
       // PID that may have been reused), and who was there at SIGTERM and is still the same process.
+      if (m.ownCgroup && (await this.opts.scopes!.kill(m.ownCgroup))) return signalAll(victims, m.leader, 9);
       const now = m.ownCgroup || registered ? await this.processes(m).catch(() => []) : [];
       if (registered) await this.signal(m, 'leader', 9).catch(() => {});
       signalAll([...victims, ...now], m.leader, 9);
@@ -342,6 +345,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
   }
 
   private async signal(m: Machine, whom: Whom, sig: number): Promise<void> {
+    if (whom === 'all' && sig === 9 && m.ownCgroup && (await this.opts.scopes!.kill(m.ownCgroup))) return;
     // Found before the leader is signalled: once it is dead its children are no longer its own.
     const others = whom === 'all' ? await this.processes(m) : [];
     const fd = this.pidfds.get(m.name);

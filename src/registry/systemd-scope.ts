@@ -14,7 +14,7 @@
 import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import dbus from 'dbus-next';
-import { type CgroupPlace, cgroupPlaceOf, findLegacySystemdMount, moveBack, subtreeProcesses } from './cgroup.js';
+import { type CgroupPlace, cgroupPlaceOf, findLegacySystemdMount, killSubtree, moveBack, subtreeProcesses } from './cgroup.js';
 import { RegistryError } from './errors.js';
 import { scopeUnitName } from './names.js';
 import type { ScopeAllocator, ScopeRequest } from './registry.js';
@@ -225,6 +225,10 @@ export class SystemdScopes implements ScopeAllocator {
 
   async processes(path: string): Promise<number[]> {
     return subtreeProcesses(join(this.cgroupMount, path));
+  }
+
+  kill(path: string): Promise<boolean> {
+    return killSubtree(join(this.cgroupMount, path));
   }
 
   /** systemd collects the scope itself once it is empty (CollectMode); it is gone when its cgroup is. */
