@@ -566,6 +566,21 @@ describe('mymachinesctl with a daemon', { timeout: 180_000 }, () => {
     }
   });
 
+  test('watch whose reader goes away (watch | head -1) exits 0 quietly', async () => {
+    const w = spawn(CTL, ['--socket', d.socket, 'watch'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(w);
+    let err = '';
+    w.stderr!.on('data', (x) => (err += x));
+    await new Promise((resolve) => w.stdout!.once('data', resolve));
+    w.stdout!.destroy(); // the reader goes away
+    // The next line written (a machine registered) meets the closed pipe.
+    const l = sleeper();
+    ok(await d.ctl(['register', 'piped', '--leader', String(l.pid), '--class', 'vm']), 'register');
+    assert.equal(await exited(w), 0);
+    assert.equal(err, '');
+    ok(await d.ctl(['unregister', 'piped']), 'unregister');
+  });
+
   test('unregister several names leaves their processes alone', async () => {
     const ls = [sleeper(), sleeper(), sleeper()];
     for (const [i, l] of ls.entries()) ok(await d.ctl(['register', `u${i}`, '--leader', String(l.pid)]), `register u${i}`);

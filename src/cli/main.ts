@@ -57,6 +57,11 @@ interface Verb {
 }
 
 const out = (s: string) => void process.stdout.write(s);
+// A reader that went away (`mymachinesctl watch | head -1`) ends us quietly, as it would a C program.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0);
+  throw e;
+});
 
 /** User input, fit for a one-line message. */
 const esc = (s: string) => s.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
