@@ -1,14 +1,14 @@
 // mymachinesd: wires the registry and its front ends, starts and stops them.
-import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { findCgroup2Mount, findLegacySystemdMount, Cgroups } from '../registry/cgroup.js';
-import { serveMachine1 } from '../registry/dbus-machine1.js';
-import { busAddress } from '../registry/dbus-service.js';
-import { Registry } from '../registry/registry.js';
-import { SystemdScopes, systemdIsPid1 } from '../registry/systemd-scope.js';
+import { readFileSync } from 'node:fs';
+import { findCgroup2Mount, findLegacySystemdMount, systemdIsPid1, Cgroups } from '../registry/cgroup.js';
+import { Registry, type ScopeAllocator } from '../registry/registry.js';
 import { machineHandlers, machineInterface } from '../registry/varlink-machine.js';
-import { DnsServer, Resolver, resolveHandlers, resolveInterface } from '../resolver/index.js';
+import { Resolver } from '../resolver/resolver.js';
+import { resolveHandlers, resolveInterface } from '../resolver/varlink-resolve.js';
+// D-Bus (dbus-next) and DNS (dns-packet) code is loaded only when it is used, and D-Bus only once the
+// daemon socket is up: a daemon without them starts sooner, and one with them is not ready later.
 import { UserRecords } from '../userdb/records.js';
 import { userDatabaseHandlers, userDatabaseInterface } from '../userdb/varlink-userdb.js';
 import { VarlinkServer } from '../varlink/server.js';
@@ -37,8 +37,8 @@ async function run(opts: DaemonOptions): Promise<void> {
   const log = makeLogger(opts.logLevel);
   let registry: Registry | undefined;
   let server: VarlinkServer | undefined;
-  let bus: ReturnType<typeof serveMachine1> | undefined;
-  let dns: DnsServer | undefined;
+  let bus: { stop(): void } | undefined;
+  let dns: { close(): Promise<void> } | undefined;
   // Installed first, so that a SIGTERM during start-up still stops the daemon cleanly.
   let stopping = false;
   const stop = async (signal: string) => {
@@ -62,10 +62,13 @@ async function run(opts: DaemonOptions): Promise<void> {
   }
   const mount = await findCgroup2Mount();
   if (!mount) log.warn({}, 'no cgroup2 hierarchy: creating machines (allocateUnit) is not supported');
+  let scopes: ScopeAllocator | undefined;
+  // Where systemd is PID 1 it owns the cgroup tree: scopes are asked of it, as machined does.
+  if (mount && systemdIsPid1()) scopes = new (await import('../registry/systemd-scope.js')).SystemdScopes(mount);
+  else if (mount) scopes = new Cgroups(mount, await findLegacySystemdMount());
   registry = new Registry({
     stateDir: opts.stateDir,
-    // Where systemd is PID 1 it owns the cgroup tree: scopes are asked of it, as machined does.
-    scopes: !mount ? undefined : systemdIsPid1() ? new SystemdScopes(mount) : new Cgroups(mount, await findLegacySystemdMount()),
+    scopes,
     terminateTimeoutMs: opts.terminateTimeoutMs,
     log,
   });
@@ -84,7 +87,10 @@ async function run(opts: DaemonOptions): Promise<void> {
   server.addInterface(resolveInterface, resolveHandlers(resolver));
   server.addInterface(userDatabaseInterface, userDatabaseHandlers(new UserRecords(registry)));
   // DNS for clients that bypass NSS; an address that cannot be had stops the start (exit 1).
-  if (opts.dns.length > 0) dns = await DnsServer.start(resolver, { listen: opts.dns, zones: opts.dnsZones, log });
+  if (opts.dns.length > 0) {
+    const { DnsServer } = await import('../resolver/dns-server.js');
+    dns = await DnsServer.start(resolver, { listen: opts.dns, zones: opts.dnsZones, log });
+  }
   if (stopping) return;
   // Where nss-systemd and userdbctl look for userdb services; the socket's name is the service name.
   // Before the daemon socket: once that answers, the daemon is wholly up.
@@ -99,7 +105,10 @@ async function run(opts: DaemonOptions): Promise<void> {
   });
   if (stopping) return;
   // D-Bus is optional: an unreachable bus is warned about and retried, never fatal.
-  if (opts.bus !== 'none') bus = serveMachine1(registry, log, busAddress(opts.bus, process.env));
+  if (opts.bus !== 'none') {
+    const [{ serveMachine1 }, { busAddress }] = await Promise.all([import('../registry/dbus-machine1.js'), import('../registry/dbus-service.js')]);
+    if (!stopping) bus = serveMachine1(registry, log, busAddress(opts.bus, process.env));
+  }
   log.info({ socket: socketPath, stateDir: opts.stateDir, machines: registry.list().length - 1 }, 'ready');
 }
 

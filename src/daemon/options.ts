@@ -1,6 +1,6 @@
 // mymachinesd's command line.
 import { parseArgs } from 'node:util';
-import { dnsListenText, parseDnsListen, parseDnsZone, type DnsListen } from '../resolver/index.js';
+import { dnsListenText, parseDnsListen, parseDnsZone, type DnsListen } from '../resolver/dns-config.js';
 
 export interface DaemonOptions {
   runtimeDir: string;

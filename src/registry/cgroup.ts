@@ -53,13 +53,16 @@ export function cgroupPlaceOf(pid: number): CgroupPlace {
   return place;
 }
 
-/** Every process in the cgroup at dir and in every cgroup below it; [] when it is gone. */
+/** Whether systemd runs as PID 1 (and owns the cgroup tree), as sd_booted() tells. */
+export const systemdIsPid1 = () => existsSync('/run/systemd/system');
+
 /** SIGKILL to every process of a cgroup2 subtree at once, through cgroup.kill (Linux 5.14+), so that
  *  a process forking meanwhile cannot escape; false where the kernel has no cgroup.kill. */
 export async function killSubtree(dir: string): Promise<boolean> {
   return writeFile(join(dir, 'cgroup.kill'), '1\n').then(() => true, () => false);
 }
 
+/** Every process in the cgroup at dir and in every cgroup below it; [] when it is gone. */
 export async function subtreeProcesses(dir: string): Promise<number[]> {
   const text = await readFile(join(dir, 'cgroup.procs'), 'utf8').catch(() => '');
   const pids = text.split('\n').filter(Boolean).map(Number);

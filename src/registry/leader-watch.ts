@@ -12,6 +12,7 @@ export class LeaderWatch<T> {
   private readonly epfd: number;
   private readonly owners = new Map<number, T>();
   private events = Buffer.alloc(0);
+  private readonly one = Buffer.alloc(EVENT_SIZE);
 
   constructor() {
     this.epfd = c.epoll_create1(c.EPOLL_CLOEXEC);
@@ -20,7 +21,7 @@ export class LeaderWatch<T> {
 
   /** Watches the pidfd `fd` for `owner`; the fd stays the caller's to close (after delete()). */
   add(fd: number, owner: T): void {
-    const ev = Buffer.alloc(EVENT_SIZE);
+    const ev = this.one;
     ev.writeUInt32LE(c.EPOLLIN, 0);
     ev.writeInt32LE(fd, DATA_OFFSET);
     if (c.epoll_ctl(this.epfd, c.EPOLL_CTL_ADD, fd, ev) !== 0) throw new Error(`epoll_ctl: errno ${c.errno()}`);

@@ -49,6 +49,9 @@ export interface Machine extends Omit<MachineSpec, 'class'> {
   /** Read from the leader's network namespace; undefined until read or when the leader shares ours. */
   netAddresses: Address[] | undefined;
   privateNetwork: boolean;
+  /** The leader's network namespace when it registered ("net:[INODE]"; '' for VMs): kept in the state
+   *  file, so that a restart need not look again for every machine. */
+  netns: string;
   uidMap: IdMapLine[];
   gidMap: IdMapLine[];
 }

@@ -1,21 +1,13 @@
 // The main thread's side of netns-worker.ts: a watcher of container addresses.
-import { readlinkSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import * as c from './libc.js';
 import type { Address } from './machine.js';
+import { readNamespace } from './proc.js';
 import type { WorkerReply, WorkerRequest } from './netns-worker.js';
 
 export type AddressUpdate =
   | { addresses: Address[] }
   | { error: 'no-private-network' | 'gone' | 'failed'; message?: string };
-
-function netnsOf(pid: number | 'self'): string | undefined {
-  try {
-    return readlinkSync(`/proc/${pid}/ns/net`);
-  } catch {
-    return undefined;
-  }
-}
 
 export class NetnsWatcher {
   private worker: Worker | undefined;
@@ -25,14 +17,13 @@ export class NetnsWatcher {
   private readonly one = Buffer.from([1, 0, 0, 0, 0, 0, 0, 0]);
   private nextId = 1;
   private readonly listeners = new Map<number, (u: AddressUpdate) => void>();
-  private readonly ownNetns = netnsOf('self');
+  readonly ownNetns = readNamespace('self', 'net');
 
-  /** Watches the network namespace of `pid`; `listener` gets the first list and every change. A leader
-   *  that is gone, or in our own namespace, is answered at once without the worker. */
-  watch(pid: number, listener: (u: AddressUpdate) => void): number {
+  /** Watches the network namespace `ns` of `pid` (readNamespace); `listener` gets the first list and
+   *  every change. A leader that is gone, or in our own namespace, is answered at once without the worker. */
+  watch(pid: number, ns: string | undefined, listener: (u: AddressUpdate) => void): number {
     const id = this.nextId++;
-    const ns = netnsOf(pid);
-    if (ns === undefined || ns === this.ownNetns) {
+    if (ns === undefined || ns === '' || ns === this.ownNetns) {
       listener({ error: ns === undefined ? 'gone' : 'no-private-network' });
       return id;
     }

@@ -17,7 +17,12 @@ export function readProcFile(path: string): string | undefined {
   }
   try {
     let text = '';
-    for (let n; (n = readSync(fd, chunk, 0, chunk.length, null)) > 0; ) text += chunk.toString('utf8', 0, n);
+    for (let n; (n = readSync(fd, chunk, 0, chunk.length, null)) > 0; ) {
+      text += chunk.toString('utf8', 0, n);
+      // A procfs file hands over whole lines, as much as fits: a short read that ends a line is the
+      // end, without one more read to be told so.
+      if (n < chunk.length && chunk[n - 1] === 10) break;
+    }
     return text;
   } catch {
     return undefined;
@@ -58,19 +63,22 @@ export function readIdMap(pid: number | 'self', kind: 'uid' | 'gid'): IdMapLine[
   return lines;
 }
 
+/** The namespace link of a process ("net:[4026531840]"); undefined when it is gone. */
+export function readNamespace(pid: number | 'self', kind: 'net' | 'user'): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/${kind}`);
+  } catch {
+    return undefined;
+  }
+}
+
 let own: { ns: string; uid: IdMapLine[]; gid: IdMapLine[] } | undefined;
 
 /** The uid_map and gid_map of a process. One in our own user namespace (most leaders without a user
  *  namespace of their own) has ours, read once: one readlink instead of reading two files. */
 export function readIdMaps(pid: number): { uid: IdMapLine[]; gid: IdMapLine[] } {
   own ??= { ns: readlinkSync('/proc/self/ns/user'), uid: readIdMap('self', 'uid'), gid: readIdMap('self', 'gid') };
-  let ns: string | undefined;
-  try {
-    ns = readlinkSync(`/proc/${pid}/ns/user`);
-  } catch {
-    ns = undefined;
-  }
-  return ns === own.ns ? own : { uid: readIdMap(pid, 'uid'), gid: readIdMap(pid, 'gid') };
+  return readNamespace(pid, 'user') === own.ns ? own : { uid: readIdMap(pid, 'uid'), gid: readIdMap(pid, 'gid') };
 }
 
 /** The process's path in the cgroup2 hierarchy ("0::" line), e.g. /system.slice/foo.service. */

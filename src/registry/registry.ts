@@ -9,7 +9,7 @@ import { AF_INET, AF_INET6, type Address, type Machine, type MachineSpec, parseA
 import { LeaderWatch } from './leader-watch.js';
 import { NetnsWatcher } from './netns.js';
 import { readOsRelease } from './os-release.js';
-import { processTree, readCgroupPath, readIdMap, readIdMaps, readProcStat, unitOfCgroupPath } from './proc.js';
+import { type IdMapLine, processTree, readCgroupPath, readIdMap, readIdMaps, readNamespace, readProcStat, unitOfCgroupPath } from './proc.js';
 import { type StateRecord, StateFiles } from './state-files.js';
 import { type RegisterRequest, sortAddresses, validateRequest } from './validate.js';
 
@@ -185,7 +185,8 @@ export class Registry extends EventEmitter<RegistryEvents> {
         if (unit && this.list().some((m) => m.unit === unit)) unit = '';
       }
       const m = this.makeMachine(spec, startTime, unit, ownCgroup);
-      await this.watchAddresses(m);
+      const firstAddresses = this.watchAddresses(m);
+      if (firstAddresses) await firstAddresses;
       this.files.write(m);
       this.insert(m, pidfd);
       this.opts.log.info({ machine: m.name, leader: m.leader, class: m.class, unit: m.unit }, 'machine registered');
@@ -267,11 +268,27 @@ export class Registry extends EventEmitter<RegistryEvents> {
     return m;
   }
 
-  private makeMachine(spec: MachineSpec, leaderStartTime: string, unit: string, ownCgroup: string): Machine {
+  /** `known`: what a state file says of the leader's namespaces, if anything (else they are read). */
+  private makeMachine(spec: MachineSpec, leaderStartTime: string, unit: string, ownCgroup: string,
+    known: { netns: string; uidMap: IdMapLine[]; gidMap: IdMapLine[] } = { netns: '', uidMap: [], gidMap: [] }): Machine {
     const container = spec.class === 'container';
-    const { uid: uidMap, gid: gidMap } = container ? readIdMaps(spec.leader) : { uid: [], gid: [] };
+    const maps = known.uidMap.length > 0 && known.gidMap.length > 0 ? { uid: known.uidMap, gid: known.gidMap } : container ? readIdMaps(spec.leader) : { uid: [], gid: [] };
+    const { uid: uidMap, gid: gidMap } = maps;
+    const netns = !container ? '' : known.netns || (readNamespace(spec.leader, 'net') ?? '');
+    // Field by field: a spread with more fields after it is slow in V8 (microseconds per object), and a
+    // restart makes thousands.
     return {
-      ...spec,
+      name: spec.name,
+      id: spec.id,
+      service: spec.service,
+      class: spec.class,
+      leader: spec.leader,
+      rootDirectory: spec.rootDirectory,
+      ifIndices: spec.ifIndices,
+      addresses: spec.addresses,
+      vSockCid: spec.vSockCid,
+      sshAddress: spec.sshAddress,
+      allocateUnit: spec.allocateUnit,
       leaderStartTime,
       unit,
       ownCgroup,
@@ -279,6 +296,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
       state: 'running',
       netAddresses: undefined,
       privateNetwork: false,
+      netns,
       uidMap,
       gidMap,
     };
@@ -295,21 +313,32 @@ export class Registry extends EventEmitter<RegistryEvents> {
   }
 
   /** Follows a container's addresses. Waits (a bounded time) for the first list before the machine is
-   *  inserted, so that it resolves as soon as its registration is answered; later changes are events. */
-  private watchAddresses(m: Machine): Promise<void> {
-    if (m.class !== 'container') return Promise.resolve();
+   *  inserted, so that it resolves as soon as its registration is answered; later changes are events.
+   *  Returns undefined when there is nothing to wait for (no private network namespace: answered at once). */
+  private watchAddresses(m: Machine): Promise<void> | undefined {
+    if (m.class !== 'container') return undefined;
+    let first: (() => void) | undefined;
+    let answered = false;
+    const id = this.netns.watch(m.leader, m.netns, (u) => {
+      answered = true;
+      first?.();
+      const privateNetwork = 'addresses' in u || u.error === 'failed';
+      const netAddresses = 'addresses' in u ? u.addresses : undefined;
+      if ('error' in u && u.error === 'failed') this.opts.log.warn({ machine: m.name, error: u.message }, 'cannot read addresses');
+      // The worker posts only lists that differ from its last one; the first answer is no change.
+      const changed = privateNetwork !== m.privateNetwork || netAddresses !== m.netAddresses;
+      m.privateNetwork = privateNetwork;
+      m.netAddresses = netAddresses;
+      if (changed && this.machines.get(m.name) === m) this.emit('changed', m);
+    });
+    this.netWatches.set(m.name, id);
+    if (answered) return undefined;
     return new Promise((resolve) => {
       const timer = setTimeout(resolve, FIRST_ADDRESSES_WAIT_MS);
-      const id = this.netns.watch(m.leader, (u) => {
+      first = () => {
         clearTimeout(timer);
         resolve();
-        const before = JSON.stringify([m.privateNetwork, m.netAddresses]);
-        m.privateNetwork = 'addresses' in u || u.error === 'failed';
-        m.netAddresses = 'addresses' in u ? u.addresses : undefined;
-        if ('error' in u && u.error === 'failed') this.opts.log.warn({ machine: m.name, error: u.message }, 'cannot read addresses');
-        if (this.machines.get(m.name) === m && JSON.stringify([m.privateNetwork, m.netAddresses]) !== before) this.emit('changed', m);
-      });
-      this.netWatches.set(m.name, id);
+      };
     });
   }
 
@@ -369,6 +398,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
         if (u.length === m.uidMap.length && g.length === m.gidMap.length) continue;
         m.uidMap = u;
         m.gidMap = g;
+        this.files.write(m);
         this.emit('changed', m);
       }
       for (const path of this.staleCgroups) if (await this.opts.scopes!.remove(path)) this.staleCgroups.delete(path);
@@ -415,9 +445,12 @@ export class Registry extends EventEmitter<RegistryEvents> {
       sshAddress: r.sshAddress,
       allocateUnit: r.allocateUnit,
     };
-    const m = this.makeMachine(spec, leader.startTime, r.unit, r.ownCgroup);
+    // The leader is the same process (its start time says so): its namespaces are those it registered
+    // with, and ID maps never change once written.
+    const m = this.makeMachine(spec, leader.startTime, r.unit, r.ownCgroup, { netns: r.netns, uidMap: r.uidMap, gidMap: r.gidMap });
     m.timestamp = { realtime: r.realtime, monotonic: r.monotonic };
-    await this.watchAddresses(m);
+    const firstAddresses = this.watchAddresses(m);
+    if (firstAddresses) await firstAddresses;
     // Rewritten only when it changes (a file from machined gains our keys): a restart stays fast.
     if (this.files.serialize(m) !== r.text) this.files.write(m);
     this.insert(m, leader.fd);
@@ -503,6 +536,7 @@ function hostMachine(): Machine {
     state: 'running',
     netAddresses: undefined,
     privateNetwork: false,
+    netns: '',
     uidMap: [],
     gidMap: [],
   };

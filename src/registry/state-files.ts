@@ -6,9 +6,10 @@
 // file costs microseconds and never waits for a disk, while each fs.promises call is a thread-pool round
 // trip (a registration made four of them and spent most of its time waiting). A registration is answered
 // only after its file is written anyway.
-import { mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readSync, readdirSync, readlinkSync, renameSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Machine, addressToString, parseAddress } from './machine.js';
+import type { IdMapLine } from './proc.js';
 import { isValidMachineName } from './names.js';
 
 /** What a state file holds; enough to take a machine back after a restart. */
@@ -27,6 +28,9 @@ export interface StateRecord {
   addresses: string[];
   ownCgroup: string;
   allocateUnit: boolean;
+  netns: string;
+  uidMap: IdMapLine[];
+  gidMap: IdMapLine[];
   vSockCid?: number;
   sshAddress?: string;
   /** The file as read. */
@@ -56,6 +60,8 @@ export class StateFiles {
     if (m.addresses.length) lines.push(`ADDRESSES=${m.addresses.map(addressToString).join(' ')}`);
     if (m.ownCgroup) lines.push(`OWN_CGROUP=${cescape(m.ownCgroup)}`);
     if (m.allocateUnit) lines.push('ALLOCATE_UNIT=1');
+    if (m.netns) lines.push(`NETNS=${m.netns}`);
+    if (m.uidMap.length && m.gidMap.length) lines.push(`UID_MAP=${idMapText(m.uidMap)}`, `GID_MAP=${idMapText(m.gidMap)}`);
     return lines.join('\n') + '\n';
   }
 
@@ -95,7 +101,7 @@ export class StateFiles {
     for (const n of names) {
       let rec: StateRecord | undefined;
       try {
-        rec = parseState(readFileSync(join(this.dir, n), 'utf8'));
+        rec = parseState(readSmallFile(join(this.dir, n)));
       } catch {
         rec = undefined;
       }
@@ -158,9 +164,45 @@ export function parseState(text: string): StateRecord | undefined {
     addresses: (kv.get('ADDRESSES') ?? '').split(' ').filter((a) => a && parseAddress(a)),
     ownCgroup: kv.get('OWN_CGROUP') ?? '',
     allocateUnit: kv.get('ALLOCATE_UNIT') === '1',
+    netns: /^net:\[\d+\]$/.test(kv.get('NETNS') ?? '') ? kv.get('NETNS')! : '',
+    uidMap: parseIdMap(kv.get('UID_MAP') ?? ''),
+    gidMap: parseIdMap(kv.get('GID_MAP') ?? ''),
     vSockCid: num('VSOCK_CID'),
     sshAddress: kv.get('SSH_ADDRESS'),
   };
+}
+
+const chunk = Buffer.alloc(64 * 1024);
+
+/** A regular file's text, read into one buffer: a short read is its end (no fstat, no extra read). */
+function readSmallFile(path: string): string {
+  const fd = openSync(path, 'r');
+  try {
+    let text = '';
+    for (let n; (n = readSync(fd, chunk, 0, chunk.length, null)) > 0; ) {
+      text += chunk.toString('utf8', 0, n);
+      if (n < chunk.length) break;
+    }
+    return text;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** ID map lines as "BASE SHIFT RANGE,..." (the kernel's lines, comma-separated). */
+function idMapText(lines: IdMapLine[]): string {
+  return lines.map((l) => `${l.base} ${l.shift} ${l.range}`).join(',');
+}
+
+/** [] for anything malformed: the maps are then read from the leader again. */
+function parseIdMap(text: string): IdMapLine[] {
+  const lines: IdMapLine[] = [];
+  for (const part of text.split(',').filter(Boolean)) {
+    const f = part.split(' ').map(Number);
+    if (f.length !== 3 || !f.every((x) => Number.isSafeInteger(x) && x >= 0 && x <= 0xffffffff)) return [];
+    lines.push({ base: f[0], shift: f[1], range: f[2] });
+  }
+  return lines;
 }
 
 /** C-style escaping as systemd's cescape(): backslash, quotes and non-printable bytes. */

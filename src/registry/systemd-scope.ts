@@ -27,8 +27,6 @@ const MANAGER = 'org.freedesktop.systemd1.Manager';
 const JOB_TIMEOUT_MS = 30_000;
 
 /** True when systemd runs as PID 1 (sd_booted()'s test). */
-export const systemdIsPid1 = () => existsSync('/run/systemd/system');
-
 /** An error answered by systemd (or machined's JobFailed for a failed start job): D-Bus callers get its
  *  name and message unchanged, as machined passes them on; other front ends see a registry 'Failed'. */
 export class SystemdError extends RegistryError {

@@ -172,7 +172,8 @@ export function machineHandlers(reg: Registry): Record<string, Handler> {
   return mapped({
     async Register(p, ctx) {
       requireRoot(ctx);
-      await reg.register({ ...p, leader: p.leader ?? ctx.peer.pid });
+      p.leader ??= ctx.peer.pid;
+      await reg.register(p);
       return {};
     },
     async Unregister(p, ctx) {
