@@ -16,8 +16,8 @@ const MGR = 'org.freedesktop.machine1.Manager';
 const N = Number(process.env.BENCH_MACHINES ?? 1000);
 const EXTRA = 50;
 
-async function leaders(n: number): Promise<{ pids: number[]; stop(): void }> {
-  const bin = join(tmpdir(), 'mymachines-bench-dbus-leaders');
+async function leaders(n: number, dir: string): Promise<{ pids: number[]; stop(): void }> {
+  const bin = join(dir, 'leaders');
   await must('gcc', ['-O2', '-o', bin, join(ROOT, 'bench/leaders.c')]);
   const p = spawn(bin, [String(n)], { stdio: ['pipe', 'pipe', 'inherit'] });
   let out = '';
@@ -46,7 +46,7 @@ async function main(): Promise<void> {
   mkdirSync(join(dir, 'machines'));
   // /run is a tmpfs on a normal host; so is the state directory here (gone with the private namespace).
   await must('mount', ['-t', 'tmpfs', 'tmpfs', join(dir, 'machines')]);
-  const L = await leaders(N + EXTRA);
+  const L = await leaders(N + EXTRA, dir);
   const client = join(dir, 'dbus-client');
   await must('gcc', ['-O2', '-o', client, join(ROOT, 'bench/dbus-client.c'), '-lsystemd']);
   let bus: Bus | undefined;
