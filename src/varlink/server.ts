@@ -96,8 +96,8 @@ interface Interface { def: InterfaceDef; handlers: Record<string, Handler>; desc
 interface Connection {
   socket: net.Socket;
   peer: PeerCredentials;
-  /** The interfaces this connection may call (its listener's). */
-  interfaces: Set<string>;
+  /** The interfaces this connection may call (its listener's); undefined: all. */
+  interfaces: Set<string> | undefined;
   lastActive: number;
   /** A reply was written in this tick (further ones are corked until the next). */
   sentThisTick: boolean;
@@ -280,7 +280,7 @@ export class VarlinkServer {
     }
     this.perUid.set(peer.uid, (this.perUid.get(peer.uid) ?? 0) + 1);
     const c: Connection = {
-      socket, peer, interfaces: only ?? new Set(this.interfaces.keys()), lastActive: Date.now(), sentThisTick: false,
+      socket, peer, interfaces: only, lastActive: Date.now(), sentThisTick: false,
       partial: [], partialBytes: 0, queue: [], queuedBytes: 0, ended: false, closed: false,
     };
     this.connections.add(c);
@@ -389,10 +389,11 @@ export class VarlinkServer {
       finished = last;
       this.send(c, msg, last);
     };
+    const all = this.interfaces;
     const ctx: CallContext = {
       method: req.method, more: req.more, oneway: req.oneway, peer: c.peer,
       get interfaces() {
-        return [...c.interfaces];
+        return [...(c.interfaces ?? all.keys())];
       },
       drain: () => this.drain(c),
       get signal() {
@@ -429,7 +430,7 @@ export class VarlinkServer {
     const ifaceName = dot < 0 ? '' : req.method.slice(0, dot);
     const name = req.method.slice(dot + 1);
     const iface = this.interfaces.get(ifaceName);
-    if (!iface || !c.interfaces.has(ifaceName)) throw interfaceNotFound(ifaceName);
+    if (!iface || (c.interfaces && !c.interfaces.has(ifaceName))) throw interfaceNotFound(ifaceName);
     if (!Object.hasOwn(iface.def.methods, name)) throw methodNotFound(req.method);
     if (!Object.hasOwn(iface.handlers, name)) throw methodNotImplemented(req.method);
     validate(iface.def, name, req.parameters);
