@@ -43,7 +43,8 @@ export async function makeContainer(opts: ContainerOptions = {}): Promise<Contai
     stdio: ['pipe', 'ignore', 'inherit'],
   });
   const pid = child.pid!;
-  const hostIf = opts.hostNetwork ? '' : `mmt${process.pid % 1000}x${counter++}`;
+  // Unique among test processes running at once: the whole PID (at most 7 digits: 15 characters in all).
+  const hostIf = opts.hostNetwork ? '' : `mmt${process.pid}x${counter++}`;
   const c: Container = {
     pid,
     hostIf,
