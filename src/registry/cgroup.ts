@@ -4,7 +4,7 @@
 // subtree (a container's own systemd, or anything given Delegate=yes, makes cgroups below the scope).
 import { existsSync } from 'node:fs';
 import { readFile, mkdir, readdir, rmdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { RegistryError } from './errors.js';
 import { scopeUnitName } from './names.js';
 import { processTree, readProcFile } from './proc.js';
@@ -213,7 +213,12 @@ export class Cgroups implements ScopeAllocator {
   async remove(path: string): Promise<boolean> {
     if (this.legacyMount) await removeSubtree(join(this.legacyMount, path));
     const gone = await removeSubtree(join(this.mount, path));
-    if (gone) this.origins.delete(path);
+    if (gone) {
+      this.origins.delete(path);
+      // Without systemd, machine.slice is ours too: it goes with its last scope (rmdir fails while any
+      // scope, of this daemon or another, is still in it).
+      for (const m of [this.mount, this.legacyMount]) if (m) await rmdir(join(m, dirname(path))).catch(() => {});
+    }
     return gone;
   }
 
