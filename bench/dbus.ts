@@ -3,7 +3,6 @@
 // over 1,000 machines, GetMachineAddresses of that container and ListMachines, timed from an sd-bus client
 // (bench/dbus-client.c, as systemd's tools call) and from dbus-next. For reference, systemd-machined takes
 // 1.9-3.4 ms for GetMachineAddresses and 0.2 ms for ListMachines with one machine on this kind of host.
-import { spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,22 +10,11 @@ import { makeContainer, removeAllContainers } from '../test/helpers/container.js
 import { ROOT, startDaemon, type Daemon } from '../test/helpers/daemon.js';
 import { must, run, waitFor } from '../test/helpers/run.js';
 import { type Bus, busClient, startBus } from '../test/dbus-helpers.js';
+import { leaders } from './leaders.js';
 
 const MGR = 'org.freedesktop.machine1.Manager';
 const N = Number(process.env.BENCH_MACHINES ?? 1000);
 const EXTRA = 50;
-
-async function leaders(n: number, dir: string): Promise<{ pids: number[]; stop(): void }> {
-  const bin = join(dir, 'leaders');
-  await must('gcc', ['-O2', '-o', bin, join(ROOT, 'bench/leaders.c')]);
-  const p = spawn(bin, [String(n)], { stdio: ['pipe', 'pipe', 'inherit'] });
-  let out = '';
-  for await (const chunk of p.stdout!) {
-    out += chunk;
-    if (out.split('\n').length > n) break;
-  }
-  return { pids: out.trim().split('\n').map(Number), stop: () => p.stdin!.end() };
-}
 
 /** Median and 99th percentile in ms of `runs` sequential calls. */
 async function latency(runs: number, call: () => Promise<unknown>): Promise<{ median: number; p99: number }> {

@@ -1,27 +1,15 @@
 // Registry benchmark: registrations per second through Varlink (1 and 8 C clients: varlink-register.c), List latency and
 // daemon memory with 1,000 and 10,000 machines, restart-to-ready with 10,000 state files.
 // The state directory is a tmpfs, as /run is on a normal host. Leaders are cheap sleeping processes.
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { VarlinkClient } from '../src/varlink/client.js';
 import { ROOT, startDaemon, type Daemon } from '../test/helpers/daemon.js';
 import { must, run } from '../test/helpers/run.js';
+import { leaders } from './leaders.js';
 
 const M = 'io.systemd.Machine';
-
-async function leaders(n: number, dir: string): Promise<{ pids: number[]; stop(): void }> {
-  const bin = join(dir, 'leaders');
-  await must('gcc', ['-O2', '-o', bin, join(ROOT, 'bench/leaders.c')]);
-  const p = spawn(bin, [String(n)], { stdio: ['pipe', 'pipe', 'inherit'] });
-  let out = '';
-  for await (const chunk of p.stdout!) {
-    out += chunk;
-    if (out.split('\n').length > n) break;
-  }
-  return { pids: out.trim().split('\n').map(Number), stop: () => p.stdin!.end() };
-}
 
 /** Registrations per second of machines bench<i>, i = from.., by `clients` C clients at once
  *  (bench/varlink-register.c), one call at a time each. */
