@@ -6,11 +6,13 @@ import { networkInterfaces } from 'node:os';
 import { RegistryError, invalid, noSuchMachine } from './errors.js';
 import * as c from './libc.js';
 import { AF_INET, AF_INET6, type Address, type Machine, type MachineSpec, parseAddress } from './machine.js';
+import { openLeader } from './leader.js';
 import { LeaderWatch } from './leader-watch.js';
 import { NetnsWatcher } from './netns.js';
 import { readOsRelease } from './os-release.js';
 import { type IdMapLine, processTree, readCgroupPath, readIdMap, readIdMaps, readNamespace, readProcStat, unitOfCgroupPath } from './proc.js';
-import { type StateRecord, StateFiles } from './state-files.js';
+import { StateFiles } from './state-files.js';
+import { type Loaded, loadStates } from './state-loader.js';
 import { type RegisterRequest, sortAddresses, validateRequest } from './validate.js';
 
 /** A unit property for a machine's scope, as D-Bus a(sv) carries it (CreateMachine's scope_properties). */
@@ -107,9 +109,8 @@ export class Registry extends EventEmitter<RegistryEvents> {
     this.host.id = await readFile('/etc/machine-id', 'utf8').then((s) => s.trim(), () => '');
     this.machines.set(this.host.name, this.host);
     this.lowerNames.set(this.host.name, this.host.name);
-    const { records, bad } = this.files.loadAll();
-    for (const name of bad) this.files.removeFile(name);
-    await Promise.all(records.map((r) => this.reload(r)));
+    const loaded = loadStates(this.files.dir, this.files.names());
+    await Promise.all(loaded.map((l) => this.reload(l)));
     this.files.removeLeftovers(new Set(this.machines.keys()));
     this.sweepTimer = setInterval(() => void this.sweep(), this.opts.sweepMs ?? 300);
     this.sweepTimer.unref();
@@ -173,7 +174,9 @@ export class Registry extends EventEmitter<RegistryEvents> {
     let pidfd = -1;
     let ownCgroup = '';
     try {
-      const { fd, startTime } = openLeader(spec.leader);
+      const leader = openLeader(spec.leader);
+      if (!leader) throw invalid('leader', `Invalid leader PID ${spec.leader}: no such process`);
+      const { fd, startTime } = leader;
       pidfd = fd;
       let unit = '';
       if (spec.allocateUnit) {
@@ -408,27 +411,21 @@ export class Registry extends EventEmitter<RegistryEvents> {
   }
 
   /** Takes back a machine from its state file if its leader is still the same process. */
-  private async reload(r: StateRecord): Promise<void> {
+  private async reload({ name, record: r, leader }: Loaded): Promise<void> {
+    if (!r) {
+      this.opts.log.info({ machine: name }, 'unreadable state file removed at start');
+      return this.files.removeFile(name);
+    }
     const drop = async (why: string) => {
+      if (leader) c.close(leader.fd);
       this.opts.log.info({ machine: r.name, why }, 'machine dropped at start');
       this.files.remove({ name: r.name, unit: r.unit });
       if (r.ownCgroup && this.opts.scopes) await this.opts.scopes.remove(r.ownCgroup);
     };
     if (r.class !== 'container' && r.class !== 'vm') return drop(`invalid class '${r.class}'`);
-    let leader: { fd: number; startTime: string };
-    try {
-      leader = openLeader(r.leader);
-    } catch {
-      return drop('leader gone');
-    }
-    if (r.leaderStartTime && r.leaderStartTime !== leader.startTime) {
-      c.close(leader.fd);
-      return drop('leader PID reused by another process');
-    }
-    if (this.leaders.has(r.leader) || this.lowerNames.has(r.name.toLowerCase())) {
-      c.close(leader.fd);
-      return drop('duplicate');
-    }
+    if (!leader) return drop('leader gone');
+    if (r.leaderStartTime && r.leaderStartTime !== leader.startTime) return drop('leader PID reused by another process');
+    if (this.leaders.has(r.leader) || this.lowerNames.has(r.name.toLowerCase())) return drop('duplicate');
     // Reserved now: the other files are reloaded meanwhile, and a duplicate among them must see this one.
     this.lowerNames.set(r.name.toLowerCase(), r.name);
     this.leaders.add(r.leader);
@@ -482,30 +479,6 @@ function signalAll(victims: Victim[], leader: number, sig: number): void {
       /* exited meanwhile */
     }
   }
-}
-
-/** A pidfd for the leader and its start time, read after the pidfd is open, so that both surely name
- *  the same process. */
-function openLeader(pid: number): { fd: number; startTime: string } {
-  const gone = () => invalid('leader', `Invalid leader PID ${pid}: no such process`);
-  const fd = c.pidfd_open(pid, 0);
-  if (fd < 0) throw gone();
-  const st = readProcStat(pid);
-  // The pidfd not readable after the read: its process had not exited, so the PID still named it.
-  if (!st || st.state === 'Z' || st.state === 'X' || pidfdExited(fd)) {
-    c.close(fd);
-    throw gone();
-  }
-  return { fd, startTime: st.startTime };
-}
-
-const pollfd = Buffer.alloc(8);
-
-function pidfdExited(fd: number): boolean {
-  pollfd.writeInt32LE(fd, 0);
-  pollfd.writeInt16LE(c.POLLIN, 4);
-  pollfd.writeInt16LE(0, 6);
-  return c.poll(pollfd, 1, 0) > 0;
 }
 
 function now(): { realtime: number; monotonic: number } {

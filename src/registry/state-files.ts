@@ -93,22 +93,9 @@ export class StateFiles {
     if (m.unit) this.removeFile(`unit:${m.unit}`);
   }
 
-  /** Every state file with a valid name, parsed; unreadable ones are reported by name. */
-  loadAll(): { records: StateRecord[]; bad: string[] } {
-    const names = readdirSync(this.dir).filter((n) => !n.startsWith('.') && !n.startsWith('unit:') && isValidMachineName(n));
-    const records: StateRecord[] = [];
-    const bad: string[] = [];
-    for (const n of names) {
-      let rec: StateRecord | undefined;
-      try {
-        rec = parseState(readSmallFile(join(this.dir, n)));
-      } catch {
-        rec = undefined;
-      }
-      if (rec && rec.name === n) records.push(rec);
-      else bad.push(n);
-    }
-    return { records, bad };
+  /** The names of the state files (not the unit: links, temporary files or other names). */
+  names(): string[] {
+    return readdirSync(this.dir).filter((n) => !n.startsWith('.') && !n.startsWith('unit:') && isValidMachineName(n));
   }
 
   /** Removes what a crash may have left: temporary files and unit links without their machine. */
@@ -186,6 +173,16 @@ function readSmallFile(path: string): string {
     return text;
   } finally {
     closeSync(fd);
+  }
+}
+
+/** The state file of machine `name` in `dir`, parsed; undefined when it cannot be read or is not one. */
+export function readState(dir: string, name: string): StateRecord | undefined {
+  try {
+    const rec = parseState(readSmallFile(join(dir, name)));
+    return rec?.name === name ? rec : undefined;
+  } catch {
+    return undefined;
   }
 }
 
