@@ -7,7 +7,7 @@ import { readFile, mkdir, readdir, rmdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { RegistryError } from './errors.js';
 import { scopeUnitName } from './names.js';
-import { processTree, readProcFile } from './proc.js';
+import { processTree, readSmallFile } from './proc.js';
 import type { ScopeAllocator, ScopeProperty, ScopeRequest } from './registry.js';
 
 /** The mount point of the cgroup2 hierarchy (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts). */
@@ -44,7 +44,7 @@ export interface CgroupPlace {
 
 export function cgroupPlaceOf(pid: number): CgroupPlace {
   const place: CgroupPlace = {};
-  for (const line of (readProcFile(`/proc/${pid}/cgroup`) ?? '').split('\n')) {
+  for (const line of (readSmallFile(`/proc/${pid}/cgroup`) ?? '').split('\n')) {
     const m = /^\d+:([^:]*):(.*)$/.exec(line);
     if (!m) continue;
     if (m[1] === '' && line.startsWith('0::')) place.v2 = m[2];

@@ -80,6 +80,8 @@ function watch(id: number, pid: number): void {
   } catch {
     return post({ id, error: 'gone' });
   }
+  // netns.ts sends only leaders whose namespace was not ours, but that may be the namespace a state
+  // file remembers: a leader that has since joined ours must not have our addresses watched as its own.
   if (ns === selfNetns) return post({ id, error: 'no-private-network' });
   const nsFd = c.open(`/proc/${pid}/ns/net`, c.O_RDONLY | c.O_CLOEXEC);
   if (nsFd < 0) return post({ id, error: 'gone' });

@@ -7,8 +7,9 @@ import { closeSync, openSync, readSync, readdirSync, readlinkSync } from 'node:f
 
 const chunk = Buffer.alloc(16 * 1024);
 
-/** A whole procfs file as text; undefined when it cannot be read (the process is gone). */
-export function readProcFile(path: string): string | undefined {
+/** A whole small file as text (procfs, or the state files on /run); undefined when it cannot be read
+ *  (for /proc: the process is gone). */
+export function readSmallFile(path: string): string | undefined {
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -19,8 +20,8 @@ export function readProcFile(path: string): string | undefined {
     let text = '';
     for (let n; (n = readSync(fd, chunk, 0, chunk.length, null)) > 0; ) {
       text += chunk.toString('utf8', 0, n);
-      // A procfs file hands over whole lines, as much as fits: a short read that ends a line is the
-      // end, without one more read to be told so.
+      // A procfs file hands over whole lines, as much as fits, and a regular file all it has: a short
+      // read that ends a line is the end, without one more read to be told so.
       if (n < chunk.length && chunk[n - 1] === 10) break;
     }
     return text;
@@ -46,7 +47,7 @@ export interface ProcStat {
 
 /** undefined when the process does not exist. */
 export function readProcStat(pid: number): ProcStat | undefined {
-  const text = readProcFile(`/proc/${pid}/stat`);
+  const text = readSmallFile(`/proc/${pid}/stat`);
   if (text === undefined) return undefined;
   // The command name (field 2) may hold spaces and parentheses: the fields after it start past the last ')'.
   const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
@@ -54,7 +55,7 @@ export function readProcStat(pid: number): ProcStat | undefined {
 }
 
 export function readIdMap(pid: number | 'self', kind: 'uid' | 'gid'): IdMapLine[] {
-  const text = readProcFile(`/proc/${pid}/${kind}_map`) ?? '';
+  const text = readSmallFile(`/proc/${pid}/${kind}_map`) ?? '';
   const lines: IdMapLine[] = [];
   for (const line of text.split('\n')) {
     const f = line.trim().split(/\s+/).map(Number);
@@ -83,7 +84,7 @@ export function readIdMaps(pid: number): { uid: IdMapLine[]; gid: IdMapLine[] } 
 
 /** The process's path in the cgroup2 hierarchy ("0::" line), e.g. /system.slice/foo.service. */
 export function readCgroupPath(pid: number): string | undefined {
-  return readProcFile(`/proc/${pid}/cgroup`)
+  return readSmallFile(`/proc/${pid}/cgroup`)
     ?.split('\n')
     .find((l) => l.startsWith('0::'))
     ?.slice(3);
@@ -114,7 +115,7 @@ export function processTree(pid: number): number[] {
       continue;
     }
     for (const t of tasks) {
-      const children = readProcFile(`/proc/${p}/task/${t}/children`) ?? ''; // '' when the task exited
+      const children = readSmallFile(`/proc/${p}/task/${t}/children`) ?? ''; // '' when the task exited
       for (const c of children.split(' ')) if (c.trim()) queue.push(Number(c));
     }
   }

@@ -6,13 +6,12 @@ import { networkInterfaces } from 'node:os';
 import { RegistryError, invalid, noSuchMachine } from './errors.js';
 import * as c from './libc.js';
 import { AF_INET, AF_INET6, type Address, type Machine, type MachineSpec, parseAddress } from './machine.js';
-import { openLeader } from './leader.js';
+import { type Leader, openLeader } from './leader.js';
 import { LeaderWatch } from './leader-watch.js';
 import { NetnsWatcher } from './netns.js';
 import { readOsRelease } from './os-release.js';
 import { type IdMapLine, processTree, readCgroupPath, readIdMap, readIdMaps, readNamespace, readProcStat, unitOfCgroupPath } from './proc.js';
 import { StateFiles } from './state-files.js';
-import { type Loaded, loadStates } from './state-loader.js';
 import { type RegisterRequest, sortAddresses, validateRequest } from './validate.js';
 
 /** A unit property for a machine's scope, as D-Bus a(sv) carries it (CreateMachine's scope_properties). */
@@ -109,8 +108,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
     this.host.id = await readFile('/etc/machine-id', 'utf8').then((s) => s.trim(), () => '');
     this.machines.set(this.host.name, this.host);
     this.lowerNames.set(this.host.name, this.host.name);
-    const loaded = loadStates(this.files.dir, this.files.names());
-    await Promise.all(loaded.map((l) => this.reload(l)));
+    await Promise.all(this.files.names().map((name) => this.reload(name)));
     this.files.removeLeftovers(new Set(this.machines.keys()));
     this.sweepTimer = setInterval(() => void this.sweep(), this.opts.sweepMs ?? 300);
     this.sweepTimer.unref();
@@ -411,11 +409,13 @@ export class Registry extends EventEmitter<RegistryEvents> {
   }
 
   /** Takes back a machine from its state file if its leader is still the same process. */
-  private async reload({ name, record: r, leader }: Loaded): Promise<void> {
+  private async reload(name: string): Promise<void> {
+    const r = this.files.read(name);
     if (!r) {
       this.opts.log.info({ machine: name }, 'unreadable state file removed at start');
       return this.files.removeFile(name);
     }
+    let leader: Leader | undefined;
     const drop = async (why: string) => {
       if (leader) c.close(leader.fd);
       this.opts.log.info({ machine: r.name, why }, 'machine dropped at start');
@@ -423,6 +423,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
       if (r.ownCgroup && this.opts.scopes) await this.opts.scopes.remove(r.ownCgroup);
     };
     if (r.class !== 'container' && r.class !== 'vm') return drop(`invalid class '${r.class}'`);
+    leader = openLeader(r.leader);
     if (!leader) return drop('leader gone');
     if (r.leaderStartTime && r.leaderStartTime !== leader.startTime) return drop('leader PID reused by another process');
     if (this.leaders.has(r.leader) || this.lowerNames.has(r.name.toLowerCase())) return drop('duplicate');

@@ -6,10 +6,10 @@
 // file costs microseconds and never waits for a disk, while each fs.promises call is a thread-pool round
 // trip (a registration made four of them and spent most of its time waiting). A registration is answered
 // only after its file is written anyway.
-import { closeSync, mkdirSync, openSync, readSync, readdirSync, readlinkSync, renameSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readlinkSync, renameSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Machine, addressToString, parseAddress } from './machine.js';
-import type { IdMapLine } from './proc.js';
+import { type IdMapLine, readSmallFile } from './proc.js';
 import { isValidMachineName } from './names.js';
 
 /** What a state file holds; enough to take a machine back after a restart. */
@@ -93,6 +93,12 @@ export class StateFiles {
     if (m.unit) this.removeFile(`unit:${m.unit}`);
   }
 
+  /** The state file of machine `name`, parsed; undefined when it cannot be read or is not one. */
+  read(name: string): StateRecord | undefined {
+    const rec = parseState(readSmallFile(join(this.dir, name)) ?? '');
+    return rec?.name === name ? rec : undefined;
+  }
+
   /** The names of the state files (not the unit: links, temporary files or other names). */
   names(): string[] {
     return readdirSync(this.dir).filter((n) => !n.startsWith('.') && !n.startsWith('unit:') && isValidMachineName(n));
@@ -157,33 +163,6 @@ export function parseState(text: string): StateRecord | undefined {
     vSockCid: num('VSOCK_CID'),
     sshAddress: kv.get('SSH_ADDRESS'),
   };
-}
-
-const chunk = Buffer.alloc(64 * 1024);
-
-/** A regular file's text, read into one buffer: a short read is its end (no fstat, no extra read). */
-function readSmallFile(path: string): string {
-  const fd = openSync(path, 'r');
-  try {
-    let text = '';
-    for (let n; (n = readSync(fd, chunk, 0, chunk.length, null)) > 0; ) {
-      text += chunk.toString('utf8', 0, n);
-      if (n < chunk.length) break;
-    }
-    return text;
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** The state file of machine `name` in `dir`, parsed; undefined when it cannot be read or is not one. */
-export function readState(dir: string, name: string): StateRecord | undefined {
-  try {
-    const rec = parseState(readSmallFile(join(dir, name)));
-    return rec?.name === name ? rec : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** ID map lines as "BASE SHIFT RANGE,..." (the kernel's lines, comma-separated). */

@@ -167,8 +167,7 @@ export function machineHandlers(reg: Registry): Record<string, Handler> {
     if (!j) texts.set(m, (j = new RawJson(JSON.stringify(machineJson(m)))));
     return j;
   };
-  const metadata = async (m: Machine, want: boolean) =>
-    want && m.class !== 'vm' ? await reg.osRelease(m.name).catch(() => undefined) : undefined;
+  const metadata = async (m: Machine) => (m.class !== 'vm' ? await reg.osRelease(m.name).catch(() => undefined) : undefined);
   return mapped({
     async Register(p, ctx) {
       requireRoot(ctx);
@@ -200,16 +199,16 @@ export function machineHandlers(reg: Registry): Record<string, Handler> {
         if (only && only !== byPid) throw new RegistryError('NoSuchMachine', `PID ${p.pid} does not belong to machine '${only.name}'`);
         only = byPid;
       }
-      if (only) return machineJson(only, await metadata(only, !!p.acquireMetadata));
+      if (only) return machineJson(only, p.acquireMetadata ? await metadata(only) : undefined);
       if (!ctx.more) throw expectedMore();
       const all = reg.list();
       for (let i = 0; i < all.length - 1; i++) {
-        ctx.notify(p.acquireMetadata ? machineJson(all[i], await metadata(all[i], true)) : listed(all[i]));
+        ctx.notify(p.acquireMetadata ? machineJson(all[i], await metadata(all[i])) : listed(all[i]));
         // Thousands of replies: let a slow reader catch up rather than cut it off.
         if (i % 256 === 255) await ctx.drain();
       }
       const last = all[all.length - 1];
-      return p.acquireMetadata ? machineJson(last, await metadata(last, true)) : listed(last);
+      return p.acquireMetadata ? machineJson(last, await metadata(last)) : listed(last);
     },
     async Watch(_p, ctx) {
       if (!ctx.more) throw expectedMore();
