@@ -88,7 +88,7 @@ static int lookup_error(int r) {
 
 /* --- requests --- */
 
-static int resolve_hostname(const char *name, int family, struct host_result *h) {
+static int resolve_hostname(const char *name, int family, bool no_link_local, struct host_result *h) {
         char req[REQUEST_MAX], q[NAME_MAX_QUERY * 6 + 3];
         int n;
 
@@ -105,6 +105,7 @@ static int resolve_hostname(const char *name, int family, struct host_result *h)
         if (n < 0 || (size_t) n >= sizeof req)
                 return -EINVAL;
         h->family = family;
+        h->no_link_local = no_link_local;
         h->query = name;
         return lookup_error(varlink_call(req, (size_t) n, parse_hostname_reply, h));
 }
@@ -171,7 +172,7 @@ enum nss_status _nss_mymachines_gethostbyname4_r(
         if (!valid_host_query(name))
                 return host_status(LOOKUP_NOTFOUND, saved_errno, errnop, h_errnop);
 
-        r = resolve_hostname(name, AF_UNSPEC, &h);
+        r = resolve_hostname(name, AF_UNSPEC, false, &h);
         if (r == 0) {
                 r = fill_addrtuples(&h, pat, buffer, buflen);
                 if (r == 0 && ttlp)
@@ -200,11 +201,9 @@ enum nss_status _nss_mymachines_gethostbyname3_r(
         if (!valid_host_query(name))
                 return host_status(LOOKUP_NOTFOUND, saved_errno, errnop, h_errnop);
 
-        r = resolve_hostname(name, af, &h);
         /* A hostent has no room for a scope, without which a link-local address is no use
          * (connect() fails with EINVAL): those are given by gethostbyname4_r only. */
-        if (r == 0 && af == AF_INET6 && host_result_drop_ipv6_link_local(&h) == 0)
-                r = LOOKUP_NOTFOUND;
+        r = resolve_hostname(name, af, true, &h);
         if (r == 0) {
                 r = fill_hostent_addrs(&h, af, result, buffer, buflen, canonp);
                 if (r == 0 && ttlp)

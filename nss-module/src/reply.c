@@ -52,9 +52,8 @@ bool valid_host_query(const char *name) {
         return valid_hostname(name, HOST_NAME_MAX_QUERY);
 }
 
-/* User and group names we may ask about: what the daemon can synthesize is
- * vu-<machine>-<uid> / vg-<machine>-<gid>; anything outside [A-Za-z0-9_.-] (not starting
- * with '-' or '.') or longer than NAME_MAX_QUERY bytes is certainly no machine's. */
+/* A user or group name in a reply to a lookup by ID: [A-Za-z0-9_.-], not starting with '-'
+ * or '.', at most NAME_MAX_QUERY bytes. (A reply to a lookup by name must carry that name.) */
 bool valid_record_name(const char *s) {
         size_t n;
 
@@ -82,8 +81,8 @@ static bool valid_synthesized_name(const char *s, const char *prefix) {
         n = strnlen(s, USER_NAME_MAX + 1);
         if (n > USER_NAME_MAX || n <= pl || strncmp(s, prefix, pl) != 0)
                 return false;
-        for (size_t i = 0; i < n; i++)
-                if (!is_alnum(s[i]) && s[i] != '_' && (s[i] != '-' || i == 0))
+        for (size_t i = pl; i < n; i++) /* the prefix starts with a letter, as it must */
+                if (!is_alnum(s[i]) && s[i] != '_' && s[i] != '-')
                         return false;
         return true;
 }
@@ -213,20 +212,6 @@ bool ipv6_is_link_local(const unsigned char addr[16]) {
         return addr[0] == 0xfe && (addr[1] & 0xc0) == 0x80;
 }
 
-size_t host_result_drop_ipv6_link_local(struct host_result *h) {
-        size_t j = 0;
-
-        for (size_t i = 0; i < h->n; i++) {
-                if (h->addrs[i].family == AF_INET6 && ipv6_is_link_local(h->addrs[i].addr))
-                        continue;
-                if (j != i)
-                        h->addrs[j] = h->addrs[i];
-                j++;
-        }
-        h->n = j;
-        return j;
-}
-
 void host_result_free(struct host_result *h) {
         free(h->name);
         h->name = NULL;
@@ -235,7 +220,7 @@ void host_result_free(struct host_result *h) {
         h->n = 0;
 }
 
-static int parse_one_address(json_val e, int want, struct host_addr *out) {
+static int parse_one_address(json_val e, int want, bool no_link_local, struct host_addr *out) {
         json_val v, b;
         json_iter it;
         int64_t family, ifindex = 0, byte;
@@ -271,8 +256,11 @@ static int parse_one_address(json_val e, int want, struct host_addr *out) {
                 return 0;
         out->family = (int) family;
         /* The scope matters (and is sent) for IPv6 link-local addresses only. */
-        if (family == AF_INET6 && ipv6_is_link_local(out->addr))
+        if (family == AF_INET6 && ipv6_is_link_local(out->addr)) {
+                if (no_link_local)
+                        return 0;
                 out->scopeid = (uint32_t) ifindex;
+        }
         return 1;
 }
 
@@ -312,7 +300,7 @@ int parse_hostname_reply(json_val params, void *userdata) {
         while ((r = json_iter_next(&it, NULL, &e)) > 0) {
                 if (h->n >= total)
                         return -EBADMSG;
-                r = parse_one_address(e, h->family, &h->addrs[h->n]);
+                r = parse_one_address(e, h->family, h->no_link_local, &h->addrs[h->n]);
                 if (r < 0)
                         return r;
                 if (r > 0)
@@ -410,10 +398,9 @@ static int get_record_name(json_val rec, const char *key, const char *want, char
         r = dup_string(v, NAME_MAX_QUERY, out);
         if (r < 0)
                 return r;
-        if (!valid_record_name(*out))
+        /* By name: what we asked for (already a valid name), else a name at all. */
+        if (want ? strcmp(want, *out) != 0 : !valid_record_name(*out))
                 return -EBADMSG;
-        if (want && strcmp(want, *out) != 0)
-                return -EBADMSG; /* not what we asked for */
         return 0;
 }
 

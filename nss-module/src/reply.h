@@ -68,6 +68,8 @@ struct host_addr {
 
 struct host_result {
         int family;        /* input: AF_INET, AF_INET6 or AF_UNSPEC (both) */
+        bool no_link_local; /* input: leave IPv6 link-local addresses out (a hostent cannot carry
+                             * their scope, without which they are no use) */
         const char *query; /* input: the name asked for, used if the reply has none */
         char *name; /* canonical name (malloc) */
         size_t n;
@@ -80,9 +82,6 @@ void host_result_free(struct host_result *h);
 
 /* Is this IPv6 address link-local (fe80::/10)? */
 bool ipv6_is_link_local(const unsigned char addr[16]);
-/* Leaves IPv6 link-local addresses out of h, keeping the order of the rest: a hostent
- * cannot carry their scope, which makes them unusable there. Returns how many are left. */
-size_t host_result_drop_ipv6_link_local(struct host_result *h);
 
 /* --- io.systemd.Resolve.ResolveAddress --- */
 struct names_result {

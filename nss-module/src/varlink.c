@@ -300,16 +300,8 @@ static int open_cached(const char *path, int64_t deadline) {
 int varlink_call(const char *request, size_t len, reply_cb cb, void *userdata) {
         int64_t deadline = now_ms() + CALL_TIMEOUT_MS;
         const char *path = socket_path();
-        char *req;
         bool dead;
         int r, fd;
-
-        /* request plus the NUL that ends a Varlink message */
-        req = malloc(len + 1);
-        if (!req)
-                return -ENOMEM;
-        memcpy(req, request, len);
-        req[len] = 0;
 
         (void) pthread_once(&atfork_once, register_atfork);
 
@@ -331,14 +323,14 @@ int varlink_call(const char *request, size_t len, reply_cb cb, void *userdata) {
                         if (r < 0)
                                 goto unlock;
                 }
-                r = transact(cache_fd, req, len + 1, deadline, cb, userdata, &dead);
+                r = transact(cache_fd, request, len + 1, deadline, cb, userdata, &dead);
                 if (r < 0 && reused && dead) {
                         /* The daemon closed the idle connection (or restarted): once more, fresh. */
                         close(cache_fd);
                         r = open_cached(path, deadline);
                         if (r < 0)
                                 goto unlock;
-                        r = transact(cache_fd, req, len + 1, deadline, cb, userdata, &dead);
+                        r = transact(cache_fd, request, len + 1, deadline, cb, userdata, &dead);
                 }
                 if (r < 0 && cache_fd >= 0) {
                         close(cache_fd);
@@ -346,16 +338,14 @@ int varlink_call(const char *request, size_t len, reply_cb cb, void *userdata) {
                 }
         unlock:
                 pthread_mutex_unlock(&cache_lock);
-                free(req);
                 return r;
         }
 
         /* Another thread is using the cached connection: use a temporary one. */
         r = open_connection(path, deadline, &fd);
         if (r >= 0) {
-                r = transact(fd, req, len + 1, deadline, cb, userdata, &dead);
+                r = transact(fd, request, len + 1, deadline, cb, userdata, &dead);
                 close(fd);
         }
-        free(req);
         return r;
 }

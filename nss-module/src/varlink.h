@@ -16,7 +16,8 @@
 /* How long one lookup may take in total, connect and retry included. */
 #define CALL_TIMEOUT_MS 500
 
-/* Sends the request (a JSON object, without NUL) to the daemon socket and hands the
+/* Sends the request (a JSON object of len bytes, NUL-terminated: the NUL ends the Varlink
+ * message, so it is sent too) to the daemon socket and hands the
  * reply to reply_handle(cb). Returns 0, LOOKUP_NOTFOUND or a negative errno:
  * -ENOENT/-ECONNREFUSED/... from connect, -ETIMEDOUT when the deadline passed,
  * -EMSGSIZE for a reply over REPLY_MAX, -EBADMSG for garbage, -ECONNRESET for a
