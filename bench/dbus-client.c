@@ -34,8 +34,8 @@ int main(int argc, char **argv) {
     sd_bus_error error = SD_BUS_ERROR_NULL;
     sd_bus_message *reply = NULL;
     double t0 = now_ms();
-    r = name ? sd_bus_call_method(bus, "org.freedesktop.machine1", "/org/freedesktop/machine1", "org.freedesktop.machine1.Manager", method, &error, &reply, "s", name)
-             : sd_bus_call_method(bus, "org.freedesktop.machine1", "/org/freedesktop/machine1", "org.freedesktop.machine1.Manager", method, &error, &reply, "");
+    /* No argument types: nothing is appended, name unused. */
+    r = sd_bus_call_method(bus, "org.freedesktop.machine1", "/org/freedesktop/machine1", "org.freedesktop.machine1.Manager", method, &error, &reply, name ? "s" : NULL, name);
     t[i] = now_ms() - t0;
     if (r < 0) {
       fprintf(stderr, "%s: %s\n", method, error.message ? error.message : strerror(-r));

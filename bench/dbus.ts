@@ -10,6 +10,7 @@ import { makeContainer, removeAllContainers } from '../test/helpers/container.js
 import { ROOT, startDaemon, type Daemon } from '../test/helpers/daemon.js';
 import { must, run, waitFor } from '../test/helpers/run.js';
 import { type Bus, busClient, startBus } from '../test/dbus-helpers.js';
+import { compile } from './compile.js';
 import { leaders } from './leaders.js';
 
 const MGR = 'org.freedesktop.machine1.Manager';
@@ -35,8 +36,7 @@ async function main(): Promise<void> {
   // /run is a tmpfs on a normal host; so is the state directory here (gone with the private namespace).
   await must('mount', ['-t', 'tmpfs', 'tmpfs', join(dir, 'machines')]);
   const L = await leaders(N + EXTRA, dir);
-  const client = join(dir, 'dbus-client');
-  await must('gcc', ['-O2', '-o', client, join(ROOT, 'bench/dbus-client.c'), '-lsystemd']);
+  const client = await compile('dbus-client', dir, ['-lsystemd']);
   let bus: Bus | undefined;
   let d: Daemon | undefined;
   const results: Record<string, number> = {};

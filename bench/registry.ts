@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { VarlinkClient } from '../src/varlink/client.js';
 import { ROOT, startDaemon, type Daemon } from '../test/helpers/daemon.js';
 import { must, run } from '../test/helpers/run.js';
+import { compile } from './compile.js';
 import { leaders } from './leaders.js';
 
 const M = 'io.systemd.Machine';
@@ -20,6 +21,13 @@ async function registerAll(d: Daemon, client: string, pids: number[], from: numb
   const [count, seconds] = r.stdout.trim().split(' ').map(Number);
   if (r.code !== 0 || count !== pids.length - from) throw new Error(`varlink-client register: ${r.stdout} ${r.stderr}`);
   return count / seconds;
+}
+
+/** Unregisters machines bench<from>..bench<to - 1>. */
+async function unregisterRange(d: Daemon, from: number, to: number): Promise<void> {
+  const c = await VarlinkClient.connect(d.socket);
+  for (let i = from; i < to; i++) await c.call(`${M}.Unregister`, { name: `bench${i}` });
+  await c.close();
 }
 
 /** The median time of a List from C, and the number of machines in it (.host included). */
@@ -35,10 +43,8 @@ async function listMsNode(d: Daemon, runs = 10): Promise<number> {
   const times: number[] = [];
   for (let r = 0; r < runs; r++) {
     const t0 = performance.now();
-    let n = 0;
-    for await (const _ of c.callMore(`${M}.List`, {})) n++;
+    for await (const _ of c.callMore(`${M}.List`, {}));
     times.push(performance.now() - t0);
-    void n;
   }
   await c.close();
   return times.sort((a, b) => a - b)[Math.floor(times.length / 2)];
@@ -56,23 +62,18 @@ async function main(): Promise<void> {
   await must('mount', ['-t', 'tmpfs', 'tmpfs', join(dir, 'machines')]);
   const N = Number(process.env.BENCH_MACHINES ?? 10_000);
   const L = await leaders(N, dir);
-  const client = join(dir, 'varlink-client');
-  await must('gcc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', client, join(ROOT, 'bench/varlink-client.c')]);
+  const client = await compile('varlink-client', dir);
   const results: Record<string, number> = {};
   let d = await startDaemon({ dir, args: ['--log-level', 'warn'] });
   try {
     // Warm-up, as a daemon that has run a while is: 1,000 registrations and unregistrations, not timed.
     await registerAll(d, client, L.pids.slice(0, 1000), 0, 1);
-    const w = await VarlinkClient.connect(d.socket);
-    for (let i = 0; i < 1000; i++) await w.call(`${M}.Unregister`, { name: `bench${i}` });
-    await w.close();
+    await unregisterRange(d, 0, 1000);
     // 1 client for the first 2,000, 8 clients for the next 2,000 (the registry grows meanwhile).
     results.registrationsPerSecond1Client = await registerAll(d, client, L.pids.slice(0, 2000), 0, 1);
     results.registrationsPerSecond8Clients = await registerAll(d, client, L.pids.slice(0, 4000), 2000, 8);
     // Back to 1,000 machines for the List at 1,000.
-    const c = await VarlinkClient.connect(d.socket);
-    for (let i = 1000; i < 4000; i++) await c.call(`${M}.Unregister`, { name: `bench${i}` });
-    await c.close();
+    await unregisterRange(d, 1000, 4000);
     results.listMs1000 = (await listFromC(d, client, 10)).ms;
     results.rssMB1000 = rssMB(d.proc.pid!);
     await registerAll(d, client, L.pids, 1000, 8);

@@ -10,7 +10,8 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeContainer, removeAllContainers } from '../test/helpers/container.js';
 import { startDaemon } from '../test/helpers/daemon.js';
-import { must, run, type RunResult } from '../test/helpers/run.js';
+import { run, type RunResult } from '../test/helpers/run.js';
+import { compile } from './compile.js';
 import { NSS_LIB_DIR, ROOT, makeUserdbEnv } from './userdb-env.js';
 
 const ROUNDS = Number(process.env.USERDB_BENCH_ROUNDS ?? 5);
@@ -59,8 +60,7 @@ const env = makeUserdbEnv({ socket: d.socket, userdbSocket: join(d.userdbDir, 'i
 // The lookup program and the nsswitch.conf files live here, removed at the end.
 const work = mkdtempSync(join(tmpdir(), 'mymachines-bench-userdb-'));
 try {
-  const program = join(work, 'userdb-lookup');
-  await must('gcc', ['-O2', '-Wall', '-Wextra', '-Werror', join(ROOT, 'bench/userdb-lookup.c'), '-o', program]);
+  const program = await compile('userdb-lookup', work);
   const c = await makeContainer({ idMap: [{ base: 0, shift: 100000, range: 65536 }], hostNetwork: true });
   await d.ctl(['register', 'bench1', '--leader', String(c.pid)]);
   const nsswitch = (source: string) => {

@@ -46,7 +46,16 @@ static int call(int fd, const char *req, size_t len) {
         return strstr(buf, "\"error\"") ? -1 : 0;
 }
 
-static int connect_to(const char *path);
+static int connect_to(const char *path) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+        if (fd >= 0 && connect(fd, (struct sockaddr *) &sa, sizeof sa) == 0)
+                return fd;
+        if (fd >= 0)
+                close(fd);
+        return -1;
+}
 
 static int client(const char *path, const char *prefix, const int *pids, int from, int to, int step) {
         int fd = connect_to(path);
@@ -99,17 +108,6 @@ static long list(int fd) {
                 if (have == sizeof buf)
                         return -1;
         }
-}
-
-static int connect_to(const char *path) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-        if (fd >= 0 && connect(fd, (struct sockaddr *) &sa, sizeof sa) == 0)
-                return fd;
-        if (fd >= 0)
-                close(fd);
-        return -1;
 }
 
 static int run_list(const char *path, int runs) {
