@@ -1,6 +1,6 @@
 // What the DNS server is told on the command line: where to listen (--dns ADDR[:PORT]) and which zones it
 // owns (--dns-zone ZONE). Parsed and checked here, so that a bad value is a usage error naming the flag.
-import { Address4, Address6 } from 'ip-address';
+import { AF_INET, AF_INET6, parseAddress } from '../registry/machine.js';
 
 export interface DnsListen {
   /** The address to bind, as given (an IPv6 one without brackets, with its %scope if it had one). */
@@ -25,13 +25,14 @@ export function parseDnsListen(text: string): DnsListen {
   if (!/^[0-9]{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535) throw new Error(`'${text}': the port must be 1..65535`);
   if (bracket) {
     const [bare, scope] = host.split('%', 2) as [string, string | undefined];
-    if (!Address6.isValid(bare) || bare.includes('/') || (scope !== undefined && !/^[A-Za-z0-9_.-]{1,15}$/.test(scope))) {
+    if (parseAddress(bare)?.family !== AF_INET6 || (scope !== undefined && !/^[A-Za-z0-9_.-]{1,15}$/.test(scope))) {
       throw new Error(`'${text}': not an IPv6 address`);
     }
     return { host, port: Number(port), family: 6 };
   }
-  if (!Address4.isValid(host) || host.includes('/') || host.split('.').length !== 4) throw new Error(`'${text}': not an IPv4 address (IPv6: [ADDR]:PORT)`);
-  return { host: new Address4(host).correctForm(), port: Number(port), family: 4 };
+  // ip-address takes four decimal octets without leading zeros only, so the text is already canonical.
+  if (parseAddress(host)?.family !== AF_INET) throw new Error(`'${text}': not an IPv4 address (IPv6: [ADDR]:PORT)`);
+  return { host, port: Number(port), family: 4 };
 }
 
 export function dnsListenText(l: DnsListen): string {
@@ -39,7 +40,10 @@ export function dnsListenText(l: DnsListen): string {
 }
 
 const LABEL = /^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$/;
-const OCTET = /^(0|[1-9][0-9]{0,2})$/;
+/** A decimal octet label as an address's PTR name spells it: no leading zero (its value is checked apart). */
+export const OCTET = /^(0|[1-9][0-9]{0,2})$/;
+/** A nibble label of an ip6.arpa name, lower case. */
+export const NIBBLE = /^[0-9a-f]$/;
 
 /** A zone for --dns-zone, lower-cased and without a trailing dot: a forward zone ("machine",
  *  "containers.example.org") or a reverse zone for a subnet ("3.0.10.in-addr.arpa",
@@ -53,7 +57,7 @@ export function parseDnsZone(text: string): string {
   if (zone === 'in-addr.arpa' || zone === 'ip6.arpa') return zone;
   const rest = labels.slice(0, -2);
   if (zone.endsWith('.in-addr.arpa') && rest.length <= 4 && rest.every((l) => OCTET.test(l) && Number(l) <= 255)) return zone;
-  if (zone.endsWith('.ip6.arpa') && rest.length <= 32 && rest.every((l) => /^[0-9a-f]$/.test(l))) return zone;
+  if (zone.endsWith('.ip6.arpa') && rest.length <= 32 && rest.every((l) => NIBBLE.test(l))) return zone;
   throw new Error(`'${text}': under .arpa only reverse zones are served (e.g. 3.0.10.in-addr.arpa, or nibbles under ip6.arpa)`);
 }
 

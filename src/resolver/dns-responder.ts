@@ -5,23 +5,22 @@
 // are handled without an exception and the question is echoed byte for byte (0x20 case randomisation).
 // The records of a response are encoded by dns-packet.
 import dnsPacket from 'dns-packet';
-import { Address4, Address6 } from 'ip-address';
-import { AF_INET, AF_INET6, addressToString } from '../registry/machine.js';
+import { AF_INET, AF_INET6, addressToString, scopeOf } from '../registry/machine.js';
 import type { Resolver } from './resolver.js';
-import { isReverseZone } from './dns-config.js';
+import { isReverseZone, NIBBLE, OCTET } from './dns-config.js';
 
 /** What the responder needs of the resolver. */
 export type DnsSource = Pick<Resolver, 'lookup' | 'reverse'>;
 
-export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5, BADVERS: 16 } as const;
+const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5, BADVERS: 16 } as const;
 const TYPE = { A: 1, NS: 2, SOA: 6, PTR: 12, AAAA: 28, OPT: 41, IXFR: 251, AXFR: 252, ANY: 255 } as const;
 const CLASS_IN = 1;
 
 /** Answers carry TTL 0, as machined's and nss-mymachines': addresses change as containers do, and a
  *  cache in front of us (dnsmasq, unbound, a client library) would go on handing out stale ones. */
-export const TTL = 0;
+const TTL = 0;
 /** Largest UDP response we send: the DNS flag day 2020 size, which avoids IP fragmentation. */
-export const MAX_UDP_SIZE = 1232;
+const MAX_UDP_SIZE = 1232;
 /** The UDP size without EDNS (RFC 1035). */
 const PLAIN_UDP_SIZE = 512;
 const MAX_TCP_SIZE = 65535;
@@ -36,7 +35,7 @@ const DO = 0x8000;
 type RR = dnsPacket.Answer;
 
 /** A query as read from the wire. */
-export interface Query {
+interface Query {
   id: number;
   flags: number;
   /** The question's bytes as received: name, type, class. */
@@ -48,38 +47,44 @@ export interface Query {
   edns?: { udpSize: number; version: number; do: boolean };
 }
 
-class FormErr extends Error {}
+/** A message answered by a header alone: FORMERR or NOTIMP. */
+interface HeaderOnly {
+  rcode: number;
+  id: number;
+  flags: number;
+}
 
 /** Reads a query; undefined for a packet that gets no answer at all (no header, or a response);
- *  a FormErr for one that gets FORMERR; { notimp } for an opcode other than QUERY. */
-function parse(msg: Buffer): Query | FormErr | { notimp: true; id: number; flags: number } | undefined {
+ *  a HeaderOnly for one that gets FORMERR, or NOTIMP for an opcode other than QUERY. */
+function parse(msg: Buffer): Query | HeaderOnly | undefined {
   if (msg.length < 12) return undefined;
   const id = msg.readUInt16BE(0);
   const flags = msg.readUInt16BE(2);
   if (flags & QR) return undefined; // never answer a response: no loops between servers
-  if (((flags >> 11) & 0xf) !== 0) return { notimp: true, id, flags };
+  if (((flags >> 11) & 0xf) !== 0) return { rcode: RCODE.NOTIMP, id, flags };
+  const formErr: HeaderOnly = { rcode: RCODE.FORMERR, id, flags };
   const qd = msg.readUInt16BE(4);
   const an = msg.readUInt16BE(6);
   const ns = msg.readUInt16BE(8);
   const ar = msg.readUInt16BE(10);
-  if (qd !== 1) return new FormErr('QDCOUNT is not 1');
+  if (qd !== 1) return formErr; // QDCOUNT is not 1
   // The question: its name cannot use compression (nothing comes before it to point at).
   let off = 12;
   const labels: string[] = [];
   for (;;) {
-    if (off >= msg.length) return new FormErr('question name runs past the end');
+    if (off >= msg.length) return formErr; // question name runs past the end
     const len = msg[off];
     if (len === 0) {
       off++;
       break;
     }
-    if (len > 63) return new FormErr('compression or extended label in the question');
-    if (off + 1 + len > msg.length) return new FormErr('label runs past the end');
+    if (len > 63) return formErr; // compression or extended label in the question
+    if (off + 1 + len > msg.length) return formErr; // label runs past the end
     labels.push(msg.toString('latin1', off + 1, off + 1 + len));
     off += 1 + len;
-    if (off - 12 > 255) return new FormErr('question name longer than 255 bytes');
+    if (off - 12 > 255) return formErr; // question name longer than 255 bytes
   }
-  if (off + 4 > msg.length) return new FormErr('question type and class missing');
+  if (off + 4 > msg.length) return formErr; // question type and class missing
   const qtype = msg.readUInt16BE(off);
   const qclass = msg.readUInt16BE(off + 2);
   off += 4;
@@ -89,27 +94,27 @@ function parse(msg: Buffer): Query | FormErr | { notimp: true; id: number; flags
   for (let i = 0; i < an + ns + ar; i++) {
     const nameStart = off;
     off = skipName(msg, off);
-    if (off < 0 || off + 10 > msg.length) return new FormErr('record runs past the end');
+    if (off < 0 || off + 10 > msg.length) return formErr; // record runs past the end
     const type = msg.readUInt16BE(off);
     const klass = msg.readUInt16BE(off + 2);
     const ttl = msg.readUInt32BE(off + 4);
     const rdlen = msg.readUInt16BE(off + 8);
     off += 10;
-    if (off + rdlen > msg.length) return new FormErr('record data runs past the end');
+    if (off + rdlen > msg.length) return formErr; // record data runs past the end
     if (type === TYPE.OPT) {
-      if (i < an + ns || edns || msg[nameStart] !== 0) return new FormErr('misplaced, repeated or named OPT');
+      if (i < an + ns || edns || msg[nameStart] !== 0) return formErr; // misplaced, repeated or named OPT
       // Options: code, length, data; they must fill the record exactly.
       let o = off;
       while (o < off + rdlen) {
-        if (o + 4 > off + rdlen) return new FormErr('EDNS option header runs past its record');
+        if (o + 4 > off + rdlen) return formErr; // EDNS option header runs past its record
         o += 4 + msg.readUInt16BE(o + 2);
       }
-      if (o !== off + rdlen) return new FormErr('EDNS option runs past its record');
+      if (o !== off + rdlen) return formErr; // EDNS option runs past its record
       edns = { udpSize: klass, version: (ttl >>> 16) & 0xff, do: (ttl & DO) !== 0 };
     }
     off += rdlen;
   }
-  if (off !== msg.length) return new FormErr('trailing bytes');
+  if (off !== msg.length) return formErr; // trailing bytes
   return { id, flags, question, labels, qtype, qclass, edns };
 }
 
@@ -128,40 +133,25 @@ function skipName(msg: Buffer, off: number): number {
 
 /** Letters, digits, '-' and '_': a label that can be part of a machine name or a zone. */
 const PLAIN_LABEL = /^[A-Za-z0-9_-]+$/;
-const OCTET = /^[0-9]{1,3}$/;
-const NIBBLE = /^[0-9a-f]$/;
+/** Up to three digits, leading zeros allowed: a label on the way down to IPv4 addresses. */
+const DIGITS = /^[0-9]{1,3}$/;
 
-/** The PTR name of an address, built from the bare address (ip-address), lower case, no trailing dot. */
-export function ptrName(family: number, bytes: readonly number[]): string {
-  const form = family === AF_INET ? new Address4(bytes.join('.')).reverseForm() : Address6.fromUnsignedByteArray([...bytes]).reverseForm();
-  return form.replace(/\.$/, '');
-}
-
-/** The address a full reverse name stands for (4 octets under in-addr.arpa, 32 nibbles under
- *  ip6.arpa, in canonical form); undefined for any other name. */
-function reverseAddress(lname: string): { family: number; bytes: number[] } | undefined {
-  let family: number;
-  let bytes: number[];
-  if (lname.endsWith('.in-addr.arpa')) {
-    const parts = lname.slice(0, -'.in-addr.arpa'.length).split('.');
-    if (parts.length !== 4 || !parts.every((p) => /^[0-9]{1,3}$/.test(p) && Number(p) <= 255)) return undefined;
-    family = AF_INET;
-    bytes = parts.reverse().map(Number);
-  } else if (lname.endsWith('.ip6.arpa')) {
-    const parts = lname.slice(0, -'.ip6.arpa'.length).split('.');
-    if (parts.length !== 32 || !parts.every((p) => /^[0-9a-f]$/.test(p))) return undefined;
-    family = AF_INET6;
-    const nibbles = parts.reverse().map((p) => parseInt(p, 16));
-    bytes = Array.from({ length: 16 }, (_, i) => (nibbles[2 * i] << 4) | nibbles[2 * i + 1]);
-  } else {
-    return undefined;
+/** The address a full reverse name stands for (under: its labels below in-addr.arpa or ip6.arpa, lower
+ *  case): 4 octets or 32 nibbles, as the address's own PTR name spells them; undefined for any other name. */
+function reverseAddress(family: number, under: readonly string[]): number[] | undefined {
+  if (family === AF_INET) {
+    // No leading zeros (OCTET): "010.0.0.10.in-addr.arpa" is no address's name, only the name built from the address is.
+    if (under.length !== 4 || !under.every((p) => OCTET.test(p) && Number(p) <= 255)) return undefined;
+    return under.map(Number).reverse();
   }
-  // "010.0.0.10.in-addr.arpa" is no address's name: only the name built from the address is.
-  return ptrName(family, bytes) === lname ? { family, bytes } : undefined;
+  if (under.length !== 32 || !under.every((p) => NIBBLE.test(p))) return undefined;
+  const nibbles = under.map((p) => parseInt(p, 16)).reverse();
+  return Array.from({ length: 16 }, (_, i) => (nibbles[2 * i] << 4) | nibbles[2 * i + 1]);
 }
 
-function isLinkLocal6(bytes: readonly number[]): boolean {
-  return bytes[0] === 0xfe && (bytes[1] & 0xc0) === 0x80;
+/** fe80::/10. */
+function isLinkLocal6(bytes: number[]): boolean {
+  return scopeOf(AF_INET6, bytes) === 253;
 }
 
 interface Outcome {
@@ -171,26 +161,32 @@ interface Outcome {
   authorities: RR[];
 }
 
-export interface DnsResponderOptions {
-  /** Zones as parseDnsZone gives them: lower case, no trailing dot. */
-  zones: readonly string[];
+/** A zone we serve: its labels, and its SOA record but for the owner name. */
+interface Zone {
+  labels: string[];
+  soa: Omit<dnsPacket.SoaAnswer, 'name'>;
+}
+
+function makeZone(name: string): Zone {
+  // Minimum 0: negative answers are not cached either.
+  const data = { mname: name, rname: `hostmaster.${name}`, serial: 1, refresh: 3600, retry: 600, expire: 86400, minimum: 0 };
+  return { labels: name.split('.'), soa: { type: 'SOA', ttl: TTL, data } };
 }
 
 export class DnsResponder {
-  /** Zones as lists of labels. */
-  private readonly forward: string[][];
-  private readonly reverseZones: string[][];
+  private readonly forward: Zone[];
+  private readonly reverseZones: Zone[];
   /** The zone PTR targets are named in (the first forward zone), or '' for bare machine names. */
   private readonly ptrZone: string;
 
+  /** zones: as parseDnsZone gives them (lower case, no trailing dot), without duplicates. */
   constructor(
     private readonly source: DnsSource,
-    opts: DnsResponderOptions,
+    zones: readonly string[],
   ) {
-    const zones = [...new Set(opts.zones)];
-    this.forward = zones.filter((z) => !isReverseZone(z)).map((z) => z.split('.'));
-    this.reverseZones = zones.filter(isReverseZone).map((z) => z.split('.'));
-    this.ptrZone = this.forward[0]?.join('.') ?? '';
+    this.forward = zones.filter((z) => !isReverseZone(z)).map(makeZone);
+    this.reverseZones = zones.filter(isReverseZone).map(makeZone);
+    this.ptrZone = zones.find((z) => !isReverseZone(z)) ?? '';
   }
 
   /** The response to one message; undefined when it gets none. transport: 'udp' limits the size to
@@ -198,8 +194,7 @@ export class DnsResponder {
   respond(msg: Buffer, transport: 'udp' | 'tcp'): Buffer | undefined {
     const q = parse(msg);
     if (q === undefined) return undefined;
-    if (q instanceof FormErr) return header(msg.readUInt16BE(0), (msg.readUInt16BE(2) & (RD | CD | 0x7800)) | QR | RCODE.FORMERR, 0, 0, 0, 0);
-    if ('notimp' in q) return header(q.id, (q.flags & (RD | CD | 0x7800)) | QR | RCODE.NOTIMP, 0, 0, 0, 0);
+    if ('rcode' in q) return header(q.id, (q.flags & (RD | CD | 0x7800)) | QR | q.rcode, 0, 0, 0, 0);
     let out: Outcome;
     if (q.edns && q.edns.version !== 0) out = { rcode: RCODE.BADVERS, aa: false, answers: [], authorities: [] };
     else if (q.qclass !== CLASS_IN || q.qtype === TYPE.AXFR || q.qtype === TYPE.IXFR || q.qtype === TYPE.OPT) out = refused();
@@ -220,21 +215,23 @@ export class DnsResponder {
     // <machine>.<zone>, in the longest zone that holds the name.
     const zone = longestZone(this.forward, lower);
     if (zone !== undefined) {
-      const soa = this.soa(labels, zone);
-      if (zone.length === labels.length) return apex(qtype, soa);
-      const prefix = labels.slice(0, labels.length - zone.length);
+      const soa = soaFor(labels, zone);
+      if (zone.labels.length === labels.length) return apex(qtype, soa);
+      const prefix = labels.slice(0, labels.length - zone.labels.length);
       const m = prefix.every((l) => PLAIN_LABEL.test(l)) ? this.machineAnswer(prefix.join('.'), qname, qtype, soa) : undefined;
       // Names in the zone that are no machine do not exist (below a machine's name neither: machined's rule).
       return m ?? { rcode: RCODE.NXDOMAIN, aa: true, answers: [], authorities: [soa] };
     }
     // Reverse names: every address that a forward lookup gives is answered, in a declared reverse zone or not.
     const top = lower.slice(-2).join('.');
-    if (top !== 'in-addr.arpa' && top !== 'ip6.arpa') return refused();
+    const family = top === 'in-addr.arpa' ? AF_INET : top === 'ip6.arpa' ? AF_INET6 : undefined;
+    if (family === undefined) return refused();
+    const under = lower.slice(0, -2);
     const rzone = longestZone(this.reverseZones, lower);
-    const soa = rzone !== undefined ? this.soa(labels, rzone) : undefined;
-    const address = plain ? reverseAddress(lower.join('.')) : undefined;
-    if (address) {
-      const names = this.ptrTargets(address.family, address.bytes);
+    const soa = rzone !== undefined ? soaFor(labels, rzone) : undefined;
+    const bytes = plain ? reverseAddress(family, under) : undefined;
+    if (bytes) {
+      const names = this.ptrTargets(family, bytes);
       if (names.length > 0) {
         if (qtype !== TYPE.PTR && qtype !== TYPE.ANY) return { rcode: RCODE.NOERROR, aa: true, answers: [], authorities: soa ? [soa] : [] };
         return { rcode: RCODE.NOERROR, aa: true, answers: names.map((n) => ({ type: 'PTR', name: qname, ttl: TTL, data: n })), authorities: [] };
@@ -242,11 +239,10 @@ export class DnsResponder {
     }
     // Other reverse names are ours only in a reverse zone given with --dns-zone.
     if (rzone === undefined || soa === undefined) return refused();
-    if (rzone.length === labels.length) return apex(qtype, soa);
+    if (rzone.labels.length === labels.length) return apex(qtype, soa);
     // A name on the way down to addresses may have addresses below it: it exists, without data.
-    const v4 = top === 'in-addr.arpa';
-    const under = lower.slice(0, -2);
-    if (under.length < (v4 ? 4 : 32) && under.every((l) => (v4 ? OCTET.test(l) : NIBBLE.test(l)))) {
+    const v4 = family === AF_INET;
+    if (under.length < (v4 ? 4 : 32) && under.every((l) => (v4 ? DIGITS.test(l) : NIBBLE.test(l)))) {
       return { rcode: RCODE.NOERROR, aa: true, answers: [], authorities: [soa] };
     }
     return { rcode: RCODE.NXDOMAIN, aa: true, answers: [], authorities: [soa] };
@@ -275,14 +271,11 @@ export class DnsResponder {
       .filter((e) => !e.ifindex)
       .map((e) => (this.ptrZone ? `${e.name}.${this.ptrZone}` : e.name));
   }
+}
 
-  /** The zone's SOA record, its owner spelled as in the question (zone: its labels). */
-  private soa(labels: string[], zone: string[]): RR {
-    const name = labels.slice(labels.length - zone.length).join('.');
-    const z = zone.join('.');
-    // Minimum 0: negative answers are not cached either.
-    return { type: 'SOA', name, ttl: TTL, data: { mname: z, rname: `hostmaster.${z}`, serial: 1, refresh: 3600, retry: 600, expire: 86400, minimum: 0 } };
-  }
+/** The zone's SOA record, its owner spelled as in the question. */
+function soaFor(labels: string[], zone: Zone): RR {
+  return { ...zone.soa, name: labels.slice(labels.length - zone.labels.length).join('.') };
 }
 
 function refused(): Outcome {
@@ -290,12 +283,12 @@ function refused(): Outcome {
 }
 
 /** The longest zone that is the name or one of its ancestors (compared label by label, lower case). */
-function longestZone(zones: readonly string[][], lower: readonly string[]): string[] | undefined {
-  let best: string[] | undefined;
+function longestZone(zones: readonly Zone[], lower: readonly string[]): Zone | undefined {
+  let best: Zone | undefined;
   for (const z of zones) {
-    if (z.length > lower.length || (best && z.length <= best.length)) continue;
-    const off = lower.length - z.length;
-    if (z.every((l, i) => lower[off + i] === l)) best = z;
+    if (z.labels.length > lower.length || (best && z.labels.length <= best.labels.length)) continue;
+    const off = lower.length - z.labels.length;
+    if (z.labels.every((l, i) => lower[off + i] === l)) best = z;
   }
   return best;
 }

@@ -6,7 +6,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { dnsListenText, type DnsListen } from './dns-config.js';
 import { DnsResponder, type DnsSource } from './dns-responder.js';
 
-export interface DnsLogger {
+interface DnsLogger {
   info(o: object, msg: string): void;
   warn(o: object, msg: string): void;
   debug(o: object, msg: string): void;
@@ -17,15 +17,16 @@ export interface DnsServerOptions {
   /** As parseDnsZone gives them. */
   zones: readonly string[];
   log: DnsLogger;
-  /** A TCP connection is closed when no complete query came for this long. Default 10 s. */
-  tcpIdleMs?: number;
-  /** TCP connections open at once, in all. Default 256. */
-  maxTcpConnections?: number;
-  /** TCP connections open at once from one client address. Default 32. */
-  maxTcpPerClient?: number;
-  /** Responses a TCP client may leave unread before it is disconnected. Default 1 MiB. */
-  maxTcpOutputBytes?: number;
 }
+
+/** A TCP connection is closed when no complete query came for this long. */
+const TCP_IDLE_MS = 10_000;
+/** TCP connections open at once, in all. */
+const MAX_TCP_CONNECTIONS = 256;
+/** TCP connections open at once from one client address. */
+const MAX_TCP_PER_CLIENT = 32;
+/** Responses a TCP client may leave unread before it is disconnected. */
+const MAX_TCP_OUTPUT_BYTES = 1 << 20;
 
 export class DnsServer {
   private readonly responder: DnsResponder;
@@ -33,20 +34,12 @@ export class DnsServer {
   private readonly tcp: Server[] = [];
   private readonly conns = new Set<Socket>();
   private readonly perClient = new Map<string, number>();
-  private readonly idleMs: number;
-  private readonly maxConns: number;
-  private readonly maxPerClient: number;
-  private readonly maxOutput: number;
 
   private constructor(
     source: DnsSource,
     private readonly opts: DnsServerOptions,
   ) {
-    this.responder = new DnsResponder(source, { zones: opts.zones });
-    this.idleMs = opts.tcpIdleMs ?? 10_000;
-    this.maxConns = opts.maxTcpConnections ?? 256;
-    this.maxPerClient = opts.maxTcpPerClient ?? 32;
-    this.maxOutput = opts.maxTcpOutputBytes ?? 1 << 20;
+    this.responder = new DnsResponder(source, opts.zones);
   }
 
   /** Listens on every address (UDP and TCP); rejects, with nothing left open, if one cannot be had. */
@@ -120,22 +113,21 @@ export class DnsServer {
   private accept(c: Socket): void {
     const client = c.remoteAddress ?? '';
     const mine = this.perClient.get(client) ?? 0;
-    if (this.conns.size >= this.maxConns || mine >= this.maxPerClient) {
+    if (this.conns.size >= MAX_TCP_CONNECTIONS || mine >= MAX_TCP_PER_CLIENT) {
       this.opts.log.debug({ client, open: this.conns.size }, 'dns tcp connection refused: too many');
       c.destroy();
       return;
     }
     this.conns.add(c);
     this.perClient.set(client, mine + 1);
-    c.setNoDelay(true);
     let buffered: Buffer[] = [];
     let length = 0;
-    let idle = setTimeout(() => c.destroy(), this.idleMs);
+    const idle = setTimeout(() => c.destroy(), TCP_IDLE_MS);
     c.on('data', (chunk: Buffer) => {
       buffered.push(chunk);
       length += chunk.length;
       if (length < 2) return;
-      let data = buffered.length === 1 ? buffered[0] : Buffer.concat(buffered, length);
+      const data = buffered.length === 1 ? buffered[0] : Buffer.concat(buffered, length);
       let off = 0;
       const replies: Buffer[] = [];
       while (data.length - off >= 2) {
@@ -145,23 +137,24 @@ export class DnsServer {
         off += 2 + size;
         if (!reply) {
           // Nothing to say to this message (no header, or not a query): nothing more to talk about.
-          if (replies.length > 0) c.end(Buffer.concat(replies));
+          if (replies.length > 0) c.end(joined(replies));
           else c.destroy();
           return;
         }
-        const len = Buffer.alloc(2);
-        len.writeUInt16BE(reply.length);
-        replies.push(len, reply);
+        const framed = Buffer.allocUnsafe(2 + reply.length);
+        framed.writeUInt16BE(reply.length);
+        reply.copy(framed, 2);
+        replies.push(framed);
       }
-      data = data.subarray(off);
-      buffered = data.length > 0 ? [Buffer.from(data)] : [];
-      length = data.length;
+      // What is left of a partial message: kept as it is when nothing was consumed, else copied, so as
+      // not to hold on to the bytes of the messages answered.
+      buffered = off === 0 ? [data] : off < data.length ? [Buffer.from(data.subarray(off))] : [];
+      length = data.length - off;
       if (replies.length > 0) {
-        clearTimeout(idle);
-        idle = setTimeout(() => c.destroy(), this.idleMs);
-        c.write(Buffer.concat(replies));
+        idle.refresh();
+        c.write(joined(replies));
         // A client that asks and never reads is dropped rather than buffered for without end.
-        if (c.writableLength > this.maxOutput) c.destroy();
+        if (c.writableLength > MAX_TCP_OUTPUT_BYTES) c.destroy();
       }
     });
     c.on('error', () => {});
@@ -173,6 +166,10 @@ export class DnsServer {
       else this.perClient.delete(client);
     });
   }
+}
+
+function joined(buffers: Buffer[]): Buffer {
+  return buffers.length === 1 ? buffers[0] : Buffer.concat(buffers);
 }
 
 function listenError(l: DnsListen, proto: string, err: NodeJS.ErrnoException): Error {
