@@ -8,7 +8,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, rmdirSync } f
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { findCgroup2Mount, findLegacySystemdMount } from '../src/registry/cgroup.js';
+import { findCgroupMounts } from '../src/registry/cgroup.js';
 import { VarlinkClient } from '../src/varlink/client.js';
 import { makeContainer, removeAllContainers, type Container } from './helpers/container.js';
 import { CTL, startDaemon, type Daemon } from './helpers/daemon.js';
@@ -624,9 +624,8 @@ describe('mymachinesctl with a daemon', { timeout: 180_000 }, () => {
   });
 
   test('register --create puts the leader into its own scope cgroup', async (t) => {
-    const mount = await findCgroup2Mount();
+    const { v2: mount, legacy } = await findCgroupMounts();
     if (!mount) return t.skip('no cgroup2 hierarchy mounted');
-    const legacy = await findLegacySystemdMount();
     const scope = join('machine.slice', 'machine-cli\\x2dmade.scope');
     const l = sleeper();
     try {

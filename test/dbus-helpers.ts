@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import dbus from 'dbus-next';
-import { findCgroup2Mount, findLegacySystemdMount } from '../src/registry/cgroup.js';
+import { findCgroupMounts } from '../src/registry/cgroup.js';
 import { ROOT } from './helpers/daemon.js';
 import { run, waitFor, type RunResult } from './helpers/run.js';
 
@@ -14,7 +14,6 @@ export interface Bus {
   address: string;
   /** Environment for clients: DBUS_SYSTEM_BUS_ADDRESS set to this bus. */
   env: NodeJS.ProcessEnv;
-  proc(): ChildProcess | undefined;
   stop(): Promise<void>;
   /** Starts the bus again on the same socket (after stop). */
   start(): Promise<void>;
@@ -77,7 +76,6 @@ export async function startBus(dir: string, opts: BusOptions = {}): Promise<Bus>
   const bus: Bus = {
     address,
     env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: address },
-    proc: () => proc,
     async start() {
       proc = spawn('dbus-daemon', ['--config-file', config, '--nofork'], { stdio: ['ignore', 'ignore', 'inherit'] });
       const p = proc;
@@ -155,9 +153,9 @@ export async function errorName(p: Promise<unknown>): Promise<string> {
 
 /** The cgroup2 mount and the legacy name=systemd mount (hybrid hosts), found as the daemon finds them. */
 export async function cgroupMounts(): Promise<{ v2: string; legacy: string | undefined }> {
-  const v2 = await findCgroup2Mount();
+  const { v2, legacy } = await findCgroupMounts();
   if (!v2) throw new Error('no cgroup2 hierarchy mounted');
-  return { v2, legacy: await findLegacySystemdMount() };
+  return { v2, legacy };
 }
 
 /** busctl monitor for the signals of one interface; each seen signal as "Member arg1 arg2 ...". */

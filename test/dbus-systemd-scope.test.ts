@@ -10,13 +10,13 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import dbus from 'dbus-next';
 import { cgroupPlaceOf, removeSubtree, subtreeProcesses } from '../src/registry/cgroup.js';
-import { RegistryError } from '../src/registry/errors.js';
+import { RegistryError, SystemdError } from '../src/registry/errors.js';
 import type { ScopeProperty, ScopeRequest } from '../src/registry/registry.js';
 import { BusService, type InterfaceDef } from '../src/registry/dbus-service.js';
-import { SystemdError, SystemdScopes } from '../src/registry/systemd-scope.js';
+import { SystemdScopes } from '../src/registry/systemd-scope.js';
 import { makeContainer, removeAllContainers, type Container } from './helpers/container.js';
 import { run, sleep, waitFor } from './helpers/run.js';
-import { cgroupMounts, startBus } from './dbus-helpers.js';
+import { cgroupMounts, fakeBus, startBus } from './dbus-helpers.js';
 
 const SYSTEMD = 'org.freedesktop.systemd1';
 const MANAGER = 'org.freedesktop.systemd1.Manager';
@@ -82,7 +82,7 @@ before(async () => {
     why = `no systemd user manager here: ${(e as Error).message}`;
     return;
   }
-  scopes = new SystemdScopes(cg.v2, { busAddress: address, jobTimeoutMs: 10_000 });
+  scopes = new SystemdScopes(cg.v2, cg.legacy, { busAddress: address, jobTimeoutMs: 10_000 });
   client = dbus.sessionBus({ busAddress: address } as dbus.SessionBusOptions);
 });
 
@@ -186,10 +186,10 @@ test("StartTransientUnit with machined's properties and the caller's; the whole 
 test('a VM is described as one; abandon() puts the leader back where it was and systemd collects the scope', async (t) => {
   if (why) return t.skip(why);
   const c = await leader();
-  const { path, unit } = await scopes.create('sd-vm', c.pid, request('vm'));
+  const { path, unit, abandon } = await scopes.create('sd-vm', c.pid, request('vm'));
   assert.equal(await unitProperty(unit, 'org.freedesktop.systemd1.Unit', 'Description'), 'Virtual Machine sd-vm');
   assert.equal(cgroupPlaceOf(c.pid).v2, path);
-  await scopes.abandon(path);
+  await abandon();
   assert.deepEqual(cgroupPlaceOf(c.pid), originPlace());
   await unitGone(unit);
   await c.remove();
@@ -213,7 +213,7 @@ test("a start job that fails: org.freedesktop.systemd1.JobFailed with machined's
 
 test("systemd's own errors keep their name and message; the deadline of a refused Create never fires", async (t) => {
   if (why) return t.skip(why);
-  const quick = new SystemdScopes(cg.v2, { busAddress: address, jobTimeoutMs: 300 });
+  const quick = new SystemdScopes(cg.v2, cg.legacy, { busAddress: address, jobTimeoutMs: 300 });
   const c = await leader();
   try {
     const e = await quick.create('sd-bad', c.pid, request('container', [{ name: 'NoSuchProperty', signature: 's', value: 'x' }])).catch((x) => x);
@@ -231,7 +231,7 @@ test("systemd's own errors keep their name and message; the deadline of a refuse
 
 test('a start job that does not finish in time: refused, the job cancelled, the leader where it was, no unhandled rejection', async (t) => {
   if (why) return t.skip(why);
-  const quick = new SystemdScopes(cg.v2, { busAddress: address, jobTimeoutMs: 1000 });
+  const quick = new SystemdScopes(cg.v2, cg.legacy, { busAddress: address, jobTimeoutMs: 1000 });
   const c = await leader();
   try {
     // The scope waits for a service that takes 3 s to start.
@@ -301,10 +301,11 @@ test('a fake systemd: JobRemoved before the reply is not missed; a failed job is
     },
   });
   fake.start();
-  const quick = new SystemdScopes(cg.v2, { busAddress: bus.address, jobTimeoutMs: 1000 });
+  const quick = new SystemdScopes(cg.v2, cg.legacy, { busAddress: bus.address, jobTimeoutMs: 1000 });
   try {
     await waitFor('the fake systemd', () => (fake.isConnected ? true : undefined));
-    assert.deepEqual(await quick.create('fake-1', process.pid, request('container')), { path: '/machine.slice/machine-fake\\x2d1.scope', unit: 'machine-fake\\x2d1.scope' });
+    const { path, unit } = await quick.create('fake-1', process.pid, request('container'));
+    assert.deepEqual({ path, unit }, { path: '/machine.slice/machine-fake\\x2d1.scope', unit: 'machine-fake\\x2d1.scope' });
 
     result = 'failed';
     const failed = await quick.create('fake-2', process.pid, request('vm')).catch((x) => x);
@@ -330,5 +331,21 @@ test('a fake systemd: JobRemoved before the reply is not missed; a failed job is
     quick.close();
     fake.stop();
     await bus.stop();
+  }
+});
+
+test('a bus that refuses Hello: Create is refused as a lost connection, and no rejection is left unhandled', async () => {
+  const socket = join(dir, 'refusing-bus');
+  const fake = await fakeBus(socket, 'refuse');
+  const quick = new SystemdScopes(cg.v2, cg.legacy, { busAddress: `unix:path=${socket}`, jobTimeoutMs: 2000 });
+  try {
+    const e = await quick.create('refused', process.pid, request('container')).catch((x) => x);
+    assert.ok(e instanceof RegistryError && !(e instanceof SystemdError), String(e));
+    assert.equal(e.message, 'Lost the connection to systemd: the bus refused Hello: org.freedesktop.DBus.Error.AccessDenied');
+    await sleep(100);
+    assert.deepEqual(unhandled, []);
+  } finally {
+    quick.close();
+    await fake.close();
   }
 });

@@ -2,7 +2,7 @@
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
-import { findCgroup2Mount, findLegacySystemdMount, systemdIsPid1, Cgroups } from '../registry/cgroup.js';
+import { findCgroupMounts, systemdIsPid1, Cgroups } from '../registry/cgroup.js';
 import { Registry, type ScopeAllocator } from '../registry/registry.js';
 import { machineHandlers, machineInterface } from '../registry/varlink-machine.js';
 import { Resolver } from '../resolver/resolver.js';
@@ -60,12 +60,12 @@ async function run(opts: DaemonOptions): Promise<void> {
     log.fatal({ socket: socketPath }, 'another mymachinesd already serves this socket');
     process.exit(1);
   }
-  const mount = await findCgroup2Mount();
+  const { v2: mount, legacy } = await findCgroupMounts();
   if (!mount) log.warn({}, 'no cgroup2 hierarchy: creating machines (allocateUnit) is not supported');
   let scopes: ScopeAllocator | undefined;
   // Where systemd is PID 1 it owns the cgroup tree: scopes are asked of it, as machined does.
-  if (mount && systemdIsPid1()) scopes = new (await import('../registry/systemd-scope.js')).SystemdScopes(mount);
-  else if (mount) scopes = new Cgroups(mount, await findLegacySystemdMount());
+  if (mount && systemdIsPid1()) scopes = new (await import('../registry/systemd-scope.js')).SystemdScopes(mount, legacy);
+  else if (mount) scopes = new Cgroups(mount, legacy);
   registry = new Registry({
     stateDir: opts.stateDir,
     scopes,

@@ -5,31 +5,27 @@
 import { existsSync } from 'node:fs';
 import { readFile, mkdir, readdir, rmdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { RegistryError } from './errors.js';
+import { RegistryError, failed } from './errors.js';
 import { scopeUnitName } from './names.js';
 import { processTree, readSmallFile } from './proc.js';
 import type { ScopeAllocator, ScopeProperty, ScopeRequest } from './registry.js';
 
-/** The mount point of the cgroup2 hierarchy (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts). */
-export async function findCgroup2Mount(): Promise<string | undefined> {
+/** From one read of /proc/self/mountinfo (the first mount of each):
+ *  - v2: the mount point of the cgroup2 hierarchy (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid
+ *    hosts); undefined where there is none;
+ *  - legacy: the v1 name=systemd hierarchy of a hybrid host, where sd-login (ps -o machine,
+ *    sd_pid_get_machine_name) looks for a process's unit instead of cgroup2; undefined elsewhere. */
+export async function findCgroupMounts(): Promise<{ v2?: string; legacy?: string }> {
   const info = await readFile('/proc/self/mountinfo', 'utf8');
-  for (const line of info.split('\n')) {
-    const [pre, post] = line.split(' - ');
-    if (post?.split(' ')[0] === 'cgroup2') return unescapeMountPath(pre.split(' ')[4]);
-  }
-  return undefined;
-}
-
-/** The v1 name=systemd hierarchy of a hybrid host, where sd-login (ps -o machine, sd_pid_get_machine_name)
- *  looks for a process's unit instead of cgroup2; undefined elsewhere. */
-export async function findLegacySystemdMount(): Promise<string | undefined> {
-  const info = await readFile('/proc/self/mountinfo', 'utf8');
+  const found: { v2?: string; legacy?: string } = {};
   for (const line of info.split('\n')) {
     const [pre, post] = line.split(' - ');
     const f = post?.split(' ') ?? [];
-    if (f[0] === 'cgroup' && f[2]?.split(',').includes('name=systemd')) return unescapeMountPath(pre.split(' ')[4]);
+    const at = () => unescapeMountPath(pre.split(' ')[4]);
+    if (f[0] === 'cgroup2') found.v2 ??= at();
+    else if (f[0] === 'cgroup' && f[2]?.split(',').includes('name=systemd')) found.legacy ??= at();
   }
-  return undefined;
+  return found;
 }
 
 function unescapeMountPath(p: string): string {
@@ -47,7 +43,7 @@ export function cgroupPlaceOf(pid: number): CgroupPlace {
   for (const line of (readSmallFile(`/proc/${pid}/cgroup`) ?? '').split('\n')) {
     const m = /^\d+:([^:]*):(.*)$/.exec(line);
     if (!m) continue;
-    if (m[1] === '' && line.startsWith('0::')) place.v2 = m[2];
+    if (line.startsWith('0::')) place.v2 = m[2];
     else if (m[1].split(',').includes('name=systemd')) place.legacy = m[2];
   }
   return place;
@@ -64,7 +60,7 @@ export async function killSubtree(dir: string): Promise<boolean> {
 
 /** Every process in the cgroup at dir and in every cgroup below it; [] when it is gone. */
 export async function subtreeProcesses(dir: string): Promise<number[]> {
-  const text = await readFile(join(dir, 'cgroup.procs'), 'utf8').catch(() => '');
+  const text = readSmallFile(join(dir, 'cgroup.procs')) ?? '';
   const pids = text.split('\n').filter(Boolean).map(Number);
   const children = await readdir(dir, { withFileTypes: true }).catch(() => []);
   for (const c of children) if (c.isDirectory()) pids.push(...(await subtreeProcesses(join(dir, c.name))));
@@ -144,22 +140,17 @@ async function applyProperties(dir: string, properties: ScopeProperty[]): Promis
   return notApplied;
 }
 
-const failed = (message: string) => new RegistryError('Failed', message);
-
 export class Cgroups implements ScopeAllocator {
-  /** Where each leader came from, by scope path, until its scope is removed. */
-  private readonly origins = new Map<string, CgroupPlace>();
-
   constructor(
     readonly mount: string,
-    /** Also mirror scopes here (see findLegacySystemdMount). */
+    /** Also mirror scopes here: the legacy mount of findCgroupMounts. */
     readonly legacyMount?: string,
   ) {}
 
   /** Makes machine.slice/machine-<name>.scope and moves the leader into it; returns the cgroup path
    *  (relative to the hierarchy, as /proc/PID/cgroup shows it). Every failure is a RegistryError, and
    *  leaves the leader where it was. */
-  async create(machine: string, leader: number, req: ScopeRequest): Promise<{ path: string; unit: string }> {
+  async create(machine: string, leader: number, req: ScopeRequest): Promise<{ path: string; unit: string; abandon(): Promise<void> }> {
     const unit = scopeUnitName(machine);
     const path = `/machine.slice/${unit}`;
     const dir = join(this.mount, path);
@@ -190,15 +181,19 @@ export class Cgroups implements ScopeAllocator {
     }
     if (this.legacyMount) {
       // Best effort: only sd-login's view depends on it, not the registry's.
-      await mkdir(join(this.legacyMount, path), { recursive: true })
-        .then(() => writeFile(join(this.legacyMount!, path, 'cgroup.procs'), `${leader}\n`))
+      const legacyDir = join(this.legacyMount, path);
+      await mkdir(legacyDir, { recursive: true })
+        .then(() => moveInto(legacyDir, [leader]))
         .catch(() => {});
     }
-    this.origins.set(path, origin);
     if (notApplied.length > 0) {
       req.log.warn({ machine, unit, properties: notApplied }, `scope properties not applied (no systemd to apply them): ${notApplied.join(', ')}`);
     }
-    return { path, unit };
+    const abandon = async () => {
+      await moveBack(this.mount, this.legacyMount, path, origin);
+      await this.remove(path);
+    };
+    return { path, unit, abandon };
   }
 
   async processes(path: string): Promise<number[]> {
@@ -214,18 +209,10 @@ export class Cgroups implements ScopeAllocator {
     if (this.legacyMount) await removeSubtree(join(this.legacyMount, path));
     const gone = await removeSubtree(join(this.mount, path));
     if (gone) {
-      this.origins.delete(path);
       // Without systemd, machine.slice is ours too: it goes with its last scope (rmdir fails while any
       // scope, of this daemon or another, is still in it).
       for (const m of [this.mount, this.legacyMount]) if (m) await rmdir(join(m, dirname(path))).catch(() => {});
     }
     return gone;
-  }
-
-  async abandon(path: string): Promise<void> {
-    const origin = this.origins.get(path);
-    this.origins.delete(path);
-    if (origin) await moveBack(this.mount, this.legacyMount, path, origin);
-    await this.remove(path);
   }
 }

@@ -2,13 +2,12 @@
 // (reference §1-§3): the Manager, one Machine object per machine (and `self`), the Manager's signals.
 // It only translates between D-Bus and Registry calls.
 import type dbus from 'dbus-next';
-import { RegistryError, type RegistryErrorKind } from './errors.js';
+import { RegistryError, type RegistryErrorKind, SystemdError } from './errors.js';
 import { type IdKind, mapFromMachine, mapToMachine } from './id-mapping.js';
 import { type Machine, uidShift } from './machine.js';
 import type { Registry, ScopeProperty } from './registry.js';
-import { SystemdError } from './systemd-scope.js';
 import { LOG_CONTROL_PATH, type LevelLogger, logControlObject } from './dbus-log-control.js';
-import { BusError, type BusLog, type BusObject, BusService, type Caller, E, type InterfaceDef, type ObjectTree } from './dbus-service.js';
+import { BusError, type BusLog, type BusObject, BusService, type Caller, E, type InterfaceDef, type MethodDef, type ObjectTree } from './dbus-service.js';
 
 export const BUS_NAME = 'org.freedesktop.machine1';
 export const MANAGER_PATH = '/org/freedesktop/machine1';
@@ -83,11 +82,17 @@ function idFromBytes(id: Buffer): string {
   return id.every((b) => b === 0) ? '' : id.toString('hex');
 }
 
-/** A method of machined's that is not built here: present (introspection, signature checks), answering
- *  NotSupported with a message that names it. */
-const notBuilt = (what: string) => (member: string) => () => {
-  throw new BusError(E.NotSupported, `${member} is not supported by mymachinesd yet: ${what} are not built.`);
-};
+/** Methods of machined's that are not built here, by member: [in, out]. Present (introspection, signature
+ *  checks), each answering NotSupported with a message that names it. */
+const notBuilt = (what: string) => (members: Record<string, [string, string]>) =>
+  Object.fromEntries(
+    Object.entries(members).map(([member, [i, out]]): [string, MethodDef<any>] => {
+      const call = () => {
+        throw new BusError(E.NotSupported, `${member} is not supported by mymachinesd yet: ${what} are not built.`);
+      };
+      return [member, { in: i, out, call }];
+    }),
+  );
 const images = notBuilt('images');
 const ptys = notBuilt('PTYs, logins and shells');
 const copies = notBuilt('bind mounts and copies');
@@ -131,7 +136,7 @@ function managerInterface(reg: Registry): InterfaceDef<null> {
     name: MANAGER,
     methods: {
       GetMachine: { in: 'name:s', out: 'machine:o', call: (_t, _c, name) => [machinePath(get(name).name)] },
-      GetImage: { in: 'name:s', out: 'image:o', call: images('GetImage') },
+      ...images({ GetImage: ['name:s', 'image:o'] }),
       GetMachineByPID: {
         in: 'pid:u',
         out: 'machine:o',
@@ -168,27 +173,33 @@ function managerInterface(reg: Registry): InterfaceDef<null> {
       },
       GetMachineAddresses: { in: 'name:s', out: 'addresses:a(iay)', call: (_t, _c, name) => addresses(reg, get(name)) },
       GetMachineOSRelease: { in: 'name:s', out: 'fields:a{ss}', call: (_t, _c, name) => osRelease(reg, get(name)) },
-      OpenMachinePTY: { in: 'name:s', out: 'pty:h pty_path:s', call: ptys('OpenMachinePTY') },
-      OpenMachineLogin: { in: 'name:s', out: 'pty:h pty_path:s', call: ptys('OpenMachineLogin') },
-      OpenMachineShell: { in: 'name:s user:s path:s args:as environment:as', out: 'pty:h pty_path:s', call: ptys('OpenMachineShell') },
-      BindMountMachine: { in: 'name:s source:s destination:s read_only:b mkdir:b', out: '', call: copies('BindMountMachine') },
-      CopyFromMachine: { in: 'name:s source:s destination:s', out: '', call: copies('CopyFromMachine') },
-      CopyToMachine: { in: 'name:s source:s destination:s', out: '', call: copies('CopyToMachine') },
-      CopyFromMachineWithFlags: { in: 'name:s source:s destination:s flags:t', out: '', call: copies('CopyFromMachineWithFlags') },
-      CopyToMachineWithFlags: { in: 'name:s source:s destination:s flags:t', out: '', call: copies('CopyToMachineWithFlags') },
-      OpenMachineRootDirectory: { in: 'name:s', out: 'fd:h', call: rootDir('OpenMachineRootDirectory') },
+      ...ptys({
+        OpenMachinePTY: ['name:s', 'pty:h pty_path:s'],
+        OpenMachineLogin: ['name:s', 'pty:h pty_path:s'],
+        OpenMachineShell: ['name:s user:s path:s args:as environment:as', 'pty:h pty_path:s'],
+      }),
+      ...copies({
+        BindMountMachine: ['name:s source:s destination:s read_only:b mkdir:b', ''],
+        CopyFromMachine: ['name:s source:s destination:s', ''],
+        CopyToMachine: ['name:s source:s destination:s', ''],
+        CopyFromMachineWithFlags: ['name:s source:s destination:s flags:t', ''],
+        CopyToMachineWithFlags: ['name:s source:s destination:s flags:t', ''],
+      }),
+      ...rootDir({ OpenMachineRootDirectory: ['name:s', 'fd:h'] }),
       GetMachineUIDShift: { in: 'name:s', out: 'shift:u', call: (_t, _c, name) => [uidShiftOf(get(name))] },
-      RemoveImage: { in: 'name:s', out: '', call: images('RemoveImage') },
-      RenameImage: { in: 'name:s new_name:s', out: '', call: images('RenameImage') },
-      CloneImage: { in: 'name:s new_name:s read_only:b', out: '', call: images('CloneImage') },
-      MarkImageReadOnly: { in: 'name:s read_only:b', out: '', call: images('MarkImageReadOnly') },
-      GetImageHostname: { in: 'name:s', out: 'hostname:s', call: images('GetImageHostname') },
-      GetImageMachineID: { in: 'name:s', out: 'id:ay', call: images('GetImageMachineID') },
-      GetImageMachineInfo: { in: 'name:s', out: 'machine_info:a{ss}', call: images('GetImageMachineInfo') },
-      GetImageOSRelease: { in: 'name:s', out: 'os_release:a{ss}', call: images('GetImageOSRelease') },
-      SetPoolLimit: { in: 'size:t', out: '', call: images('SetPoolLimit') },
-      SetImageLimit: { in: 'name:s size:t', out: '', call: images('SetImageLimit') },
-      CleanPool: { in: 'mode:s', out: 'images:a(st)', call: images('CleanPool') },
+      ...images({
+        RemoveImage: ['name:s', ''],
+        RenameImage: ['name:s new_name:s', ''],
+        CloneImage: ['name:s new_name:s read_only:b', ''],
+        MarkImageReadOnly: ['name:s read_only:b', ''],
+        GetImageHostname: ['name:s', 'hostname:s'],
+        GetImageMachineID: ['name:s', 'id:ay'],
+        GetImageMachineInfo: ['name:s', 'machine_info:a{ss}'],
+        GetImageOSRelease: ['name:s', 'os_release:a{ss}'],
+        SetPoolLimit: ['size:t', ''],
+        SetImageLimit: ['name:s size:t', ''],
+        CleanPool: ['mode:s', 'images:a(st)'],
+      }),
       MapFromMachineUser: { in: 'name:s uid_inner:u', out: 'uid_outer:u', call: (_t, _c, name, uid) => [mapFromMachine(reg, 'user', name, uid)] },
       MapToMachineUser: { in: 'uid_outer:u', out: 'machine_name:s machine_path:o uid_inner:u', call: (_t, _c, uid) => mapTo(reg, 'user', uid) },
       MapFromMachineGroup: { in: 'name:s gid_inner:u', out: 'gid_outer:u', call: (_t, _c, name, gid) => [mapFromMachine(reg, 'group', name, gid)] },
@@ -213,15 +224,19 @@ function machineInterface(reg: Registry): InterfaceDef<Machine> {
       GetAddresses: { in: '', out: 'addresses:a(iay)', call: (m) => addresses(reg, reg.mustGet(m.name)) },
       GetOSRelease: { in: '', out: 'fields:a{ss}', call: (m) => osRelease(reg, reg.mustGet(m.name)) },
       GetUIDShift: { in: '', out: 'shift:u', call: (m) => [uidShiftOf(m)] },
-      OpenPTY: { in: '', out: 'pty:h pty_path:s', call: ptys('OpenPTY') },
-      OpenLogin: { in: '', out: 'pty:h pty_path:s', call: ptys('OpenLogin') },
-      OpenShell: { in: 'user:s path:s args:as environment:as', out: 'pty:h pty_path:s', call: ptys('OpenShell') },
-      BindMount: { in: 'source:s destination:s read_only:b mkdir:b', out: '', call: copies('BindMount') },
-      CopyFrom: { in: 'source:s destination:s', out: '', call: copies('CopyFrom') },
-      CopyTo: { in: 'source:s destination:s', out: '', call: copies('CopyTo') },
-      CopyFromWithFlags: { in: 'source:s destination:s flags:t', out: '', call: copies('CopyFromWithFlags') },
-      CopyToWithFlags: { in: 'source:s destination:s flags:t', out: '', call: copies('CopyToWithFlags') },
-      OpenRootDirectory: { in: '', out: 'fd:h', call: rootDir('OpenRootDirectory') },
+      ...ptys({
+        OpenPTY: ['', 'pty:h pty_path:s'],
+        OpenLogin: ['', 'pty:h pty_path:s'],
+        OpenShell: ['user:s path:s args:as environment:as', 'pty:h pty_path:s'],
+      }),
+      ...copies({
+        BindMount: ['source:s destination:s read_only:b mkdir:b', ''],
+        CopyFrom: ['source:s destination:s', ''],
+        CopyTo: ['source:s destination:s', ''],
+        CopyFromWithFlags: ['source:s destination:s flags:t', ''],
+        CopyToWithFlags: ['source:s destination:s flags:t', ''],
+      }),
+      ...rootDir({ OpenRootDirectory: ['', 'fd:h'] }),
     },
     properties: {
       Name: { type: 's', emits: 'const', get: (m) => m.name },

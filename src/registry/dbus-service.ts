@@ -181,10 +181,61 @@ const ERRNO_ERRORS: Record<string, string> = {
 };
 
 /** A Node system error (one with an errno code such as EBUSY) as sd-bus sends a method's -errno. */
-export function errnoBusError(e: unknown): BusError | undefined {
+function errnoBusError(e: unknown): BusError | undefined {
   const code = (e as NodeJS.ErrnoException | undefined)?.code;
   if (typeof code !== 'string' || !/^E[A-Z0-9]+$/.test(code)) return undefined;
   return new BusError(ERRNO_ERRORS[code] ?? `System.Error.${code}`, (e as Error).message || code);
+}
+
+/** A connection made by openBus. */
+export interface OpenedBus {
+  bus: dbus.MessageBus;
+  /** The bus has answered what the caller waited for first (Hello at least): the answer timer stops. */
+  answered(): void;
+  /** Disconnects; onLost is not called after it. */
+  close(): void;
+}
+
+/** Connects to the bus at `address` (see busAddress; undefined: dbus-next's session bus) and watches the
+ *  connection: onLost(why) is called once, with the connection closed by then, when it breaks, when the
+ *  bus refuses Hello, or when answered() is not called within timeoutMs (a bus that accepts but never
+ *  answers). Throws at once for an address dbus-next cannot use (malformed, or `session` without
+ *  DBUS_SESSION_BUS_ADDRESS). */
+export function openBus(
+  address: string | undefined,
+  onLost: (why: string) => void,
+  { timeoutMs = BUS_CALL_TIMEOUT_MS, timeoutWhy = `no answer from the bus within ${timeoutMs / 1000} s` }: { timeoutMs?: number; timeoutWhy?: string } = {},
+): OpenedBus {
+  const bus = dbus.sessionBus({ busAddress: address } as dbus.SessionBusOptions);
+  let done = false;
+  const close = () => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    try {
+      bus.disconnect();
+    } catch {
+      /* already closed */
+    }
+  };
+  const lost = (why: string) => {
+    if (done) return;
+    close();
+    onLost(why);
+  };
+  // dbus-next answers an error reply to Hello with an 'error' event and then a rejected promise that
+  // nobody can catch (an unhandled rejection ends the process): its handler (the only one pending yet)
+  // is wrapped so that an error reply only counts as a lost bus.
+  const handlers = (bus as unknown as { _methodReturnHandlers: Record<string, (m: dbus.Message) => void> })._methodReturnHandlers;
+  for (const serial of Object.keys(handlers)) {
+    const hello = handlers[serial];
+    handlers[serial] = (reply) => ((reply.type as number) === ERROR ? lost(`the bus refused Hello: ${reply.errorName}`) : hello(reply));
+  }
+  const timer = setTimeout(() => lost(timeoutWhy), timeoutMs);
+  bus.on('error', (e: Error) => lost(e?.message ?? String(e)));
+  // dbus-next does not pass on the end of the stream; without this a closed bus would go unnoticed.
+  (bus as unknown as { _connection: NodeJS.EventEmitter })._connection.on('end', () => lost('the bus closed the connection'));
+  return { bus, answered: () => clearTimeout(timer), close };
 }
 
 export interface BusServiceEvents {
@@ -195,11 +246,10 @@ export interface BusServiceEvents {
 /** A connection to one bus that owns a name and serves an object tree there; it warns when the bus
  *  cannot be reached and connects again when it can, and never throws for it. */
 export class BusService extends EventEmitter<BusServiceEvents> {
-  private bus: dbus.MessageBus | undefined;
+  /** The connection while there is one (a bus that never answers Hello is given up and tried again). */
+  private opened: OpenedBus | undefined;
   private connected = false;
   private retry: NodeJS.Timeout | undefined;
-  /** Until the bus has answered Hello: a bus that accepts but never answers is given up and tried again. */
-  private helloTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   /** Warn once per outage, not on every retry. */
   private warned = false;
@@ -226,9 +276,9 @@ export class BusService extends EventEmitter<BusServiceEvents> {
 
   /** Broadcasts a signal; dropped while there is no bus, as nobody could receive it. */
   signal(path: string, iface: string, member: string, args: string, body: unknown[]): void {
-    if (!this.connected || !this.bus) return;
+    if (!this.connected || !this.opened) return;
     try {
-      this.bus.send(Message.newSignal(path, iface, member, signatureOf(args), body));
+      this.opened.bus.send(Message.newSignal(path, iface, member, signatureOf(args), body));
     } catch (e) {
       this.opts.log.warn({ error: (e as Error).message, member }, 'cannot send a D-Bus signal');
     }
@@ -236,27 +286,15 @@ export class BusService extends EventEmitter<BusServiceEvents> {
 
   private connect(): void {
     const { log, address, name } = this.opts;
-    let bus: dbus.MessageBus;
+    let opened: OpenedBus;
     try {
-      bus = dbus.sessionBus({ busAddress: address } as dbus.SessionBusOptions);
+      opened = openBus(address, (why) => this.lost(opened.bus, why));
     } catch (e) {
-      // A malformed address, or `session` without DBUS_SESSION_BUS_ADDRESS: dbus-next throws at once.
       this.lost(undefined, `cannot connect: ${(e as Error).message}`);
       return;
     }
-    this.bus = bus;
-    // dbus-next answers an error reply to Hello with an 'error' event and then a rejected promise that
-    // nobody can catch (an unhandled rejection ends the process): its handler (the only one pending yet)
-    // is wrapped so that an error reply only counts as a lost bus.
-    const handlers = (bus as unknown as { _methodReturnHandlers: Record<string, (m: dbus.Message) => void> })._methodReturnHandlers;
-    for (const serial of Object.keys(handlers)) {
-      const hello = handlers[serial];
-      handlers[serial] = (reply) => ((reply.type as number) === ERROR ? this.lost(bus, `the bus refused Hello: ${reply.errorName}`) : hello(reply));
-    }
-    this.helloTimer = setTimeout(() => this.lost(bus, `no answer from the bus within ${BUS_CALL_TIMEOUT_MS / 1000} s`), BUS_CALL_TIMEOUT_MS);
-    bus.on('error', (e: Error) => this.lost(bus, e?.message ?? String(e)));
-    // dbus-next does not pass on the end of the stream; without this a closed bus would go unnoticed.
-    (bus as unknown as { _connection: NodeJS.EventEmitter })._connection.on('end', () => this.lost(bus, 'the bus closed the connection'));
+    this.opened = opened;
+    const { bus } = opened;
     bus.addMethodHandler((msg: dbus.Message) => {
       if ((msg.type as number) !== METHOD_CALL) return false;
       void this.dispatch(bus, msg);
@@ -264,15 +302,15 @@ export class BusService extends EventEmitter<BusServiceEvents> {
     });
     bus.on('message', (msg: dbus.Message) => {
       // Granted later, after RequestName queued us behind another owner.
-      if ((msg.type as number) === SIGNAL && msg.sender === 'org.freedesktop.DBus' && msg.member === 'NameAcquired' && msg.body?.[0] === name && this.bus === bus && this.connected) {
+      if ((msg.type as number) === SIGNAL && msg.sender === 'org.freedesktop.DBus' && msg.member === 'NameAcquired' && msg.body?.[0] === name && this.opened?.bus === bus && this.connected) {
         this.acquired();
       }
     });
     bus.on('connect', () => {
-      clearTimeout(this.helloTimer);
+      opened.answered();
       withTimeout(bus.requestName(name, 0), 'RequestName')
         .then((reply) => {
-          if (this.bus !== bus) return;
+          if (this.opened?.bus !== bus) return;
           this.connected = true;
           this.warned = false;
           if (reply === dbus.RequestNameReply.PRIMARY_OWNER || reply === dbus.RequestNameReply.ALREADY_OWNER) {
@@ -296,7 +334,7 @@ export class BusService extends EventEmitter<BusServiceEvents> {
    *  try again shortly. News of a connection already replaced is ignored. */
   private lost(bus: dbus.MessageBus | undefined, why: string): void {
     const { log, address, name } = this.opts;
-    if (bus !== this.bus) return;
+    if (bus !== this.opened?.bus) return;
     const was = this.connected;
     this.drop();
     if (was) log.warn({ bus: address, why }, 'lost the D-Bus connection; reconnecting');
@@ -308,15 +346,10 @@ export class BusService extends EventEmitter<BusServiceEvents> {
   }
 
   private drop(): void {
-    const bus = this.bus;
-    this.bus = undefined;
+    const opened = this.opened;
+    this.opened = undefined;
     this.connected = false;
-    clearTimeout(this.helloTimer);
-    try {
-      bus?.disconnect();
-    } catch {
-      /* already closed */
-    }
+    opened?.close();
   }
 
   private caller(bus: dbus.MessageBus, msg: dbus.Message): Caller {
@@ -351,7 +384,7 @@ export class BusService extends EventEmitter<BusServiceEvents> {
     // After a reconnect, unique names and serials start again: a late reply on the new connection could
     // reach another client as the answer to its own call. So a reply whose connection is gone is dropped.
     const send = (reply: dbus.Message) => {
-      if (this.bus !== bus) return log.debug({ member: msg.member }, 'D-Bus reply dropped: its connection is gone');
+      if (this.opened?.bus !== bus) return log.debug({ member: msg.member }, 'D-Bus reply dropped: its connection is gone');
       bus.send(reply);
     };
     let err: BusError;

@@ -25,3 +25,15 @@ export class RegistryError extends Error {
 
 export const invalid = (field: string, message: string) => new RegistryError('InvalidParameter', message, field);
 export const noSuchMachine = (name: string) => new RegistryError('NoSuchMachine', `No machine '${name}' known`);
+export const failed = (message: string) => new RegistryError('Failed', message);
+
+/** An error answered by systemd (or machined's JobFailed for a failed start job): D-Bus callers get its
+ *  name and message unchanged, as machined passes them on; other front ends see a registry 'Failed'. */
+export class SystemdError extends RegistryError {
+  constructor(
+    readonly busName: string,
+    message: string,
+  ) {
+    super('Failed', message);
+  }
+}

@@ -32,17 +32,16 @@ export interface ScopeRequest {
 
 /** Makes and removes the scope of a machine made by Create. */
 export interface ScopeAllocator {
-  /** Moves the leader into a new scope. Fails with a RegistryError, leaving the leader where it was. */
-  create(machine: string, leader: number, req: ScopeRequest): Promise<{ path: string; unit: string }>;
+  /** Moves the leader into a new scope. Fails with a RegistryError, leaving the leader where it was.
+   *  abandon() undoes it for a request refused after it: the scope's processes go back where the leader
+   *  came from, and the scope is removed. abandon() never throws. */
+  create(machine: string, leader: number, req: ScopeRequest): Promise<{ path: string; unit: string; abandon(): Promise<void> }>;
   /** Every process in the scope and in the cgroups below it. */
   processes(path: string): Promise<number[]>;
   /** SIGKILL to all of them at once; false when that cannot be done (then they are killed one by one). */
   kill(path: string): Promise<boolean>;
   /** True once gone; false while processes remain. */
   remove(path: string): Promise<boolean>;
-  /** Undoes create() for a request refused after it: the scope's processes go back where the leader came
-   *  from, and the scope is removed. Never throws. */
-  abandon(path: string): Promise<void>;
 }
 
 export interface Logger {
@@ -171,6 +170,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
     this.leaders.add(spec.leader);
     let pidfd = -1;
     let ownCgroup = '';
+    let abandonScope: (() => Promise<void>) | undefined;
     try {
       const leader = openLeader(spec.leader);
       if (!leader) throw invalid('leader', `Invalid leader PID ${spec.leader}: no such process`);
@@ -178,7 +178,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
       pidfd = fd;
       let unit = '';
       if (spec.allocateUnit) {
-        ({ path: ownCgroup, unit } = await this.opts.scopes!.create(spec.name, spec.leader, { class: spec.class, properties: scopeProperties, log: this.opts.log }));
+        ({ path: ownCgroup, unit, abandon: abandonScope } = await this.opts.scopes!.create(spec.name, spec.leader, { class: spec.class, properties: scopeProperties, log: this.opts.log }));
       } else {
         const path = readCgroupPath(spec.leader);
         unit = path === undefined ? '' : unitOfCgroupPath(path);
@@ -199,7 +199,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
         this.leaders.delete(spec.leader);
         if (pidfd >= 0) c.close(pidfd);
         // The leader goes back where it was: a refused request changes nothing.
-        if (ownCgroup) await this.opts.scopes!.abandon(ownCgroup);
+        await abandonScope?.();
         this.files.remove({ name: spec.name, unit: '' });
       }
       throw e;

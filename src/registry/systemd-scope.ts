@@ -14,9 +14,11 @@
 import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import dbus from 'dbus-next';
-import { type CgroupPlace, cgroupPlaceOf, findLegacySystemdMount, killSubtree, moveBack, subtreeProcesses } from './cgroup.js';
-import { RegistryError } from './errors.js';
+import { cgroupPlaceOf, killSubtree, moveBack, subtreeProcesses } from './cgroup.js';
+import { busAddress, openBus } from './dbus-service.js';
+import { RegistryError, SystemdError, failed } from './errors.js';
 import { scopeUnitName } from './names.js';
+import { readCgroupPath } from './proc.js';
 import type { ScopeAllocator, ScopeRequest } from './registry.js';
 
 const { Message, Variant } = dbus;
@@ -26,16 +28,10 @@ const SYSTEMD_PATH = '/org/freedesktop/systemd1';
 const MANAGER = 'org.freedesktop.systemd1.Manager';
 const JOB_TIMEOUT_MS = 30_000;
 
-/** True when systemd runs as PID 1 (sd_booted()'s test). */
-/** An error answered by systemd (or machined's JobFailed for a failed start job): D-Bus callers get its
- *  name and message unchanged, as machined passes them on; other front ends see a registry 'Failed'. */
-export class SystemdError extends RegistryError {
-  constructor(
-    readonly busName: string,
-    message: string,
-  ) {
-    super('Failed', message);
-  }
+/** The leader's cgroup2 path when it is in the unit's scope (wherever that scope is); else undefined. */
+function scopeOfLeader(leader: number, unit: string): string | undefined {
+  const now = readCgroupPath(leader);
+  return now?.endsWith(`/${unit}`) ? now : undefined;
 }
 
 interface Connection {
@@ -55,14 +51,14 @@ export class SystemdScopes implements ScopeAllocator {
   private conn: Promise<Connection> | undefined;
   /** By unit name: the registry lets one Create per machine name run at a time. */
   private readonly waiters = new Map<string, Waiter>();
-  /** Where each leader came from, by scope path, until its machine goes. */
-  private readonly origins = new Map<string, CgroupPlace>();
   /** Units that our AddRef pins. */
   private readonly referenced = new Set<string>();
-  private legacyMount: Promise<string | undefined> | undefined;
 
   constructor(
     private readonly cgroupMount: string,
+    /** Where a refused Create's leader is also put back: the legacy mount of findCgroupMounts. */
+    private readonly legacyMount: string | undefined,
+    /** For tests, as close() is: the daemon talks to PID 1 on the system bus, within JOB_TIMEOUT_MS. */
     private readonly opts: {
       /** The bus where systemd is: by default the system bus (DBUS_SYSTEM_BUS_ADDRESS honoured). */
       busAddress?: string;
@@ -74,28 +70,24 @@ export class SystemdScopes implements ScopeAllocator {
   private connection(): Promise<Connection> {
     if (this.conn) return this.conn;
     const p: Promise<Connection> = new Promise((resolve, reject) => {
-      // May throw at once for a bad address: the executor turns that into a rejection.
-      const bus = this.opts.busAddress ? dbus.sessionBus({ busAddress: this.opts.busAddress } as dbus.SessionBusOptions) : dbus.systemBus();
       let failLost: (e: Error) => void = () => {};
       const lost = new Promise<never>((_, r) => (failLost = r));
       lost.catch(() => {}); // nobody may be racing it when it breaks
       let owner = '';
       const broken = (why: string) => {
-        clearTimeout(timer);
-        const e = new RegistryError('Failed', `Lost the connection to systemd: ${why}`);
+        const e = failed(`Lost the connection to systemd: ${why}`);
         if (this.conn === p) this.conn = undefined;
         failLost(e);
         reject(e);
-        try {
-          bus.disconnect();
-        } catch {
-          /* already closed */
-        }
+        opened.close();
       };
-      // A bus that never answers (Hello, AddMatch, Subscribe) must not hold every later Create too.
-      const timer = setTimeout(() => broken('no answer from the bus'), this.opts.jobTimeoutMs ?? JOB_TIMEOUT_MS);
-      bus.on('error', (e: Error) => broken(e?.message ?? String(e)));
-      (bus as unknown as { _connection: NodeJS.EventEmitter })._connection.on('end', () => broken('the bus closed the connection'));
+      // May throw at once for a bad address: the executor turns that into a rejection. A bus that never
+      // answers (Hello, AddMatch, Subscribe) must not hold every later Create too.
+      const opened = openBus(this.opts.busAddress ?? busAddress('system', process.env), broken, {
+        timeoutMs: this.opts.jobTimeoutMs ?? JOB_TIMEOUT_MS,
+        timeoutWhy: 'no answer from the bus',
+      });
+      const { bus } = opened;
       bus.on('message', (msg: dbus.Message) => {
         if ((msg.type as number) !== SIGNAL || msg.member !== 'JobRemoved' || msg.interface !== MANAGER || msg.sender !== owner) return;
         const [, job, unit, result] = msg.body as [number, string, string, string];
@@ -114,7 +106,7 @@ export class SystemdScopes implements ScopeAllocator {
           .then(() => bus.call(new Message({ destination: SYSTEMD, path: SYSTEMD_PATH, interface: MANAGER, member: 'Subscribe' })))
           .then((reply) => {
             owner = reply!.sender;
-            clearTimeout(timer);
+            opened.answered();
             resolve(conn);
           })
           .catch((e: Error) => broken(`cannot subscribe to systemd's signals: ${(e as dbus.DBusError).text ?? e.message}`));
@@ -135,17 +127,19 @@ export class SystemdScopes implements ScopeAllocator {
       return reply?.body ?? [];
     } catch (e) {
       if (e instanceof dbus.DBusError) throw new SystemdError(e.type, e.text || e.message);
-      throw e instanceof RegistryError ? e : new RegistryError('Failed', `${member} failed: ${(e as Error).message}`);
+      throw e instanceof RegistryError ? e : failed(`${member} failed: ${(e as Error).message}`);
     }
   }
 
-  async create(machine: string, leader: number, req: ScopeRequest): Promise<{ path: string; unit: string }> {
+  /** The scope's abandon() puts its processes back where the leader came from; the scope, empty, is
+   *  then stopped and collected by systemd. */
+  async create(machine: string, leader: number, req: ScopeRequest): Promise<{ path: string; unit: string; abandon(): Promise<void> }> {
     const unit = scopeUnitName(machine);
     const origin = cgroupPlaceOf(leader);
     const timeoutMs = this.opts.jobTimeoutMs ?? JOB_TIMEOUT_MS;
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new RegistryError('Failed', `Start job for unit ${unit} did not finish within ${timeoutMs / 1000} s`)), timeoutMs);
+      timer = setTimeout(() => reject(failed(`Start job for unit ${unit} did not finish within ${timeoutMs / 1000} s`)), timeoutMs);
     });
     deadline.catch(() => {}); // raced below; a deadline that passes unraced must not be an unhandled rejection
     const waiter: Waiter = { results: new Map() };
@@ -170,17 +164,19 @@ export class SystemdScopes implements ScopeAllocator {
       const result = waiter.results.get(job) ?? (await Promise.race([new Promise<string>((resolve) => (waiter.done = resolve)), deadline, conn.lost]));
       if (result !== 'done') throw new SystemdError('org.freedesktop.systemd1.JobFailed', `Start job for unit ${unit} failed with '${result}'`);
       // The scope's cgroup, read rather than assumed: under a user manager it is below the manager's own.
-      const now = cgroupPlaceOf(leader).v2;
-      const path = now?.endsWith(`/${unit}`) ? now : `/machine.slice/${unit}`;
-      this.origins.set(path, origin);
-      return { path, unit };
+      const path = scopeOfLeader(leader, unit) ?? `/machine.slice/${unit}`;
+      const abandon = async () => {
+        await moveBack(this.cgroupMount, this.legacyMount, path, origin);
+        this.unref(unit);
+      };
+      return { path, unit, abandon };
     } catch (e) {
       // Nothing may stay of a refused Create: a pending job is cancelled, our reference dropped, and a
       // leader already moved goes back. Also when systemd answers only after the deadline.
       const answered = waiter.job !== undefined;
       const undo = async () => {
-        const now = cgroupPlaceOf(leader).v2;
-        if (now?.endsWith(`/${unit}`)) await moveBack(this.cgroupMount, await this.legacy(), now, origin);
+        const now = scopeOfLeader(leader, unit);
+        if (now) await moveBack(this.cgroupMount, this.legacyMount, now, origin);
       };
       void started
         ?.then(async ([job]) => {
@@ -200,18 +196,14 @@ export class SystemdScopes implements ScopeAllocator {
     }
   }
 
-  private legacy(): Promise<string | undefined> {
-    this.legacyMount ??= findLegacySystemdMount().catch(() => undefined);
-    return this.legacyMount;
-  }
-
   /** Drops our AddRef (once), so that systemd collects the unit when it is inactive. Not waited for: a
    *  stuck systemd must not stall the registry. */
   private unref(unit: string): void {
     if (this.referenced.delete(unit)) void this.call('UnrefUnit', 's', [unit]).catch(() => {});
   }
 
-  /** Closes the connection to systemd; AddRef pins go with it. */
+  /** Closes the connection to systemd; AddRef pins go with it. For tests: the daemon's connection goes
+   *  with its process. */
   close(): void {
     const conn = this.conn;
     this.conn = undefined;
@@ -232,17 +224,6 @@ export class SystemdScopes implements ScopeAllocator {
   /** systemd collects the scope itself once it is empty (CollectMode); it is gone when its cgroup is. */
   async remove(path: string): Promise<boolean> {
     this.unref(basename(path));
-    const gone = !existsSync(join(this.cgroupMount, path));
-    if (gone) this.origins.delete(path);
-    return gone;
-  }
-
-  /** The scope's processes go back where the leader came from; the scope, empty, is then stopped and
-   *  collected by systemd. */
-  async abandon(path: string): Promise<void> {
-    const origin = this.origins.get(path);
-    this.origins.delete(path);
-    if (origin) await moveBack(this.cgroupMount, await this.legacy(), path, origin).catch(() => {});
-    this.unref(basename(path));
+    return !existsSync(join(this.cgroupMount, path));
   }
 }
