@@ -20,12 +20,12 @@ export interface MachineJson {
   osRelease?: Record<string, string>;
 }
 
-export function formatAddress(a: { ifindex?: number; family: number; address: number[] }): string {
+function formatAddress(a: { ifindex?: number; family: number; address: number[] }): string {
   const text = a.family === 2 ? Address4.fromInteger(a.address.reduce((n, b) => n * 256 + b, 0)).correctForm() : Address6.fromUnsignedByteArray(a.address).correctForm();
   return a.ifindex ? `${text}%${a.ifindex}` : text;
 }
 
-export function table(header: string[], rows: string[][]): string {
+function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join(' ').trimEnd();
   return [line(header), ...rows.map(line)].join('\n') + '\n';

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { isAbsolute } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { Address4, Address6 } from 'ip-address';
+import { parseAddress } from '../registry/machine.js';
 import { VarlinkClient } from '../varlink/client.js';
 import { VarlinkError } from '../varlink/errors.js';
 import { PROPERTY_NAMES, listTable, properties, statusText, type MachineJson } from './format.js';
@@ -99,10 +99,21 @@ function positive(what: string, s: string): number {
   return Number(s);
 }
 
-/** As the daemon reads a given address: IPv4 or IPv6, without prefix length or scope. */
-const isAddress = (s: string) => !s.includes('/') && (Address4.isValid(s) || (Address6.isValid(s) && !s.includes('%')));
+/** As the daemon reads a given address (the machine model's parser: a pure function, shared). */
+const isAddress = (s: string) => parseAddress(s) !== undefined;
 
 const justCall = (method: string, params: object): Action => async (c) => void (await c.call(method, params));
+
+/** A verb that calls METHOD{name} for each NAME given, in order, stopping at the first failure. */
+const eachName = (verb: string, method: string): Verb => ({
+  usage: `${verb} NAME...`,
+  options: {},
+  minArgs: 1,
+  maxArgs: Infinity,
+  prepare: (args) => async (c) => {
+    for (const name of args) await c.call(`${M}.${method}`, { name });
+  },
+});
 
 const verbs: Record<string, Verb> = {
   list: {
@@ -183,24 +194,8 @@ const verbs: Record<string, Verb> = {
       return justCall(`${M}.Register`, params);
     },
   },
-  unregister: {
-    usage: 'unregister NAME...',
-    options: {},
-    minArgs: 1,
-    maxArgs: Infinity,
-    prepare: (args) => async (c) => {
-      for (const name of args) await c.call(`${M}.Unregister`, { name });
-    },
-  },
-  terminate: {
-    usage: 'terminate NAME...',
-    options: {},
-    minArgs: 1,
-    maxArgs: Infinity,
-    prepare: (args) => async (c) => {
-      for (const name of args) await c.call(`${M}.Terminate`, { name });
-    },
-  },
+  unregister: eachName('unregister', 'Unregister'),
+  terminate: eachName('terminate', 'Terminate'),
   kill: {
     usage: 'kill NAME [--whom leader|all] [--signal SIG]',
     options: { whom: { type: 'string' }, signal: { type: 'string', short: 's' } },
