@@ -233,8 +233,10 @@ export function openBus(
   }
   const timer = setTimeout(() => lost(timeoutWhy), timeoutMs);
   bus.on('error', (e: Error) => lost(e?.message ?? String(e)));
-  // dbus-next does not pass on the end of the stream; without this a closed bus would go unnoticed.
-  (bus as unknown as { _connection: NodeJS.EventEmitter })._connection.on('end', () => lost('the bus closed the connection'));
+  // dbus-next does not pass on the end of the stream; without this a closed bus would go unnoticed
+  // ('close' too: a stream closed while still authenticating may end without an 'end').
+  const conn = (bus as unknown as { _connection: NodeJS.EventEmitter })._connection;
+  for (const ev of ['end', 'close']) conn.on(ev, () => lost('the bus closed the connection'));
   return { bus, answered: () => clearTimeout(timer), close };
 }
 
