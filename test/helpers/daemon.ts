@@ -86,6 +86,7 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<Daemon> {
     }, 15_000);
   } catch (e) {
     await d.kill();
+    if (!o.dir) d.cleanup(); // made here: nobody else would remove it
     throw e;
   }
   return d;
