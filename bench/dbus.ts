@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { makeContainer, removeAllContainers } from '../test/helpers/container.js';
 import { ROOT, startDaemon, type Daemon } from '../test/helpers/daemon.js';
 import { must, run, waitFor } from '../test/helpers/run.js';
-import { type Bus, busClient, startBus } from '../test/dbus-helpers.js';
+import { type Bus, busClient, startBus } from '../test/helpers/dbus.js';
 import { compile } from './compile.js';
 import { leaders } from './leaders.js';
 

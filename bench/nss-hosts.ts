@@ -1,4 +1,4 @@
-// Hosts benchmark: getaddrinfo in one process (bench/nss-lookup.c times each lookup) with
+// Hosts benchmark: getaddrinfo in one process (test/helpers/nss-lookup.c times each lookup) with
 // `hosts: files mymachines`, for a machine name (hit: nss_files misses, then our module answers), a name
 // that is no machine (miss: both say not found) and a name in /etc/hosts (nss_files answers: the
 // baseline, in the same run); then lookups per second of the machine name with 1, 4 and 16 processes.
@@ -8,7 +8,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { startDaemon } from '../test/helpers/daemon.js';
-import { makeNssEnv, ROOT, type NssEnv } from './nss-env.js';
+import { ROOT } from '../test/helpers/daemon.js';
+import { makeNssEnv, type NssEnv } from '../test/helpers/nss-env.js';
 
 const COUNT = Number(process.env.NSS_BENCH_COUNT ?? 20000);
 const RATE_MS = Number(process.env.NSS_BENCH_RATE_MS ?? 3000);

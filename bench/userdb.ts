@@ -12,7 +12,8 @@ import { makeContainer, removeAllContainers } from '../test/helpers/container.js
 import { startDaemon } from '../test/helpers/daemon.js';
 import { run, type RunResult } from '../test/helpers/run.js';
 import { compile } from './compile.js';
-import { NSS_LIB_DIR, ROOT, makeUserdbEnv } from './userdb-env.js';
+import { ROOT } from '../test/helpers/daemon.js';
+import { NSS_LIB_DIR, makeUserdbEnv } from '../test/helpers/userdb-env.js';
 
 const ROUNDS = Number(process.env.USERDB_BENCH_ROUNDS ?? 5);
 const COUNT = Number(process.env.USERDB_BENCH_COUNT ?? 4000);

@@ -1,7 +1,7 @@
 // The demo's name resolution part: the container by name and by address through glibc and our NSS
 // module (nsswitch.conf "hosts: files mymachines"), and ping by name. Lookups run in a private mount
 // namespace (bench/nss-env.ts): the host's nsswitch.conf and libraries stay as they are.
-import { makeNssEnv } from '../bench/nss-env.js';
+import { makeNssEnv } from '../test/helpers/nss-env.js';
 import type { DemoContext } from './transcript.js';
 
 export async function showResolution(ctx: DemoContext): Promise<void> {

@@ -5,7 +5,7 @@
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeUserdbEnv, type PasswdSource } from '../bench/userdb-env.js';
+import { makeUserdbEnv, type PasswdSource } from '../test/helpers/userdb-env.js';
 import { VarlinkClient } from '../src/varlink/client.js';
 import type { DemoContext } from './transcript.js';
 

@@ -8,7 +8,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, rmdirSync } f
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { findCgroupMounts } from '../src/registry/cgroup.js';
+import { findCgroupMounts } from '../src/registry/linux/cgroup.js';
 import { VarlinkClient } from '../src/varlink/client.js';
 import { makeContainer, removeAllContainers, type Container } from './helpers/container.js';
 import { CTL, startDaemon, type Daemon } from './helpers/daemon.js';

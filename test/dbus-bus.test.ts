@@ -11,7 +11,7 @@ import { VarlinkClient } from '../src/varlink/client.js';
 import { makeContainer, removeAllContainers, type Container } from './helpers/container.js';
 import { ROOT, startDaemon, type Daemon } from './helpers/daemon.js';
 import { run, waitFor } from './helpers/run.js';
-import { type Bus, busClient, fakeBus, monitorSignals, startBus } from './dbus-helpers.js';
+import { type Bus, busClient, fakeBus, monitorSignals, startBus } from './helpers/dbus.js';
 
 const MGR_PATH = '/org/freedesktop/machine1';
 const MGR = 'org.freedesktop.machine1.Manager';

@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import { makeContainer, removeAllContainers, type Container } from './helpers/container.js';
 import { startDaemon, type Daemon } from './helpers/daemon.js';
 import { run, waitFor } from './helpers/run.js';
-import { type Bus, busClient, runInSystemdNs, startBus } from './dbus-helpers.js';
+import { type Bus, busClient, runInSystemdNs, startBus } from './helpers/dbus.js';
 
 const MGR = 'org.freedesktop.machine1.Manager';
 

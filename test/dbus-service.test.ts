@@ -6,9 +6,9 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { BusService, type BusLog, type InterfaceDef, type ObjectTree } from '../src/registry/dbus-service.js';
+import { BusService, type BusLog, type InterfaceDef, type ObjectTree } from '../src/dbus/bus-service.js';
 import { sleep, waitFor } from './helpers/run.js';
-import { type Bus, busClient, startBus } from './dbus-helpers.js';
+import { type Bus, busClient, startBus } from './helpers/dbus.js';
 
 const NAME = 'io.mymachines.Test';
 const PATH = '/io/mymachines/Test';

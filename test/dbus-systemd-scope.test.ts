@@ -9,14 +9,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import dbus from 'dbus-next';
-import { cgroupPlaceOf, removeSubtree, subtreeProcesses } from '../src/registry/cgroup.js';
+import { cgroupPlaceOf, removeSubtree, subtreeProcesses } from '../src/registry/linux/cgroup.js';
 import { RegistryError, SystemdError } from '../src/registry/errors.js';
 import type { ScopeProperty, ScopeRequest } from '../src/registry/registry.js';
-import { BusService, type InterfaceDef } from '../src/registry/dbus-service.js';
-import { SystemdScopes } from '../src/registry/systemd-scope.js';
+import { BusService, type InterfaceDef } from '../src/dbus/bus-service.js';
+import { SystemdScopes } from '../src/registry/linux/systemd-scope.js';
 import { makeContainer, removeAllContainers, type Container } from './helpers/container.js';
 import { run, sleep, waitFor } from './helpers/run.js';
-import { cgroupMounts, fakeBus, startBus } from './dbus-helpers.js';
+import { cgroupMounts, fakeBus, startBus } from './helpers/dbus.js';
 
 const SYSTEMD = 'org.freedesktop.systemd1';
 const MANAGER = 'org.freedesktop.systemd1.Manager';

@@ -10,7 +10,7 @@ import dbus from 'dbus-next';
 import { makeContainer, removeAllContainers, type Container } from './helpers/container.js';
 import { startDaemon, type Daemon } from './helpers/daemon.js';
 import { run, sleep, waitFor } from './helpers/run.js';
-import { type Bus, busClient, cgroupMounts, errorName, runInSystemdNs, startBus } from './dbus-helpers.js';
+import { type Bus, busClient, cgroupMounts, errorName, runInSystemdNs, startBus } from './helpers/dbus.js';
 
 const DEST = 'org.freedesktop.machine1';
 

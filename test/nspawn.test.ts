@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import { startDaemon, type Daemon } from './helpers/daemon.js';
 import { must, waitFor } from './helpers/run.js';
 import { VarlinkClient } from '../src/varlink/client.js';
-import { type Bus, busClient, errorName, startBus, systemdNsArgv } from './dbus-helpers.js';
+import { type Bus, busClient, errorName, startBus, systemdNsArgv } from './helpers/dbus.js';
 
 const MGR = 'org.freedesktop.machine1.Manager';
 const NAME = 'nsp-test';

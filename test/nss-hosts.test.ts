@@ -7,9 +7,9 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeNssEnv, ROOT, type NssEnv } from '../bench/nss-env.js';
+import { makeNssEnv, type NssEnv } from './helpers/nss-env.js';
 import { makeContainer, removeAllContainers, type Container } from './helpers/container.js';
-import { startDaemon, type Daemon } from './helpers/daemon.js';
+import { ROOT, startDaemon, type Daemon } from './helpers/daemon.js';
 import { must, run, waitFor } from './helpers/run.js';
 
 const V4 = '10.77.31.2';
@@ -217,7 +217,7 @@ describe('NSS hosts when the daemon does not answer', () => {
     assert.equal((await d.ctl(['register', 'stop31', '--class', 'vm', '--leader', String(sleeper()), '--address', '10.77.31.70'])).code, 0);
     assert.equal((await env.run('getent', ['hosts', 'stop31'])).stdout, hostsLines('stop31', ['10.77.31.70']));
 
-    // getaddrinfo timed inside the process (bench/nss-lookup.c), so that starting it does not count, and
+    // getaddrinfo timed inside the process (test/helpers/nss-lookup.c), so that starting it does not count, and
     // after one untimed lookup, so that loading the modules and reading nsswitch.conf do not either.
     // Gives the fastest and the slowest of `count` timed lookups.
     const warm = async (count: number) => {

@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { ROOT } from '../bench/nss-env.js';
+import { ROOT } from './helpers/daemon.js';
 import { run } from './helpers/run.js';
 
 /** The end of a long output: what failed is printed last, the FAIL lines anywhere. */

@@ -6,7 +6,7 @@ import { Address6 } from 'ip-address';
 import { VarlinkClient } from '../src/varlink/client.js';
 import { VarlinkError } from '../src/varlink/errors.js';
 import { hostsAddresses } from '../src/resolver/resolver.js';
-import type { Address } from '../src/registry/machine.js';
+import type { Address } from '../src/registry/address.js';
 import { makeContainer, removeAllContainers, type Container } from './helpers/container.js';
 import { startDaemon, type Daemon } from './helpers/daemon.js';
 import { waitFor } from './helpers/run.js';

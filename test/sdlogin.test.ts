@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import { makeContainer, removeAllContainers, type Container } from './helpers/container.js';
 import { ROOT, startDaemon, type Daemon } from './helpers/daemon.js';
 import { must, waitFor } from './helpers/run.js';
-import { type Bus, busClient, cgroupMounts, runInSystemdNs, startBus } from './dbus-helpers.js';
+import { type Bus, busClient, cgroupMounts, runInSystemdNs, startBus } from './helpers/dbus.js';
 
 const MGR = 'org.freedesktop.machine1.Manager';
 // Where sd-login looks (name=systemd on a hybrid host, else cgroup2) and where the registry looks (cgroup2):

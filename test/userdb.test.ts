@@ -8,7 +8,7 @@ import { chownSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { VarlinkClient } from '../src/varlink/client.js';
 import { VarlinkError } from '../src/varlink/errors.js';
-import { NSS_LIB_DIR, type PasswdSource, type UserdbEnv, makeUserdbEnv } from '../bench/userdb-env.js';
+import { NSS_LIB_DIR, type PasswdSource, type UserdbEnv, makeUserdbEnv } from './helpers/userdb-env.js';
 import { type Container, makeContainer, removeAllContainers } from './helpers/container.js';
 import { startDaemon, type Daemon } from './helpers/daemon.js';
 import { waitFor } from './helpers/run.js';

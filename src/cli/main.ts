@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { isAbsolute } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { parseAddress } from '../registry/machine.js';
+import { parseAddress } from '../registry/address.js';
 import { VarlinkClient } from '../varlink/client.js';
 import { VarlinkError } from '../varlink/errors.js';
 import { PROPERTY_NAMES, listTable, properties, statusText, type MachineJson } from './format.js';

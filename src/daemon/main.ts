@@ -1,8 +1,7 @@
 // mymachinesd: wires the registry and its front ends, starts and stops them.
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
-import { findCgroupMounts, systemdIsPid1, Cgroups } from '../registry/cgroup.js';
+import { findCgroupMounts, systemdIsPid1, Cgroups } from '../registry/linux/cgroup.js';
 import { Registry, type ScopeAllocator } from '../registry/registry.js';
 import { machineHandlers, machineInterface } from '../registry/varlink-machine.js';
 import { Resolver } from '../resolver/resolver.js';
@@ -11,7 +10,7 @@ import { resolveHandlers, resolveInterface } from '../resolver/varlink-resolve.j
 // daemon socket is up: a daemon without them starts sooner, and one with them is not ready later.
 import { UserRecords } from '../userdb/records.js';
 import { userDatabaseHandlers, userDatabaseInterface } from '../userdb/varlink-userdb.js';
-import { VarlinkServer } from '../varlink/server.js';
+import { VarlinkServer, isLive } from '../varlink/server.js';
 import { makeLogger } from './logging.js';
 import { HELP, parseOptions, UsageError, type DaemonOptions } from './options.js';
 
@@ -19,18 +18,6 @@ export const SOCKET_NAME = 'io.systemd.Machine';
 
 function version(): string {
   return JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')).version;
-}
-
-/** True when a daemon already answers on the socket (a stale socket file refuses the connection). */
-function socketIsLive(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(path);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }
 
 async function run(opts: DaemonOptions): Promise<void> {
@@ -56,7 +43,7 @@ async function run(opts: DaemonOptions): Promise<void> {
   process.on('SIGINT', () => void stop('SIGINT'));
 
   const socketPath = join(opts.runtimeDir, SOCKET_NAME);
-  if (await socketIsLive(socketPath)) {
+  if (await isLive(socketPath)) {
     log.fatal({ socket: socketPath }, 'another mymachinesd already serves this socket');
     process.exit(1);
   }
@@ -64,7 +51,7 @@ async function run(opts: DaemonOptions): Promise<void> {
   if (!mount) log.warn({}, 'no cgroup2 hierarchy: creating machines (allocateUnit) is not supported');
   let scopes: ScopeAllocator | undefined;
   // Where systemd is PID 1 it owns the cgroup tree: scopes are asked of it, as machined does.
-  if (mount && systemdIsPid1()) scopes = new (await import('../registry/systemd-scope.js')).SystemdScopes(mount, legacy);
+  if (mount && systemdIsPid1()) scopes = new (await import('../registry/linux/systemd-scope.js')).SystemdScopes(mount, legacy);
   else if (mount) scopes = new Cgroups(mount, legacy);
   registry = new Registry({
     stateDir: opts.stateDir,
@@ -106,7 +93,7 @@ async function run(opts: DaemonOptions): Promise<void> {
   if (stopping) return;
   // D-Bus is optional: an unreachable bus is warned about and retried, never fatal.
   if (opts.bus !== 'none') {
-    const [{ serveMachine1 }, { busAddress }] = await Promise.all([import('../registry/dbus-machine1.js'), import('../registry/dbus-service.js')]);
+    const [{ serveMachine1 }, { busAddress }] = await Promise.all([import('./serve-dbus.js'), import('../dbus/bus-service.js')]);
     if (!stopping) bus = serveMachine1(registry, log, busAddress(opts.bus, process.env));
   }
   log.info({ socket: socketPath, stateDir: opts.stateDir, machines: registry.list().length - 1 }, 'ready');

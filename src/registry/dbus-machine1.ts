@@ -6,8 +6,8 @@ import { RegistryError, type RegistryErrorKind, SystemdError } from './errors.js
 import { type IdKind, mapFromMachine, mapToMachine } from './id-mapping.js';
 import { type Machine, uidShift } from './machine.js';
 import type { Registry, ScopeProperty } from './registry.js';
-import { LOG_CONTROL_PATH, type LevelLogger, logControlObject } from './dbus-log-control.js';
-import { BusError, type BusLog, type BusObject, BusService, type Caller, E, type InterfaceDef, type MethodDef, type ObjectTree } from './dbus-service.js';
+import { busLabelEscape, busLabelUnescape } from '../dbus/bus-label.js';
+import { BusError, type BusObject, type BusService, type Caller, E, type InterfaceDef, type MethodDef, type ObjectTree } from '../dbus/bus-service.js';
 
 export const BUS_NAME = 'org.freedesktop.machine1';
 export const MANAGER_PATH = '/org/freedesktop/machine1';
@@ -34,36 +34,6 @@ export function toBusError(e: unknown): BusError | undefined {
   // systemd's own errors (and JobFailed) go on with their names, as machined passes them on.
   if (e instanceof SystemdError) return new BusError(e.busName, e.message);
   return e instanceof RegistryError ? new BusError(ERROR_NAMES[e.kind], e.message) : undefined;
-}
-
-/** sd-bus's bus_label_escape: letters stay, digits stay except first, every other byte is _xx. */
-export function busLabelEscape(s: string): string {
-  if (s === '') return '_';
-  let out = '';
-  const bytes = Buffer.from(s, 'utf8');
-  bytes.forEach((b, i) => {
-    const letter = (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a);
-    const digit = b >= 0x30 && b <= 0x39;
-    out += letter || (digit && i > 0) ? String.fromCharCode(b) : '_' + b.toString(16).padStart(2, '0');
-  });
-  return out;
-}
-
-/** The inverse; undefined for a label no escaping could have made. */
-export function busLabelUnescape(label: string): string | undefined {
-  if (label === '_') return '';
-  const bytes: number[] = [];
-  for (let i = 0; i < label.length; i++) {
-    if (label[i] !== '_') {
-      bytes.push(label.charCodeAt(i));
-      continue;
-    }
-    const hex = label.slice(i + 1, i + 3);
-    if (!/^[0-9a-fA-F]{2}$/.test(hex)) return undefined;
-    bytes.push(parseInt(hex, 16));
-    i += 2;
-  }
-  return Buffer.from(bytes).toString('utf8');
 }
 
 export function machinePath(name: string): string {
@@ -311,14 +281,4 @@ export function announceMachines(reg: Registry, service: BusService): void {
       send('MachineNew', m);
     }
   });
-}
-
-/** Serves org.freedesktop.machine1 and LogControl1 on the bus at `address` (see busAddress), for as long
- *  as the daemon runs: the bus may come and go. */
-export function serveMachine1(reg: Registry, log: BusLog & LevelLogger, address: string | undefined): BusService {
-  const tree = machine1Tree(reg, { [LOG_CONTROL_PATH]: logControlObject(log, 'mymachinesd') });
-  const service = new BusService({ address, name: BUS_NAME, tree, log });
-  announceMachines(reg, service);
-  service.start();
-  return service;
 }

@@ -3,7 +3,7 @@
 // MapToMachineUser and the group pair, also used by userdb. Pure functions over the registry's machines.
 import { RegistryError, invalid, noSuchMachine } from './errors.js';
 import type { Machine } from './machine.js';
-import type { IdMapLine } from './proc.js';
+import type { IdMapLine } from './linux/proc.js';
 
 export type IdKind = 'user' | 'group';
 

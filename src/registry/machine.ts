@@ -1,22 +1,9 @@
 // The machine model: what the registry holds for each machine.
-import { Address4, Address6 } from 'ip-address';
-import type { IdMapLine } from './proc.js';
+import type { Address } from './address.js';
+import type { IdMapLine } from './linux/proc.js';
 
 export type MachineClass = 'container' | 'vm' | 'host';
 export type MachineState = 'opening' | 'running' | 'closing';
-
-export const AF_INET = 2;
-export const AF_INET6 = 10;
-
-export interface Address {
-  family: typeof AF_INET | typeof AF_INET6;
-  /** 4 or 16 bytes. */
-  bytes: number[];
-  /** The interface the address sits on (inside the container), 0 when unknown (given addresses). */
-  ifindex: number;
-  /** RT_SCOPE_*: 0 universe, 200 site, 253 link. */
-  scope: number;
-}
 
 /** What a registrant asks for, validated (see validate.ts). */
 export interface MachineSpec {
@@ -72,25 +59,4 @@ export function uidShift(m: Machine): number | undefined {
   if (u[0].base !== 0 || u[0].range < 65534) return undefined;
   if (g[0].base !== u[0].base || g[0].shift !== u[0].shift || g[0].range !== u[0].range) return undefined;
   return u[0].shift;
-}
-
-export function addressToString(a: Pick<Address, 'family' | 'bytes'>): string {
-  return a.family === AF_INET ? a.bytes.join('.') : Address6.fromUnsignedByteArray(a.bytes).correctForm();
-}
-
-/** Parses "10.0.3.2" or "fd00::2" into an address given by a registrant; undefined if it is neither. */
-export function parseAddress(text: string): Address | undefined {
-  if (Address4.isValid(text) && !text.includes('/')) return { family: AF_INET, bytes: new Address4(text).toArray(), ifindex: 0, scope: scopeOf(AF_INET, new Address4(text).toArray()) };
-  if (Address6.isValid(text) && !text.includes('/') && !text.includes('%')) {
-    const bytes = new Address6(text).toUnsignedByteArray();
-    return { family: AF_INET6, bytes, ifindex: 0, scope: scopeOf(AF_INET6, bytes) };
-  }
-  return undefined;
-}
-
-/** The scope the kernel would give an address: link for 169.254/16 and fe80::/10, host for loopback. */
-export function scopeOf(family: number, b: number[]): number {
-  if (family === AF_INET) return b[0] === 127 ? 254 : b[0] === 169 && b[1] === 254 ? 253 : 0;
-  if (b.every((x, i) => x === (i === 15 ? 1 : 0))) return 254;
-  return b[0] === 0xfe && (b[1] & 0xc0) === 0x80 ? 253 : 0;
 }

@@ -4,45 +4,18 @@ import { EventEmitter } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { networkInterfaces } from 'node:os';
 import { RegistryError, invalid, noSuchMachine } from './errors.js';
-import * as c from './libc.js';
-import { AF_INET, AF_INET6, type Address, type Machine, type MachineSpec, parseAddress } from './machine.js';
-import { type Leader, openLeader } from './leader.js';
-import { LeaderWatch } from './leader-watch.js';
-import { NetnsWatcher } from './netns.js';
-import { readOsRelease } from './os-release.js';
-import { type IdMapLine, processTree, readCgroupPath, readIdMap, readIdMaps, readNamespace, readProcStat, unitOfCgroupPath } from './proc.js';
+import { AF_INET, AF_INET6, type Address, RT_SCOPE_HOST, parseAddress, sortAddresses } from './address.js';
+import * as c from './linux/libc.js';
+import { type Leader, openLeader } from './linux/leader.js';
+import { LeaderWatch } from './linux/leader-watch.js';
+import { NetnsWatcher } from './linux/netns.js';
+import { readOsRelease } from './linux/os-release.js';
+import { type IdMapLine, processTree, readCgroupPath, readIdMap, readIdMaps, readNamespace, readProcStat, unitOfCgroupPath } from './linux/proc.js';
+import type { Machine, MachineSpec } from './machine.js';
+import type { ScopeAllocator, ScopeProperty } from './scope.js';
+export type { ScopeAllocator, ScopeProperty, ScopeRequest } from './scope.js';
 import { StateFiles } from './state-files.js';
-import { type RegisterRequest, sortAddresses, validateRequest } from './validate.js';
-
-/** A unit property for a machine's scope, as D-Bus a(sv) carries it (CreateMachine's scope_properties). */
-export interface ScopeProperty {
-  name: string;
-  /** The D-Bus signature of the value. */
-  signature: string;
-  value: unknown;
-}
-
-export interface ScopeRequest {
-  class: 'container' | 'vm';
-  /** Given to systemd after machined's own properties; without systemd, applied where they map onto a
-   *  cgroup file, and the rest named in a warning. */
-  properties: ScopeProperty[];
-  log: Logger;
-}
-
-/** Makes and removes the scope of a machine made by Create. */
-export interface ScopeAllocator {
-  /** Moves the leader into a new scope. Fails with a RegistryError, leaving the leader where it was.
-   *  abandon() undoes it for a request refused after it: the scope's processes go back where the leader
-   *  came from, and the scope is removed. abandon() never throws. */
-  create(machine: string, leader: number, req: ScopeRequest): Promise<{ path: string; unit: string; abandon(): Promise<void> }>;
-  /** Every process in the scope and in the cgroups below it. */
-  processes(path: string): Promise<number[]>;
-  /** SIGKILL to all of them at once; false when that cannot be done (then they are killed one by one). */
-  kill(path: string): Promise<boolean>;
-  /** True once gone; false while processes remain. */
-  remove(path: string): Promise<boolean>;
-}
+import { type RegisterRequest, validateRequest } from './validate.js';
 
 export interface Logger {
   info(o: object, msg: string): void;
@@ -523,7 +496,7 @@ function hostAddresses(): Address[] {
     for (const i of list ?? []) {
       if (i.internal) continue;
       const a = parseAddress(i.address.split('%')[0]);
-      if (a && a.scope < 254) out.push({ ...a, ifindex: 0 });
+      if (a && a.scope < RT_SCOPE_HOST) out.push({ ...a, ifindex: 0 });
     }
   }
   return sortAddresses(out.filter((a) => a.family === AF_INET || a.family === AF_INET6));

@@ -8,8 +8,9 @@
 // only after its file is written anyway.
 import { mkdirSync, readdirSync, readlinkSync, renameSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Machine, addressToString, parseAddress } from './machine.js';
-import { type IdMapLine, readSmallFile } from './proc.js';
+import { addressToString, parseAddress } from './address.js';
+import { type IdMapLine, readSmallFile } from './linux/proc.js';
+import type { Machine } from './machine.js';
 import { isValidMachineName } from './names.js';
 
 /** What a state file holds; enough to take a machine back after a restart. */

@@ -1,7 +1,8 @@
 // Checks a registration request field by field. Each refusal names the field; nothing is changed.
 import { isAbsolute } from 'node:path';
 import { invalid } from './errors.js';
-import { type Address, type MachineSpec, parseAddress } from './machine.js';
+import { type Address, RT_SCOPE_HOST, parseAddress, sortAddresses } from './address.js';
+import type { MachineSpec } from './machine.js';
 import { isValidMachineName } from './names.js';
 
 /** A registration as the front ends hand it over, types already checked by their protocol. */
@@ -52,7 +53,7 @@ export function validateRequest(r: RegisterRequest): MachineSpec {
   for (const text of given) {
     const a = parseAddress(text);
     if (!a) throw invalid('addresses', `Invalid address '${printable(text)}': expected an IPv4 or IPv6 address`);
-    if (a.scope === 254) throw invalid('addresses', `Invalid address '${text}': loopback addresses cannot reach a machine`);
+    if (a.scope === RT_SCOPE_HOST) throw invalid('addresses', `Invalid address '${text}': loopback addresses cannot reach a machine`);
     addresses.push(a);
   }
   if (r.vSockCid !== undefined && (!Number.isSafeInteger(r.vSockCid) || r.vSockCid < 3 || r.vSockCid > 0xfffffffe)) {
@@ -74,24 +75,6 @@ export function validateRequest(r: RegisterRequest): MachineSpec {
     sshAddress: r.sshAddress,
     allocateUnit: r.allocateUnit ?? false,
   };
-}
-
-/** machined's order: IPv4 first, then scope ascending, ifindex, bytes; exact duplicates dropped. */
-export function sortAddresses(list: Address[]): Address[] {
-  const sorted = [...list].sort(
-    (a, b) =>
-      a.family - b.family || a.scope - b.scope || a.ifindex - b.ifindex || compareBytes(a.bytes, b.bytes),
-  );
-  return sorted.filter((a, i) => i === 0 || !sameAddress(a, sorted[i - 1]));
-}
-
-function compareBytes(a: number[], b: number[]): number {
-  for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return a[i] - b[i];
-  return a.length - b.length;
-}
-
-function sameAddress(a: Address, b: Address): boolean {
-  return a.family === b.family && a.ifindex === b.ifindex && compareBytes(a.bytes, b.bytes) === 0;
 }
 
 /** Quotes user input safely inside an error message. */

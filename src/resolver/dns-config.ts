@@ -1,6 +1,6 @@
 // What the DNS server is told on the command line: where to listen (--dns ADDR[:PORT]) and which zones it
 // owns (--dns-zone ZONE). Parsed and checked here, so that a bad value is a usage error naming the flag.
-import { AF_INET, AF_INET6, parseAddress } from '../registry/machine.js';
+import { AF_INET, AF_INET6, parseAddress } from '../registry/address.js';
 
 export interface DnsListen {
   /** The address to bind, as given (an IPv6 one without brackets, with its %scope if it had one). */

@@ -5,7 +5,7 @@
 // are handled without an exception and the question is echoed byte for byte (0x20 case randomisation).
 // The records of a response are encoded by dns-packet.
 import dnsPacket from 'dns-packet';
-import { AF_INET, AF_INET6, addressToString, scopeOf } from '../registry/machine.js';
+import { AF_INET, AF_INET6, RT_SCOPE_LINK, addressToString, scopeOf } from '../registry/address.js';
 import type { Resolver } from './resolver.js';
 import { isReverseZone, NIBBLE, OCTET } from './dns-config.js';
 
@@ -151,7 +151,7 @@ function reverseAddress(family: number, under: readonly string[]): number[] | un
 
 /** fe80::/10. */
 function isLinkLocal6(bytes: number[]): boolean {
-  return scopeOf(AF_INET6, bytes) === 253;
+  return scopeOf(AF_INET6, bytes) === RT_SCOPE_LINK;
 }
 
 interface Outcome {

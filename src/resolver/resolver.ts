@@ -1,6 +1,7 @@
 // The resolver: machine names to addresses and back, answered from an index that follows the registry's
 // events, so that every lookup is a map read and nothing on the lookup path waits for anything.
-import { AF_INET, AF_INET6, type Address, type Machine, machineAddresses } from '../registry/machine.js';
+import { AF_INET, AF_INET6, type Address, RT_SCOPE_HOST, RT_SCOPE_LINK } from '../registry/address.js';
+import { type Machine, machineAddresses } from '../registry/machine.js';
 import type { Registry } from '../registry/registry.js';
 
 /** One address of a hosts answer; ifindex is the scope of an IPv6 link-local address, else absent. */
@@ -17,21 +18,18 @@ export interface HostEntry {
   addresses: HostAddress[];
 }
 
-const SCOPE_LINK = 253;
-const SCOPE_HOST = 254;
-
 /** The hosts policy of DESIGN.md "Name resolution" over a machine's addresses (already in machined's
  *  order): never loopback; IPv6 link-local only with its scope, which is known only when exactly one
  *  host-side interface was registered; IPv4 link-local only when there is no other IPv4 address.
  *  An address that sits on two interfaces inside the machine is given once. */
 export function hostsAddresses(addresses: readonly Address[], ifIndices: readonly number[]): HostAddress[] {
   const scope = ifIndices.length === 1 ? ifIndices[0] : 0;
-  const otherIPv4 = addresses.some((a) => a.family === AF_INET && a.scope < SCOPE_LINK);
+  const otherIPv4 = addresses.some((a) => a.family === AF_INET && a.scope < RT_SCOPE_LINK);
   const out: HostAddress[] = [];
   const seen = new Set<string>();
   for (const a of addresses) {
-    if (a.scope >= SCOPE_HOST) continue;
-    const linkLocal = a.scope === SCOPE_LINK;
+    if (a.scope >= RT_SCOPE_HOST) continue;
+    const linkLocal = a.scope === RT_SCOPE_LINK;
     if (linkLocal && a.family === AF_INET6 && scope === 0) continue;
     if (linkLocal && a.family === AF_INET && otherIPv4) continue;
     const k = key(a.family, a.bytes);

@@ -3,7 +3,7 @@
 import type { Handler } from '../varlink/server.js';
 import { t, type InterfaceDef } from '../varlink/schema.js';
 import { VarlinkError, invalidParameter } from '../varlink/errors.js';
-import { AF_INET, AF_INET6 } from '../registry/machine.js';
+import { AF_INET, AF_INET6 } from '../registry/address.js';
 import type { Resolver } from './resolver.js';
 
 const ERR = 'io.systemd.Resolve';

@@ -134,8 +134,9 @@ function parseRequest(raw: Buffer): Request | undefined {
 
 const errnoError = (message: string, code: string) => Object.assign(new Error(message), { code });
 
-/** Whether a server accepts connections on the socket at `path`. */
-function isLive(path: string): Promise<boolean> {
+/** Whether a server accepts connections on the socket at `path` (one too busy to accept within a
+ *  second counts as alive). */
+export function isLive(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     const probe = net.connect(path);
     const done = (live: boolean) => {

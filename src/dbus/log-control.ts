@@ -1,6 +1,6 @@
 // org.freedesktop.LogControl1 (systemd's standard interface for daemons): reads and changes the log
 // level at run time. Levels are systemd's names, mapped onto the logger's (pino) levels.
-import { BusError, type BusObject, type Caller, E } from './dbus-service.js';
+import { BusError, type BusObject, type Caller, E } from './bus-service.js';
 
 export const LOG_CONTROL_PATH = '/org/freedesktop/LogControl1';
 

@@ -15,11 +15,11 @@ import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import dbus from 'dbus-next';
 import { cgroupPlaceOf, killSubtree, moveBack, subtreeProcesses } from './cgroup.js';
-import { busAddress, openBus } from './dbus-service.js';
-import { RegistryError, SystemdError, failed } from './errors.js';
-import { scopeUnitName } from './names.js';
+import { busAddress, openBus } from '../../dbus/bus-service.js';
+import { RegistryError, SystemdError, failed } from '../errors.js';
+import { scopeUnitName } from '../names.js';
 import { readCgroupPath } from './proc.js';
-import type { ScopeAllocator, ScopeRequest } from './registry.js';
+import type { ScopeAllocator, ScopeRequest } from '../scope.js';
 
 const { Message, Variant } = dbus;
 const SIGNAL = dbus.MessageType.SIGNAL;

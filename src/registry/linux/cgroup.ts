@@ -5,10 +5,10 @@
 import { existsSync } from 'node:fs';
 import { readFile, mkdir, readdir, rmdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { RegistryError, failed } from './errors.js';
-import { scopeUnitName } from './names.js';
+import { RegistryError, failed } from '../errors.js';
+import { scopeUnitName } from '../names.js';
 import { processTree, readSmallFile } from './proc.js';
-import type { ScopeAllocator, ScopeProperty, ScopeRequest } from './registry.js';
+import type { ScopeAllocator, ScopeProperty, ScopeRequest } from '../scope.js';
 
 /** From one read of /proc/self/mountinfo (the first mount of each):
  *  - v2: the mount point of the cgroup2 hierarchy (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid

@@ -6,9 +6,9 @@ import { createRequire } from 'node:module';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import dbus from 'dbus-next';
-import { findCgroupMounts } from '../src/registry/cgroup.js';
-import { ROOT } from './helpers/daemon.js';
-import { run, waitFor, type RunResult } from './helpers/run.js';
+import { findCgroupMounts } from '../../src/registry/linux/cgroup.js';
+import { ROOT } from './daemon.js';
+import { run, waitFor, type RunResult } from './run.js';
 
 export interface Bus {
   address: string;

@@ -1,7 +1,7 @@
 // The main thread's side of netns-worker.ts: a watcher of container addresses.
 import { Worker } from 'node:worker_threads';
 import * as c from './libc.js';
-import type { Address } from './machine.js';
+import type { Address } from '../address.js';
 import { readNamespace } from './proc.js';
 import type { WorkerReply, WorkerRequest } from './netns-worker.js';
 

@@ -9,10 +9,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { run, type RunResult } from '../test/helpers/run.js';
+import { ROOT } from './daemon.js';
+import { run, type RunResult } from './run.js';
 
-export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const NSS_LIB_DIR = join(ROOT, 'nss-module/build');
 
 export type PasswdSource = 'systemd' | 'mymachines' | 'files';

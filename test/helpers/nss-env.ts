@@ -10,12 +10,11 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { run, type RunResult } from '../test/helpers/run.js';
+import { ROOT } from './daemon.js';
+import { run, type RunResult } from './run.js';
 
-export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const MODULE = join(ROOT, 'nss-module/build/libnss_mymachines.so.2');
-export const LOOKUP_SOURCE = join(ROOT, 'bench/nss-lookup.c');
+export const LOOKUP_SOURCE = join(ROOT, 'test/helpers/nss-lookup.c');
 
 export interface NssEnvOptions {
   /** The daemon socket the module asks (MYMACHINES_SOCKET). */
@@ -32,7 +31,7 @@ export interface NssEnv {
   run(cmd: string, args: string[], opts?: { timeoutMs?: number; env?: NodeJS.ProcessEnv }): Promise<RunResult>;
   /** The argv that does so (for spawning by hand). */
   argv(cmd: string, args: string[]): string[];
-  /** Compiles bench/nss-lookup.c once; gives its path. */
+  /** Compiles test/helpers/nss-lookup.c once; gives its path. */
   lookupProgram(): string;
   close(): void;
 }

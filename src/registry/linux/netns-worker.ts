@@ -8,8 +8,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { readlinkSync } from 'node:fs';
 import * as c from './libc.js';
-import { AF_INET, AF_INET6, type Address } from './machine.js';
-import { sortAddresses } from './validate.js';
+import { AF_INET, AF_INET6, type Address, RT_SCOPE_HOST, sortAddresses } from '../address.js';
 
 export type WorkerRequest = { op: 'watch'; id: number; pid: number } | { op: 'unwatch'; id: number };
 export type WorkerReply =
@@ -180,7 +179,7 @@ function parseAddr(m: Buffer): Address | undefined {
   }
   if (family !== AF_INET && family !== AF_INET6) return undefined;
   if (flags & (IFA_F_DEPRECATED | IFA_F_TENTATIVE | IFA_F_DADFAILED)) return undefined;
-  if (scope >= 254) return undefined; // host and nowhere: loopback never reaches a machine
+  if (scope >= RT_SCOPE_HOST) return undefined; // host and nowhere: loopback never reaches a machine
   const bytes = local ?? address;
   if (!bytes || bytes.length !== (family === AF_INET ? 4 : 16)) return undefined;
   return { family, bytes: [...bytes], ifindex, scope };
