@@ -264,6 +264,10 @@ export function announceMachines(reg: Registry, service: BusService): void {
     announced.set(m.name, m);
     send('MachineNew', m);
   });
+  // A machine that changes is a new object: the announced one is followed.
+  reg.on('changed', (m, previous) => {
+    if (announced.get(m.name) === previous) announced.set(m.name, m);
+  });
   reg.on('removed', (m) => {
     if (!service.isConnected || announced.get(m.name) !== m) return;
     announced.delete(m.name);

@@ -21,7 +21,7 @@ const WORDS = {
   group: { field: 'gid', ID: 'GID', Kind: 'Group', error: 'NoSuchGroupMapping' },
 } as const;
 
-const lines = (m: Machine, kind: IdKind): IdMapLine[] => (kind === 'user' ? m.uidMap : m.gidMap);
+const lines = (m: Machine, kind: IdKind): readonly IdMapLine[] => (kind === 'user' ? m.uidMap : m.gidMap);
 
 /** systemd's uid_is_valid: 32 bits, and neither (uid_t) -1 nor the 16-bit -1 (65535). */
 export function validId(id: number): boolean {

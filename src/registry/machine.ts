@@ -1,50 +1,52 @@
-// The machine model: what the registry holds for each machine.
+// The machine model: what the registry holds for each machine. A Machine is read-only: the registry
+// replaces it with a new object when anything about the machine changes, and says so ('changed').
 import type { Address } from './address.js';
 import type { IdMapLine } from './linux/proc.js';
 
 export type MachineClass = 'container' | 'vm' | 'host';
-export type MachineState = 'opening' | 'running' | 'closing';
+export type MachineState = 'running' | 'closing';
 
 /** What a registrant asks for, validated (see validate.ts). */
 export interface MachineSpec {
-  name: string;
+  readonly name: string;
   /** 32 lowercase hex digits, or '' for none. */
-  id: string;
-  service: string;
-  class: 'container' | 'vm';
-  leader: number;
-  rootDirectory: string;
-  ifIndices: number[];
+  readonly id: string;
+  readonly service: string;
+  readonly class: 'container' | 'vm';
+  readonly leader: number;
+  readonly rootDirectory: string;
+  readonly ifIndices: readonly number[];
   /** Addresses given by the registrant: they win over what is read from the leader. */
-  addresses: Address[];
-  vSockCid?: number;
-  sshAddress?: string;
+  readonly addresses: readonly Address[];
+  readonly vSockCid?: number;
+  readonly sshAddress?: string;
   /** Create (true) also puts the leader into a scope cgroup of its own; Register (false) adopts it. */
-  allocateUnit: boolean;
+  readonly allocateUnit: boolean;
 }
 
 export interface Machine extends Omit<MachineSpec, 'class'> {
-  class: MachineClass;
+  readonly class: MachineClass;
   /** The leader's start time from /proc/PID/stat: a reused PID never passes for the leader. */
-  leaderStartTime: string;
+  readonly leaderStartTime: string;
   /** The unit that holds the leader: the scope made by Create, or the unit the leader was found in. */
-  unit: string;
+  readonly unit: string;
   /** The cgroup2 path that Create made, removed with the machine. */
-  ownCgroup: string;
-  timestamp: { realtime: number; monotonic: number };
-  state: MachineState;
+  readonly ownCgroup: string;
+  readonly timestamp: { readonly realtime: number; readonly monotonic: number };
+  /** 'closing' once terminated, until the leader exits. */
+  readonly state: MachineState;
   /** Read from the leader's network namespace; undefined until read or when the leader shares ours. */
-  netAddresses: Address[] | undefined;
-  privateNetwork: boolean;
+  readonly netAddresses: readonly Address[] | undefined;
+  readonly privateNetwork: boolean;
   /** The leader's network namespace when it registered ("net:[INODE]"; '' for VMs): kept in the state
    *  file, so that a restart need not look again for every machine. */
-  netns: string;
-  uidMap: IdMapLine[];
-  gidMap: IdMapLine[];
+  readonly netns: string;
+  readonly uidMap: readonly IdMapLine[];
+  readonly gidMap: readonly IdMapLine[];
 }
 
 /** The addresses a machine answers with: the given ones if any, else those of its network namespace. */
-export function machineAddresses(m: Machine): Address[] {
+export function machineAddresses(m: Machine): readonly Address[] {
   return m.addresses.length > 0 ? m.addresses : (m.netAddresses ?? []);
 }
 

@@ -33,95 +33,109 @@ export interface RegistryOptions {
   log: Logger;
 }
 
-export type Whom = 'leader' | 'all';
-
 export interface RegistryEvents {
-  added: [Machine];
-  removed: [Machine];
-  /** Addresses, ID maps or state changed. */
-  changed: [Machine];
+  added: [machine: Machine];
+  removed: [machine: Machine];
+  /** Addresses, ID maps or state changed: `machine` replaces `previous` (Machines are read-only). */
+  changed: [machine: Machine, previous: Machine];
 }
 
 const MAX_SIGNAL = 64;
 const FIRST_ADDRESSES_WAIT_MS = 1000;
 
+/** What the registry keeps of one machine. Linked into the indexes by insert() and out by remove(),
+ *  and nowhere else. */
+interface Entry {
+  /** Replaced, never changed (update()). */
+  machine: Machine;
+  /** Names the leader for good: its exit makes it readable (LeaderWatch). */
+  readonly pidfd: number;
+  /** The NetnsWatcher watch of a container's addresses. */
+  netWatch: number | undefined;
+  /** SIGKILL after Terminate; it outlives the entry (the leader may exit first). */
+  killTimer: NodeJS.Timeout | undefined;
+  /** A container's uid_map or gid_map was still empty: a user namespace may get its maps written after
+   *  its leader registered (and the two maps are two writes). The sweep reads them again. */
+  pendingMaps: boolean;
+}
+
 export class Registry extends EventEmitter<RegistryEvents> {
-  private readonly machines = new Map<string, Machine>();
-  /** Lower-cased names of registered and half-registered machines: names are unique ignoring case. */
-  private readonly lowerNames = new Map<string, string>();
-  private readonly leaders = new Set<number>();
-  private readonly pidfds = new Map<string, number>();
-  private readonly leaderWatch = new LeaderWatch<Machine>();
-  /** Containers whose uid_map or gid_map was still empty: a user namespace may get its maps written
-   *  after its leader registered (and the two maps are two writes). */
-  private readonly pendingMaps = new Set<Machine>();
-  private readonly netWatches = new Map<string, number>();
-  /** SIGKILL timers of terminated machines; they outlive the machine (its leader may exit first). */
-  private readonly killTimers = new Map<Machine, NodeJS.Timeout>();
-  private sweeping = false;
+  private readonly byName = new Map<string, Entry>();
+  /** Names are unique ignoring case. */
+  private readonly byLowerName = new Map<string, Entry>();
+  private readonly byLeader = new Map<number, Entry>();
+  /** The unit that holds a machine (the unit: link names one machine). */
+  private readonly byUnit = new Map<string, Entry>();
+  private readonly leaderWatch = new LeaderWatch<Entry>();
+  /** Lower-cased name -> name, and leaders, of registrations (and state files) still being checked: a
+   *  racing request for the same name or leader is refused. */
+  private readonly reservedNames = new Map<string, string>();
+  private readonly reservedLeaders = new Set<number>();
   /** Cgroups of removed machines that still held processes; removed once empty. */
   private readonly staleCgroups = new Set<string>();
   private readonly netns = new NetnsWatcher();
   private readonly files: StateFiles;
   private sweepTimer: NodeJS.Timeout | undefined;
-  readonly host: Machine;
+  private sweeping = false;
+  private stopped = false;
+  private host: Machine;
 
   constructor(private readonly opts: RegistryOptions) {
     super();
     this.setMaxListeners(0); // every Watch client and front end listens
     this.files = new StateFiles(opts.stateDir);
-    this.host = hostMachine();
+    this.host = hostMachine('');
   }
 
   /** Loads the state files (dropping machines whose leader is gone), then watches the leaders. */
   async start(): Promise<void> {
     c.raiseFileLimit();
     this.files.init();
-    this.host.id = await readFile('/etc/machine-id', 'utf8').then((s) => s.trim(), () => '');
-    this.machines.set(this.host.name, this.host);
-    this.lowerNames.set(this.host.name, this.host.name);
+    this.host = hostMachine(await readFile('/etc/machine-id', 'utf8').then((s) => s.trim(), () => ''));
     await Promise.all(this.files.names().map((name) => this.reload(name)));
-    this.files.removeLeftovers(new Set(this.machines.keys()));
+    this.files.removeLeftovers(new Set(this.byName.keys()));
     this.sweepTimer = setInterval(() => void this.sweep(), this.opts.sweepMs ?? 300);
     this.sweepTimer.unref();
   }
 
   /** Stops watching; machines and their state files stay for the next start. */
   async stop(): Promise<void> {
+    this.stopped = true;
     clearInterval(this.sweepTimer);
-    for (const t of this.killTimers.values()) clearTimeout(t);
-    for (const fd of this.pidfds.values()) c.close(fd);
-    this.pidfds.clear();
+    for (const e of this.byName.values()) {
+      clearTimeout(e.killTimer);
+      c.close(e.pidfd);
+    }
+    this.byName.clear();
     this.leaderWatch.close();
     await this.netns.close();
   }
 
   get(name: string): Machine | undefined {
-    return this.machines.get(name);
-  }
-
-  /** By name, ignoring case, as DNS does. */
-  lookup(name: string): Machine | undefined {
-    const exact = this.lowerNames.get(name.toLowerCase());
-    return exact === undefined ? undefined : this.machines.get(exact);
+    return name === this.host.name ? this.host : this.byName.get(name)?.machine;
   }
 
   mustGet(name: string): Machine {
-    const m = this.machines.get(name);
+    const m = this.get(name);
     if (!m) throw noSuchMachine(name);
     return m;
   }
 
+  /** `.host` first, then the machines in the order they came. */
   list(): Machine[] {
-    return [...this.machines.values()];
+    const out = [this.host];
+    for (const e of this.byName.values()) out.push(e.machine);
+    return out;
   }
 
   /** The machine that holds a process: its leader, else the machine of the unit the process is in. */
   async byPid(pid: number): Promise<Machine> {
-    for (const m of this.machines.values()) if (m.leader === pid && m.class !== 'host') return m;
+    const led = this.byLeader.get(pid);
+    if (led) return led.machine;
     const path = readCgroupPath(pid);
     const unit = path === undefined ? '' : unitOfCgroupPath(path);
-    if (unit) for (const m of this.machines.values()) if (m.unit === unit && m.class !== 'host') return m;
+    const e = unit ? this.byUnit.get(unit) : undefined;
+    if (e) return e.machine;
     throw new RegistryError('NoMachineForPID', `PID ${pid} does not belong to any known machine`);
   }
 
@@ -129,97 +143,95 @@ export class Registry extends EventEmitter<RegistryEvents> {
     const spec = validateRequest(req);
     if (spec.leader === process.pid) throw invalid('leader', `Invalid leader PID ${spec.leader}: that is the registry daemon itself`);
     const lower = spec.name.toLowerCase();
-    const clash = this.lowerNames.get(lower);
+    const clash = this.byLowerName.get(lower)?.machine.name ?? this.reservedNames.get(lower);
     if (clash !== undefined) {
       throw new RegistryError('MachineExists', clash === spec.name ? `Machine '${spec.name}' already exists` : `Machine '${spec.name}' clashes with machine '${clash}': names must differ in more than letter case`);
     }
-    if (this.leaders.has(spec.leader)) {
-      const other = this.list().find((m) => m.leader === spec.leader);
-      throw invalid('leader', `Invalid leader PID ${spec.leader}: it already leads ${other ? `machine '${other.name}'` : 'another machine'}`);
+    if (this.byLeader.has(spec.leader) || this.reservedLeaders.has(spec.leader)) {
+      const other = this.byLeader.get(spec.leader)?.machine.name;
+      throw invalid('leader', `Invalid leader PID ${spec.leader}: it already leads ${other ? `machine '${other}'` : 'another machine'}`);
     }
     if (spec.allocateUnit && !this.opts.scopes) throw new RegistryError('NotSupported', 'Creating a scope is not supported here: no cgroup2 hierarchy found');
-    // Reserve name and leader while the asynchronous checks run, so that a racing request is refused.
-    this.lowerNames.set(lower, spec.name);
-    this.leaders.add(spec.leader);
-    let pidfd = -1;
-    let ownCgroup = '';
+    // Reserved while the asynchronous checks run, so that a racing request is refused.
+    this.reserve(spec.name, spec.leader);
+    let entry: Entry | undefined;
     let abandonScope: (() => Promise<void>) | undefined;
     try {
       const leader = openLeader(spec.leader);
       if (!leader) throw invalid('leader', `Invalid leader PID ${spec.leader}: no such process`);
-      const { fd, startTime } = leader;
-      pidfd = fd;
       let unit = '';
-      if (spec.allocateUnit) {
-        ({ path: ownCgroup, unit, abandon: abandonScope } = await this.opts.scopes!.create(spec.name, spec.leader, { class: spec.class, properties: scopeProperties, log: this.opts.log }));
-      } else {
-        const path = readCgroupPath(spec.leader);
-        unit = path === undefined ? '' : unitOfCgroupPath(path);
-        // A unit names one machine (the unit: link); a second machine in the same unit goes without.
-        if (unit && this.list().some((m) => m.unit === unit)) unit = '';
+      let ownCgroup = '';
+      try {
+        if (spec.allocateUnit) {
+          ({ path: ownCgroup, unit, abandon: abandonScope } = await this.opts.scopes!.create(spec.name, spec.leader, { class: spec.class, properties: scopeProperties, log: this.opts.log }));
+        } else {
+          const path = readCgroupPath(spec.leader);
+          unit = path === undefined ? '' : unitOfCgroupPath(path);
+          // A unit names one machine (the unit: link); a second machine in the same unit goes without.
+          if (this.byUnit.has(unit)) unit = '';
+        }
+      } catch (e) {
+        c.close(leader.fd);
+        throw e;
       }
-      const m = this.makeMachine(spec, startTime, unit, ownCgroup);
-      const firstAddresses = this.watchAddresses(m);
-      if (firstAddresses) await firstAddresses;
-      this.files.write(m);
-      this.insert(m, pidfd);
+      entry = newEntry(makeMachine(spec, leader.startTime, unit, ownCgroup), leader.fd);
+      await this.watchAddresses(entry);
+      this.files.write(entry.machine);
+      this.insert(entry);
+      const m = entry.machine;
       this.opts.log.info({ machine: m.name, leader: m.leader, class: m.class, unit: m.unit }, 'machine registered');
       return m;
     } catch (e) {
-      if (!this.machines.has(spec.name)) {
-        this.unwatchAddresses(spec.name);
-        this.lowerNames.delete(lower);
-        this.leaders.delete(spec.leader);
-        if (pidfd >= 0) c.close(pidfd);
-        // The leader goes back where it was: a refused request changes nothing.
-        await abandonScope?.();
+      if (entry && this.byName.get(spec.name) !== entry) {
+        this.unwatchAddresses(entry);
+        c.close(entry.pidfd);
         this.files.remove({ name: spec.name, unit: '' });
       }
+      // The leader goes back where it was: a refused request changes nothing.
+      await abandonScope?.();
       throw e;
+    } finally {
+      this.unreserve(spec.name, spec.leader);
     }
   }
 
   /** Forgets a machine; its processes go on. */
   async unregister(name: string): Promise<void> {
-    const m = this.mustRegistered(name);
-    await this.remove(m, 'unregistered');
+    await this.remove(this.mustRegistered(name), 'unregistered');
   }
 
   /** SIGTERM to every process of the machine, SIGKILL to those left after the timeout, even when the
    *  leader has exited (and the machine is gone) by then. The machine goes when its leader exits. */
   async terminate(name: string): Promise<void> {
-    const m = this.mustRegistered(name);
+    const e = this.mustRegistered(name);
+    const m = e.machine;
     const victims = await this.processes(m);
-    await this.signal(m, 'leader', 15);
+    await this.signal(e, 'leader', 15);
     signalAll(victims, m.leader, 15);
-    if (m.state !== 'closing' && this.machines.get(m.name) === m) {
-      m.state = 'closing';
-      this.emit('changed', m);
-    }
-    if (this.killTimers.has(m)) return;
-    const t = setTimeout(async () => {
-      this.killTimers.delete(m);
-      const registered = this.machines.get(m.name) === m;
+    if (e.machine.state !== 'closing' && this.byName.get(m.name) === e) this.update(e, { state: 'closing' });
+    if (e.killTimer) return;
+    e.killTimer = setTimeout(async () => {
+      if (this.stopped) return;
+      const registered = this.byName.get(m.name) === e;
       // Who is there now (its scope, or while the leader lives its descendants; never the tree of a
       // PID that may have been reused), and who was there at SIGTERM and is still the same process.
       if (m.ownCgroup && (await this.opts.scopes!.kill(m.ownCgroup))) return signalAll(victims, m.leader, 9);
       const now = m.ownCgroup || registered ? await this.processes(m).catch(() => []) : [];
-      if (registered) await this.signal(m, 'leader', 9).catch(() => {});
+      if (registered) await this.signal(e, 'leader', 9).catch(() => {});
       signalAll([...victims, ...now], m.leader, 9);
     }, this.opts.terminateTimeoutMs ?? 10_000);
-    t.unref();
-    this.killTimers.set(m, t);
+    e.killTimer.unref();
   }
 
   async kill(name: string, whom: string, signal: number): Promise<void> {
-    const m = this.mustRegistered(name);
+    const e = this.mustRegistered(name);
     if (whom !== 'leader' && whom !== 'all' && whom !== '') throw invalid('whom', `Invalid whom '${whom}': expected 'leader' or 'all'`);
     if (!Number.isSafeInteger(signal) || signal <= 0 || signal > MAX_SIGNAL) throw invalid('signal', `Invalid signal ${signal}: expected 1..${MAX_SIGNAL}`);
-    await this.signal(m, whom === 'leader' ? 'leader' : 'all', signal);
+    await this.signal(e, whom === 'leader' ? 'leader' : 'all', signal);
   }
 
   /** The addresses read from a container's own network namespace (machined's GetMachineAddresses). */
-  netAddresses(name: string): Address[] {
+  netAddresses(name: string): readonly Address[] {
     const m = this.mustGet(name);
     if (m.class === 'host') return hostAddresses();
     if (m.class !== 'container') throw new RegistryError('NotSupported', 'Requesting IP address data is only supported on container machines.');
@@ -236,77 +248,77 @@ export class Registry extends EventEmitter<RegistryEvents> {
     return os;
   }
 
-  private mustRegistered(name: string): Machine {
-    const m = this.mustGet(name);
-    if (m.class === 'host') throw new RegistryError('NotSupported', 'The host cannot be unregistered, terminated or killed through the registry');
-    return m;
+  private mustRegistered(name: string): Entry {
+    const e = this.byName.get(name);
+    if (e) return e;
+    if (name === this.host.name) throw new RegistryError('NotSupported', 'The host cannot be unregistered, terminated or killed through the registry');
+    throw noSuchMachine(name);
   }
 
-  /** `known`: what a state file says of the leader's namespaces, if anything (else they are read). */
-  private makeMachine(spec: MachineSpec, leaderStartTime: string, unit: string, ownCgroup: string,
-    known: { netns: string; uidMap: IdMapLine[]; gidMap: IdMapLine[] } = { netns: '', uidMap: [], gidMap: [] }): Machine {
-    const container = spec.class === 'container';
-    const maps = known.uidMap.length > 0 && known.gidMap.length > 0 ? { uid: known.uidMap, gid: known.gidMap } : container ? readIdMaps(spec.leader) : { uid: [], gid: [] };
-    const { uid: uidMap, gid: gidMap } = maps;
-    const netns = !container ? '' : known.netns || (readNamespace(spec.leader, 'net') ?? '');
-    // Field by field: a spread with more fields after it is slow in V8 (microseconds per object), and a
-    // restart makes thousands.
-    return {
-      name: spec.name,
-      id: spec.id,
-      service: spec.service,
-      class: spec.class,
-      leader: spec.leader,
-      rootDirectory: spec.rootDirectory,
-      ifIndices: spec.ifIndices,
-      addresses: spec.addresses,
-      vSockCid: spec.vSockCid,
-      sshAddress: spec.sshAddress,
-      allocateUnit: spec.allocateUnit,
-      leaderStartTime,
-      unit,
-      ownCgroup,
-      timestamp: now(),
-      state: 'running',
-      netAddresses: undefined,
-      privateNetwork: false,
-      netns,
-      uidMap,
-      gidMap,
-    };
+  private reserve(name: string, leader: number): void {
+    this.reservedNames.set(name.toLowerCase(), name);
+    this.reservedLeaders.add(leader);
   }
 
-  private insert(m: Machine, pidfd: number): void {
-    this.machines.set(m.name, m);
-    this.lowerNames.set(m.name.toLowerCase(), m.name);
-    this.leaders.add(m.leader);
-    this.pidfds.set(m.name, pidfd);
-    this.leaderWatch.add(pidfd, m);
-    if (m.class === 'container' && (m.uidMap.length === 0 || m.gidMap.length === 0)) this.pendingMaps.add(m);
+  private unreserve(name: string, leader: number): void {
+    this.reservedNames.delete(name.toLowerCase());
+    this.reservedLeaders.delete(leader);
+  }
+
+  /** Links an entry into every index and announces it. */
+  private insert(e: Entry): void {
+    const m = e.machine;
+    this.leaderWatch.add(e.pidfd, e); // first: it is the one that can fail
+    this.byName.set(m.name, e);
+    this.byLowerName.set(m.name.toLowerCase(), e);
+    this.byLeader.set(m.leader, e);
+    if (m.unit) this.byUnit.set(m.unit, e);
     this.emit('added', m);
+  }
+
+  /** Unlinks an entry from every index, closes what it holds and removes its state file. */
+  private async remove(e: Entry, why: string): Promise<void> {
+    const m = e.machine;
+    if (this.byName.get(m.name) !== e) return;
+    this.byName.delete(m.name);
+    this.byLowerName.delete(m.name.toLowerCase());
+    this.byLeader.delete(m.leader);
+    if (this.byUnit.get(m.unit) === e) this.byUnit.delete(m.unit);
+    this.leaderWatch.delete(e.pidfd);
+    c.close(e.pidfd);
+    this.unwatchAddresses(e);
+    this.files.remove(m);
+    this.opts.log.info({ machine: m.name, why }, 'machine removed');
+    // Before anything that waits: readers (resolver, userdb) must stop answering for it now.
+    this.emit('removed', m);
+    if (m.ownCgroup && !(await this.opts.scopes!.remove(m.ownCgroup))) this.staleCgroups.add(m.ownCgroup);
+  }
+
+  /** Replaces the machine of an entry; a registered one is announced as changed. */
+  private update(e: Entry, change: Partial<Machine>): void {
+    const previous = e.machine;
+    e.machine = Object.freeze({ ...previous, ...change });
+    if (this.byName.get(previous.name) === e) this.emit('changed', e.machine, previous);
   }
 
   /** Follows a container's addresses. Waits (a bounded time) for the first list before the machine is
    *  inserted, so that it resolves as soon as its registration is answered; later changes are events.
-   *  Returns undefined when there is nothing to wait for (no private network namespace: answered at once). */
-  private watchAddresses(m: Machine): Promise<void> | undefined {
-    if (m.class !== 'container') return undefined;
+   *  Resolves at once when there is nothing to wait for (no private network namespace). */
+  private watchAddresses(e: Entry): Promise<void> {
+    const m = e.machine;
+    if (m.class !== 'container') return Promise.resolve();
     let first: (() => void) | undefined;
     let answered = false;
-    const id = this.netns.watch(m.leader, m.netns, (u) => {
+    e.netWatch = this.netns.watch(m.leader, m.netns, (u) => {
       answered = true;
       first?.();
       const privateNetwork = 'addresses' in u || u.error === 'failed';
       const netAddresses = 'addresses' in u ? u.addresses : undefined;
       if ('error' in u && u.error === 'failed') this.opts.log.warn({ machine: m.name, error: u.message }, 'cannot read addresses');
       // The worker posts only lists that differ from its last one; the first answer is no change.
-      const changed = privateNetwork !== m.privateNetwork || netAddresses !== m.netAddresses;
-      m.privateNetwork = privateNetwork;
-      m.netAddresses = netAddresses;
-      if (changed && this.machines.get(m.name) === m) this.emit('changed', m);
+      if (privateNetwork !== e.machine.privateNetwork || netAddresses !== e.machine.netAddresses) this.update(e, { privateNetwork, netAddresses });
     });
-    this.netWatches.set(m.name, id);
-    if (answered) return undefined;
+    if (answered) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = setTimeout(resolve, FIRST_ADDRESSES_WAIT_MS);
       first = () => {
@@ -316,30 +328,9 @@ export class Registry extends EventEmitter<RegistryEvents> {
     });
   }
 
-  private unwatchAddresses(name: string): void {
-    const id = this.netWatches.get(name);
-    if (id !== undefined) this.netns.unwatch(id);
-    this.netWatches.delete(name);
-  }
-
-  private async remove(m: Machine, why: string): Promise<void> {
-    if (this.machines.get(m.name) !== m) return;
-    this.machines.delete(m.name);
-    this.lowerNames.delete(m.name.toLowerCase());
-    this.leaders.delete(m.leader);
-    const fd = this.pidfds.get(m.name);
-    if (fd !== undefined) {
-      this.leaderWatch.delete(fd);
-      c.close(fd);
-    }
-    this.pidfds.delete(m.name);
-    this.pendingMaps.delete(m);
-    this.unwatchAddresses(m.name);
-    this.files.remove(m);
-    this.opts.log.info({ machine: m.name, why }, 'machine removed');
-    // Before anything that waits: readers (resolver, userdb) must stop answering for it now.
-    this.emit('removed', m);
-    if (m.ownCgroup && !(await this.opts.scopes!.remove(m.ownCgroup))) this.staleCgroups.add(m.ownCgroup);
+  private unwatchAddresses(e: Entry): void {
+    if (e.netWatch !== undefined) this.netns.unwatch(e.netWatch);
+    e.netWatch = undefined;
   }
 
   /** The processes of a machine with their start times: its scope's, else the leader and its descendants. */
@@ -347,12 +338,13 @@ export class Registry extends EventEmitter<RegistryEvents> {
     return withStartTimes(m.ownCgroup ? await this.opts.scopes!.processes(m.ownCgroup) : processTree(m.leader));
   }
 
-  private async signal(m: Machine, whom: Whom, sig: number): Promise<void> {
+  private async signal(e: Entry, whom: 'leader' | 'all', sig: number): Promise<void> {
+    const m = e.machine;
     if (whom === 'all' && sig === 9 && m.ownCgroup && (await this.opts.scopes!.kill(m.ownCgroup))) return;
     // Found before the leader is signalled: once it is dead its children are no longer its own.
     const others = whom === 'all' ? await this.processes(m) : [];
-    const fd = this.pidfds.get(m.name);
-    if (fd !== undefined && this.machines.get(m.name) === m && c.pidfd_send_signal(fd, sig, null, 0) !== 0 && c.errno() !== c.ESRCH) {
+    // Through the pidfd only while the entry holds it (it is closed when the machine goes).
+    if (this.byName.get(m.name) === e && c.pidfd_send_signal(e.pidfd, sig, null, 0) !== 0 && c.errno() !== c.ESRCH) {
       throw new RegistryError('Failed', `Failed to signal the leader of '${m.name}': errno ${c.errno()}`);
     }
     signalAll(others, m.leader, sig);
@@ -363,22 +355,22 @@ export class Registry extends EventEmitter<RegistryEvents> {
     if (this.sweeping) return;
     this.sweeping = true;
     try {
-      for (const m of this.leaderWatch.exited()) await this.remove(m, 'leader exited');
-      for (const m of this.pendingMaps) {
-        const u = m.uidMap.length ? m.uidMap : readIdMap(m.leader, 'uid');
-        const g = m.gidMap.length ? m.gidMap : readIdMap(m.leader, 'gid');
-        if (u === m.uidMap && g === m.gidMap) continue;
-        if (u.length > 0 && g.length > 0) this.pendingMaps.delete(m);
-        if (u.length === m.uidMap.length && g.length === m.gidMap.length) continue;
-        m.uidMap = u;
-        m.gidMap = g;
-        this.files.write(m);
-        this.emit('changed', m);
-      }
+      for (const e of this.leaderWatch.exited()) await this.remove(e, 'leader exited');
+      for (const e of this.byName.values()) if (e.pendingMaps) this.readPendingMaps(e);
       for (const path of this.staleCgroups) if (await this.opts.scopes!.remove(path)) this.staleCgroups.delete(path);
     } finally {
       this.sweeping = false;
     }
+  }
+
+  private readPendingMaps(e: Entry): void {
+    const m = e.machine;
+    const uidMap = m.uidMap.length ? m.uidMap : readIdMap(m.leader, 'uid');
+    const gidMap = m.gidMap.length ? m.gidMap : readIdMap(m.leader, 'gid');
+    e.pendingMaps = uidMap.length === 0 || gidMap.length === 0;
+    if (uidMap.length === m.uidMap.length && gidMap.length === m.gidMap.length) return;
+    this.update(e, { uidMap, gidMap });
+    this.files.write(e.machine);
   }
 
   /** Takes back a machine from its state file if its leader is still the same process. */
@@ -399,33 +391,81 @@ export class Registry extends EventEmitter<RegistryEvents> {
     leader = openLeader(r.leader);
     if (!leader) return drop('leader gone');
     if (r.leaderStartTime && r.leaderStartTime !== leader.startTime) return drop('leader PID reused by another process');
-    if (this.leaders.has(r.leader) || this.lowerNames.has(r.name.toLowerCase())) return drop('duplicate');
+    const lower = r.name.toLowerCase();
+    if (this.byLeader.has(r.leader) || this.reservedLeaders.has(r.leader) || this.byLowerName.has(lower) || this.reservedNames.has(lower)) return drop('duplicate');
     // Reserved now: the other files are reloaded meanwhile, and a duplicate among them must see this one.
-    this.lowerNames.set(r.name.toLowerCase(), r.name);
-    this.leaders.add(r.leader);
-    const spec: MachineSpec = {
-      name: r.name,
-      id: /^[0-9a-f]{32}$/.test(r.id) ? r.id : '',
-      service: r.service,
-      class: r.class,
-      leader: r.leader,
-      rootDirectory: r.rootDirectory,
-      ifIndices: r.ifIndices.filter((i) => Number.isSafeInteger(i) && i > 0),
-      addresses: sortAddresses(r.addresses.map((a) => parseAddress(a)!)),
-      vSockCid: r.vSockCid,
-      sshAddress: r.sshAddress,
-      allocateUnit: r.allocateUnit,
-    };
-    // The leader is the same process (its start time says so): its namespaces are those it registered
-    // with, and ID maps never change once written.
-    const m = this.makeMachine(spec, leader.startTime, r.unit, r.ownCgroup, { netns: r.netns, uidMap: r.uidMap, gidMap: r.gidMap });
-    m.timestamp = { realtime: r.realtime, monotonic: r.monotonic };
-    const firstAddresses = this.watchAddresses(m);
-    if (firstAddresses) await firstAddresses;
-    // Rewritten only when it changes (a file from machined gains our keys): a restart stays fast.
-    if (this.files.serialize(m) !== r.text) this.files.write(m);
-    this.insert(m, leader.fd);
+    this.reserve(r.name, r.leader);
+    try {
+      const spec: MachineSpec = {
+        name: r.name,
+        id: /^[0-9a-f]{32}$/.test(r.id) ? r.id : '',
+        service: r.service,
+        class: r.class,
+        leader: r.leader,
+        rootDirectory: r.rootDirectory,
+        ifIndices: r.ifIndices.filter((i) => Number.isSafeInteger(i) && i > 0),
+        addresses: sortAddresses(r.addresses.map((a) => parseAddress(a)!)),
+        vSockCid: r.vSockCid,
+        sshAddress: r.sshAddress,
+        allocateUnit: r.allocateUnit,
+      };
+      // The leader is the same process (its start time says so): its namespaces are those it registered
+      // with, and ID maps never change once written.
+      const e = newEntry(makeMachine(spec, leader.startTime, r.unit, r.ownCgroup, { netns: r.netns, uidMap: r.uidMap, gidMap: r.gidMap }, { realtime: r.realtime, monotonic: r.monotonic }), leader.fd);
+      leader = undefined; // the entry holds its pidfd now
+      try {
+        await this.watchAddresses(e);
+        // Rewritten only when it changes (a file from machined gains our keys): a restart stays fast.
+        if (this.files.serialize(e.machine) !== r.text) this.files.write(e.machine);
+        this.insert(e);
+      } catch (err) {
+        this.unwatchAddresses(e);
+        c.close(e.pidfd);
+        throw err;
+      }
+    } finally {
+      this.unreserve(r.name, r.leader);
+    }
   }
+}
+
+function newEntry(machine: Machine, pidfd: number): Entry {
+  const pendingMaps = machine.class === 'container' && (machine.uidMap.length === 0 || machine.gidMap.length === 0);
+  return { machine, pidfd, netWatch: undefined, killTimer: undefined, pendingMaps };
+}
+
+/** `known`: what a state file says of the leader's namespaces, if anything (else they are read). */
+function makeMachine(spec: MachineSpec, leaderStartTime: string, unit: string, ownCgroup: string,
+  known: { netns: string; uidMap: readonly IdMapLine[]; gidMap: readonly IdMapLine[] } = { netns: '', uidMap: [], gidMap: [] },
+  timestamp = now()): Machine {
+  const container = spec.class === 'container';
+  const maps = known.uidMap.length > 0 && known.gidMap.length > 0 ? { uid: known.uidMap, gid: known.gidMap } : container ? readIdMaps(spec.leader) : { uid: [], gid: [] };
+  const netns = !container ? '' : known.netns || (readNamespace(spec.leader, 'net') ?? '');
+  // Field by field: a spread with more fields after it is slow in V8 (microseconds per object), and a
+  // restart makes thousands.
+  return Object.freeze({
+    name: spec.name,
+    id: spec.id,
+    service: spec.service,
+    class: spec.class,
+    leader: spec.leader,
+    rootDirectory: spec.rootDirectory,
+    ifIndices: spec.ifIndices,
+    addresses: spec.addresses,
+    vSockCid: spec.vSockCid,
+    sshAddress: spec.sshAddress,
+    allocateUnit: spec.allocateUnit,
+    leaderStartTime,
+    unit,
+    ownCgroup,
+    timestamp,
+    state: 'running',
+    netAddresses: undefined,
+    privateNetwork: false,
+    netns,
+    uidMap: maps.uid,
+    gidMap: maps.gid,
+  });
 }
 
 interface Victim {
@@ -463,11 +503,11 @@ function now(): { realtime: number; monotonic: number } {
 }
 
 /** machined's `.host` pseudo machine (reference §2.3). */
-function hostMachine(): Machine {
+function hostMachine(id: string): Machine {
   const t = now();
-  return {
+  return Object.freeze({
     name: '.host',
-    id: '',
+    id,
     service: '',
     class: 'host',
     leader: 1,
@@ -486,7 +526,7 @@ function hostMachine(): Machine {
     netns: '',
     uidMap: [],
     gidMap: [],
-  };
+  });
 }
 
 /** The host's own addresses, filtered and ordered as a container's. */

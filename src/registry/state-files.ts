@@ -167,7 +167,7 @@ export function parseState(text: string): StateRecord | undefined {
 }
 
 /** ID map lines as "BASE SHIFT RANGE,..." (the kernel's lines, comma-separated). */
-function idMapText(lines: IdMapLine[]): string {
+function idMapText(lines: readonly IdMapLine[]): string {
   return lines.map((l) => `${l.base} ${l.shift} ${l.range}`).join(',');
 }
 

@@ -157,11 +157,10 @@ function mapped(handlers: Record<string, Handler>): Record<string, Handler> {
 }
 
 export function machineHandlers(reg: Registry): Record<string, Handler> {
-  // Each machine's JSON as List and Watch send it, kept until the machine changes: with thousands of
-  // machines, building and serializing them was most of a List's time. Every change of a machine
-  // comes with a 'changed' event (registry.ts); a removed machine is no longer listed.
+  // Each machine's JSON as List sends it, kept as long as the machine: with thousands of machines,
+  // building and serializing them was most of a List's time. Machines are read-only (a machine that
+  // changes is a new object), so a text never goes stale.
   const texts = new WeakMap<Machine, RawJson>();
-  reg.on('changed', (m) => texts.delete(m));
   const listed = (m: Machine): RawJson => {
     let j = texts.get(m);
     if (!j) texts.set(m, (j = new RawJson(JSON.stringify(machineJson(m)))));
