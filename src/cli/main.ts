@@ -1,9 +1,7 @@
 // mymachinesctl: the registry from the command line, over the daemon's Varlink socket.
 import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
-import { isAbsolute } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { parseAddress } from '../registry/address.js';
 import { VarlinkClient } from '../varlink/client.js';
 import { VarlinkError } from '../varlink/errors.js';
 import { PROPERTY_NAMES, listTable, properties, statusText, type MachineJson } from './format.js';
@@ -94,13 +92,11 @@ function signalNumber(s: string): number {
   throw new UsageError(`invalid signal '${esc(s)}': expected a name such as TERM or SIGKILL, or a number from 1 to 64`);
 }
 
-function positive(what: string, s: string): number {
-  if (!/^[1-9]\d{0,9}$/.test(s) || Number(s) > 0x7fffffff) throw new UsageError(`invalid ${what} ${esc(s)}: expected a positive integer`);
+/** A number as the daemon takes it: decimal digits (its value is the daemon's to judge, with its message). */
+function integer(what: string, s: string): number {
+  if (!/^\d{1,15}$/.test(s)) throw new UsageError(`invalid ${what} '${esc(s)}': expected a decimal number`);
   return Number(s);
 }
-
-/** As the daemon reads a given address (the machine model's parser: a pure function, shared). */
-const isAddress = (s: string) => parseAddress(s) !== undefined;
 
 const justCall = (method: string, params: object): Action => async (c) => void (await c.call(method, params));
 
@@ -173,23 +169,14 @@ const verbs: Record<string, Verb> = {
     maxArgs: 1,
     prepare([name], v) {
       if (v.leader === undefined) throw new UsageError('register needs --leader PID');
-      const params: Record<string, unknown> = { name, class: v.class ?? 'container', leader: positive('leader PID', v.leader) };
-      if (params.class !== 'container' && params.class !== 'vm') throw new UsageError(`invalid machine class '${esc(v.class)}': expected 'container' or 'vm'`);
+      // Only the syntax is checked here: names, classes, IDs, paths and addresses are the daemon's to
+      // judge, and its refusal (exit 1) names the field and the rule.
+      const params: Record<string, unknown> = { name, class: v.class ?? 'container', leader: integer('leader PID', v.leader) };
       if (v.service !== undefined) params.service = v.service;
-      if (v.root !== undefined) {
-        if (!isAbsolute(v.root)) throw new UsageError(`invalid root directory '${esc(v.root)}': must be an absolute path`);
-        params.rootDirectory = v.root;
-      }
-      if (v.id !== undefined) {
-        if (!/^[0-9a-fA-F]{32}$/.test(v.id)) throw new UsageError(`invalid machine id '${esc(v.id)}': expected 32 hexadecimal digits`);
-        params.id = v.id;
-      }
-      if (v.netif) params.ifIndices = v.netif.map((n: string) => positive('network interface index', n));
-      if (v.address) {
-        const bad = v.address.find((a: string) => !isAddress(a));
-        if (bad !== undefined) throw new UsageError(`invalid address '${esc(bad)}': expected an IPv4 or IPv6 address`);
-        params.addresses = v.address;
-      }
+      if (v.root !== undefined) params.rootDirectory = v.root;
+      if (v.id !== undefined) params.id = v.id;
+      if (v.netif) params.ifIndices = v.netif.map((n: string) => integer('network interface index', n));
+      if (v.address) params.addresses = v.address;
       if (v.create) params.allocateUnit = true;
       return justCall(`${M}.Register`, params);
     },

@@ -31,14 +31,14 @@ export function validateRequest(r: RegisterRequest): MachineSpec {
   if (cls === 'host') throw invalid('class', "Invalid machine class 'host': reserved for the host itself");
   if (cls !== 'container' && cls !== 'vm') throw invalid('class', `Invalid machine class '${printable(cls)}': expected 'container' or 'vm'`);
   let id = (r.id ?? '').toLowerCase();
-  if (id !== '' && !/^[0-9a-f]{32}$/.test(id)) throw invalid('id', 'Invalid machine id: expected 32 hexadecimal digits');
+  if (id !== '' && !/^[0-9a-f]{32}$/.test(id)) throw invalid('id', `Invalid machine id '${printable(r.id ?? '')}': expected 32 hexadecimal digits`);
   if (/^0+$/.test(id)) id = ''; // all zeros means none, as in machined
 
   const service = r.service ?? '';
   if (service.length > 255 || /[\x00-\x1f\x7f]/.test(service)) throw invalid('service', 'Invalid service: at most 255 printable characters');
   const root = r.rootDirectory ?? '';
   if (root !== '' && (!isAbsolute(root) || root.length > 4096 || root.includes('\0'))) {
-    throw invalid('rootDirectory', 'Invalid root directory: must be an absolute path');
+    throw invalid('rootDirectory', `Invalid root directory '${printable(root)}': must be an absolute path`);
   }
   if (!Number.isSafeInteger(r.leader) || r.leader <= 0 || r.leader > 0x3fffffff) throw invalid('leader', `Invalid leader PID ${r.leader}`);
   if (r.leader === 1) throw invalid('leader', 'Invalid leader PID 1: the init process cannot lead a machine');
