@@ -92,7 +92,8 @@ export class Registry extends EventEmitter<RegistryEvents> {
     c.raiseFileLimit();
     this.files.init();
     this.host = hostMachine(await readFile('/etc/machine-id', 'utf8').then((s) => s.trim(), () => ''));
-    await Promise.all(this.files.names().map((name) => this.reload(name)));
+    // In name order: of two files that claim one leader (or one name, ignoring case), the first is taken.
+    await Promise.all(this.files.names().sort().map((name) => this.reload(name)));
     this.files.removeLeftovers(new Set(this.byName.keys()));
     this.sweepTimer = setInterval(() => void this.sweep(), this.opts.sweepMs ?? 300);
     this.sweepTimer.unref();

@@ -2,13 +2,38 @@
 // as systemd's where it has them). It only translates between Varlink and Registry calls.
 import { RawJson, type CallContext, type Handler } from '../varlink/server.js';
 import { t, type InterfaceDef } from '../varlink/schema.js';
-import { VarlinkError, expectedMore, invalidParameter, permissionDenied } from '../varlink/errors.js';
-import { RegistryError } from './errors.js';
+import { VarlinkError, errorTable, expectedMore, invalidParameter, permissionDenied } from '../varlink/errors.js';
+import { RegistryError, type RegistryErrorKind } from './errors.js';
 import { mapFromMachine, mapToMachine } from './id-mapping.js';
 import { type Machine, machineAddresses, uidShift } from './machine.js';
 import type { Registry } from './registry.js';
 
-const ERR = 'io.systemd.Machine';
+/** Each comes with a message for people. */
+const withMessage = { message: t.optional(t.string) };
+const IFACE = 'io.systemd.Machine';
+const errors = errorTable(IFACE, {
+  NoSuchMachine: withMessage,
+  MachineExists: withMessage,
+  NoPrivateNetworking: withMessage,
+  NotSupported: withMessage,
+  NoOSRelease: withMessage,
+  NoSuchUserMapping: withMessage,
+  NoSuchGroupMapping: withMessage,
+  Failed: withMessage,
+});
+
+/** The Varlink error for each registry error kind (InvalidParameter is org.varlink.service's). */
+const ERROR_OF: Record<Exclude<RegistryErrorKind, 'InvalidParameter'>, keyof typeof errors.defs> = {
+  NoSuchMachine: 'NoSuchMachine',
+  NoMachineForPID: 'NoSuchMachine',
+  MachineExists: 'MachineExists',
+  NoPrivateNetworking: 'NoPrivateNetworking',
+  NotSupported: 'NotSupported',
+  NoOSRelease: 'NoOSRelease',
+  NoSuchUserMapping: 'NoSuchUserMapping',
+  NoSuchGroupMapping: 'NoSuchGroupMapping',
+  Failed: 'Failed',
+};
 
 const machineFields = {
   name: t.string,
@@ -29,7 +54,7 @@ const machineFields = {
 };
 
 export const machineInterface: InterfaceDef = {
-  name: 'io.systemd.Machine',
+  name: IFACE,
   doc: 'The machine registry of mymachinesd: register, list and watch containers and VMs.',
   types: {
     Timestamp: t.struct({ realtime: t.int, monotonic: t.int }),
@@ -92,25 +117,14 @@ export const machineInterface: InterfaceDef = {
       out: { machineName: t.string, gid: t.int },
     },
   },
-  // Each comes with a message for people.
-  errors: {
-    NoSuchMachine: { message: t.optional(t.string) },
-    MachineExists: { message: t.optional(t.string) },
-    NoPrivateNetworking: { message: t.optional(t.string) },
-    NotSupported: { message: t.optional(t.string) },
-    NoOSRelease: { message: t.optional(t.string) },
-    NoSuchUserMapping: { message: t.optional(t.string) },
-    NoSuchGroupMapping: { message: t.optional(t.string) },
-    Failed: { message: t.optional(t.string) },
-  },
+  errors: errors.defs,
 };
 
 /** A registry error as the Varlink error that names it; the message goes along for people. */
 export function toVarlinkError(e: unknown): unknown {
   if (!(e instanceof RegistryError)) return e;
   if (e.kind === 'InvalidParameter') return new VarlinkError('org.varlink.service.InvalidParameter', { parameter: e.field, message: e.message }, e.message);
-  const name = e.kind === 'NoMachineForPID' ? 'NoSuchMachine' : e.kind;
-  return new VarlinkError(`${ERR}.${name}`, { message: e.message }, e.message);
+  return errors.make(ERROR_OF[e.kind], { message: e.message }, e.message);
 }
 
 export function machineJson(m: Machine, osRelease?: Map<string, string>): Record<string, unknown> {

@@ -2,18 +2,22 @@
 // and error names, parameters), so that the NSS module and resolved's own clients can ask it.
 import type { Handler } from '../varlink/server.js';
 import { t, type InterfaceDef } from '../varlink/schema.js';
-import { VarlinkError, invalidParameter } from '../varlink/errors.js';
+import { errorTable, invalidParameter } from '../varlink/errors.js';
 import { AF_INET, AF_INET6 } from '../registry/address.js';
 import type { Resolver } from './resolver.js';
 
-const ERR = 'io.systemd.Resolve';
+const IFACE = 'io.systemd.Resolve';
+const errors = errorTable(IFACE, {
+  NoSuchResourceRecord: {},
+  DNSError: { rcode: t.int },
+});
 /** DNS rcode NXDOMAIN: resolved's answer for a name that does not exist. */
 const NXDOMAIN = 3;
 /** The longest DNS name in text form. */
 const MAX_NAME = 253;
 
 export const resolveInterface: InterfaceDef = {
-  name: 'io.systemd.Resolve',
+  name: IFACE,
   doc: 'Machine names to addresses and back, as systemd-resolved\'s interface of the same name.',
   types: {
     ResolvedAddress: t.struct({ ifindex: t.optional(t.int), family: t.int, address: t.array(t.int) }),
@@ -31,14 +35,11 @@ export const resolveInterface: InterfaceDef = {
       out: { names: t.array(t.ref('ResolvedName')), flags: t.int },
     },
   },
-  errors: {
-    NoSuchResourceRecord: {},
-    DNSError: { rcode: t.int },
-  },
+  errors: errors.defs,
 };
 
-const noSuchName = () => new VarlinkError(`${ERR}.DNSError`, { rcode: NXDOMAIN });
-const noSuchRecord = () => new VarlinkError(`${ERR}.NoSuchResourceRecord`);
+const noSuchName = () => errors.make('DNSError', { rcode: NXDOMAIN });
+const noSuchRecord = () => errors.make('NoSuchResourceRecord');
 
 function checkIfindex(ifindex: unknown): void {
   if (ifindex != null && !(Number.isSafeInteger(ifindex) && (ifindex as number) >= 0)) throw invalidParameter('ifindex');

@@ -1,6 +1,6 @@
 // The Varlink front end of userdb: io.systemd.UserDatabase as machined serves it (reference §4.3), for
 // nss-systemd, userdbctl and our NSS module. It only translates between Varlink and records.ts.
-import { VarlinkError, invalidParameter } from '../varlink/errors.js';
+import { errorTable, invalidParameter } from '../varlink/errors.js';
 import { t, type InterfaceDef } from '../varlink/schema.js';
 import type { Handler } from '../varlink/server.js';
 import { validId } from '../registry/id-mapping.js';
@@ -8,7 +8,15 @@ import { type GroupRecord, type RecordMatch, type UserRecord, type UserRecords, 
 
 const IFACE = 'io.systemd.UserDatabase';
 
-const err = (name: string) => new VarlinkError(`${IFACE}.${name}`);
+const errors = errorTable(IFACE, {
+  NoRecordFound: {},
+  BadService: {},
+  ServiceNotAvailable: {},
+  ConflictingRecordFound: {},
+  EnumerationNotSupported: {},
+  NonMatchingRecordFound: {},
+});
+const err = (name: keyof typeof errors.defs) => errors.make(name);
 const noRecordFound = () => err('NoRecordFound');
 
 const filters = (idMin: string, idMax: string) => ({
@@ -38,14 +46,7 @@ export const userDatabaseInterface: InterfaceDef = {
       out: { userName: t.string, groupName: t.string },
     },
   },
-  errors: {
-    NoRecordFound: {},
-    BadService: {},
-    ServiceNotAvailable: {},
-    ConflictingRecordFound: {},
-    EnumerationNotSupported: {},
-    NonMatchingRecordFound: {},
-  },
+  errors: errors.defs,
 };
 
 /** systemd refuses names with control characters, quotes, backslashes or DEL before looking anything up. */

@@ -1,4 +1,5 @@
 // Varlink errors: a VarlinkError crosses the wire as {"error": name, "parameters": {...}}.
+import type { VType } from './schema.js';
 
 export class VarlinkError extends Error {
   readonly parameters: Record<string, unknown>;
@@ -25,3 +26,23 @@ export const invalidParameter = (parameter: string) => new VarlinkError(`${SERVI
 export const permissionDenied = () => new VarlinkError(`${SERVICE}.PermissionDenied`);
 export const expectedMore = () => new VarlinkError(`${SERVICE}.ExpectedMore`);
 export const methodNotImplemented = (method: string) => new VarlinkError(`${SERVICE}.MethodNotImplemented`, { method });
+
+/** The parameters of each error of one interface, by its short name (IDL `error NAME (...)`). */
+export type ErrorDefs = Record<string, Record<string, VType>>;
+
+/** The errors of one interface, typed: the table an InterfaceDef's `errors` is, and the one place their
+ *  full names (`INTERFACE.NAME`) are made. */
+export interface ErrorTable<D extends ErrorDefs> {
+  readonly defs: D;
+  /** The full name of an error of the table. */
+  name(error: keyof D & string): string;
+  make(error: keyof D & string, parameters?: object, message?: string): VarlinkError;
+}
+
+export function errorTable<const D extends ErrorDefs>(iface: string, defs: D): ErrorTable<D> {
+  return {
+    defs,
+    name: (error) => `${iface}.${error}`,
+    make: (error, parameters = {}, message) => new VarlinkError(`${iface}.${error}`, parameters, message),
+  };
+}
