@@ -105,10 +105,25 @@ describe('registry model', () => {
       [{ name: 'c', leader: l, addresses: ['10.1.1.300'] }, ['InvalidParameter', 'addresses', "Invalid address '10.1.1.300': expected an IPv4 or IPv6 address"]],
       [{ name: 'c', leader: l, addresses: ['::1'] }, ['InvalidParameter', 'addresses', "Invalid address '::1': loopback addresses cannot reach a machine"]],
       [{ name: 'c', leader: l, vSockCid: 2 }, ['InvalidParameter', 'vSockCid', 'Invalid VSOCK CID 2: must be 3..4294967294']],
+      // Addresses no machine can have (ssh to 0.0.0.0 reaches the host itself).
+      [{ name: 'c', leader: l, addresses: ['0.0.0.0'] }, ['InvalidParameter', 'addresses', "Invalid address '0.0.0.0': the unspecified address cannot reach a machine"]],
+      [{ name: 'c', leader: l, addresses: ['::'] }, ['InvalidParameter', 'addresses', "Invalid address '::': the unspecified address cannot reach a machine"]],
+      [{ name: 'c', leader: l, addresses: ['255.255.255.255'] }, ['InvalidParameter', 'addresses', "Invalid address '255.255.255.255': the broadcast address cannot reach a machine"]],
+      [{ name: 'c', leader: l, addresses: ['10.0.0.1', '224.0.0.1'] }, ['InvalidParameter', 'addresses', "Invalid address '224.0.0.1': a multicast address cannot reach a machine"]],
+      [{ name: 'c', leader: l, addresses: ['ff02::1'] }, ['InvalidParameter', 'addresses', "Invalid address 'ff02::1': a multicast address cannot reach a machine"]],
+      // Accepted, it would never be answered: a link-local address is usable only with its scope.
+      [{ name: 'c', leader: l, class: 'vm', addresses: ['fe80::5'] }, ['InvalidParameter', 'addresses', "Invalid address 'fe80::5': an IPv6 link-local address needs exactly one network interface (ifIndices) to give it a scope"]],
+      [{ name: 'c', leader: l, class: 'vm', ifIndices: [3, 4], addresses: ['fe80::5'] }, ['InvalidParameter', 'addresses', "Invalid address 'fe80::5': an IPv6 link-local address needs exactly one network interface (ifIndices) to give it a scope"]],
+      [{ name: 'c', leader: 2 }, ['InvalidParameter', 'leader', 'Invalid leader PID 2: a kernel thread cannot lead a machine']],
     ];
     for (const [req, want] of cases) assert.deepEqual(await refusal(reg.register(req)), want, JSON.stringify(req));
     assert.deepEqual(names(), ['.host']);
     assert.deepEqual(readdirSync(stateDir), []);
+  });
+
+  test('a VM with one network interface may give a link-local address', async () => {
+    const m = await reg.register({ name: 'vm', class: 'vm', leader: leader(), ifIndices: [7], addresses: ['fe80::5', '10.0.0.5'] });
+    assert.deepEqual(m.addresses.map((a) => a.bytes.length), [4, 16]);
   });
 
   test('names are unique ignoring case, and a leader leads one machine', async () => {

@@ -143,6 +143,9 @@ describe('registry', () => {
       [['register', 'c1', '--leader', String(d.proc.pid)], /the registry daemon itself/],
       [['register', 'c1', '--leader', String(l.pid), '--address', '10.0.0.300'], /invalid address '10\.0\.0\.300'/],
       [['register', 'c1', '--leader', String(l.pid), '--address', '127.0.0.1'], /loopback/],
+      [['register', 'c1', '--leader', String(l.pid), '--address', '0.0.0.0'], /^mymachinesctl: invalid address '0\.0\.0\.0': the unspecified address cannot reach a machine\n$/],
+      [['register', 'c1', '--leader', String(l.pid), '--address', 'ff02::1'], /^mymachinesctl: invalid address 'ff02::1': a multicast address cannot reach a machine\n$/],
+      [['register', 'c1', '--leader', '2'], /^mymachinesctl: invalid leader PID 2: a kernel thread cannot lead a machine\n$/],
     ];
     for (const [args, re] of cases) {
       const r = await d.ctl(args);

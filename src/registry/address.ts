@@ -45,6 +45,18 @@ export function scopeOf(family: number, b: readonly number[]): number {
   return b[0] === 0xfe && (b[1] & 0xc0) === 0x80 ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE;
 }
 
+/** What no machine can be reached at, whatever it says: the unspecified addresses (0.0.0.0, ::), the
+ *  IPv4 broadcast address, and multicast (224.0.0.0/4, ff00::/8); undefined for any other address. */
+export function unreachableKind(a: Pick<Address, 'family' | 'bytes'>): string | undefined {
+  const b = a.bytes;
+  if (b.every((x) => x === 0)) return 'the unspecified address';
+  if (a.family === AF_INET) {
+    if (b.every((x) => x === 255)) return 'the broadcast address';
+    if (b[0] >= 224 && b[0] <= 239) return 'a multicast address';
+  } else if (b[0] === 0xff) return 'a multicast address';
+  return undefined;
+}
+
 /** machined's order: IPv4 first, then scope ascending, ifindex, bytes; exact duplicates dropped. */
 export function sortAddresses(list: readonly Address[]): Address[] {
   const sorted = [...list].sort(

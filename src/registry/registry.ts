@@ -389,7 +389,11 @@ export class Registry extends EventEmitter<RegistryEvents> {
       if (r.ownCgroup && this.opts.scopes) await this.opts.scopes.remove(r.ownCgroup);
     };
     if (r.class !== 'container' && r.class !== 'vm') return drop(`invalid class '${r.class}'`);
-    leader = openLeader(r.leader);
+    try {
+      leader = openLeader(r.leader);
+    } catch (e) {
+      return drop((e as Error).message);
+    }
     if (!leader) return drop('leader gone');
     if (r.leaderStartTime && r.leaderStartTime !== leader.startTime) return drop('leader PID reused by another process');
     const lower = r.name.toLowerCase();

@@ -1,7 +1,7 @@
 // Checks a registration request field by field. Each refusal names the field; nothing is changed.
 import { isAbsolute } from 'node:path';
 import { invalid } from './errors.js';
-import { type Address, RT_SCOPE_HOST, parseAddress, sortAddresses } from './address.js';
+import { AF_INET6, type Address, RT_SCOPE_HOST, RT_SCOPE_LINK, parseAddress, sortAddresses, unreachableKind } from './address.js';
 import type { MachineSpec } from './machine.js';
 import { isValidMachineName } from './names.js';
 
@@ -54,6 +54,13 @@ export function validateRequest(r: RegisterRequest): MachineSpec {
     const a = parseAddress(text);
     if (!a) throw invalid('addresses', `Invalid address '${printable(text)}': expected an IPv4 or IPv6 address`);
     if (a.scope === RT_SCOPE_HOST) throw invalid('addresses', `Invalid address '${text}': loopback addresses cannot reach a machine`);
+    const unreachable = unreachableKind(a);
+    if (unreachable) throw invalid('addresses', `Invalid address '${text}': ${unreachable} cannot reach a machine`);
+    // Such an address is only usable with its scope, the one host-side interface: without it, it would
+    // be accepted and never answered (DESIGN, "Name resolution").
+    if (a.family === AF_INET6 && a.scope === RT_SCOPE_LINK && ifIndices.length !== 1) {
+      throw invalid('addresses', `Invalid address '${text}': an IPv6 link-local address needs exactly one network interface (ifIndices) to give it a scope`);
+    }
     addresses.push(a);
   }
   if (r.vSockCid !== undefined && (!Number.isSafeInteger(r.vSockCid) || r.vSockCid < 3 || r.vSockCid > 0xfffffffe)) {

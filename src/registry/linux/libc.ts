@@ -1,4 +1,5 @@
 // The few libc calls that Node does not offer, through koffi. Loaded once per thread that imports it.
+import { constants } from 'node:os';
 import koffi from 'koffi';
 
 const libc = koffi.load('libc.so.6');
@@ -30,6 +31,13 @@ export function errno(): number {
   return koffi.errno();
 }
 
+const ERRNO_NAMES = new Map(Object.entries(constants.errno).map(([name, n]) => [n, name]));
+
+/** The symbolic name of an errno (ENOSPC), or errno N. */
+export function errnoName(n: number): string {
+  return ERRNO_NAMES.get(n) ?? `errno ${n}`;
+}
+
 export const O_RDONLY = 0;
 export const O_CLOEXEC = 0o2000000;
 export const O_DIRECTORY = 0o200000;
@@ -42,6 +50,7 @@ export const EFD_NONBLOCK = 0o4000;
 export const CLONE_NEWNET = 0x40000000;
 export const POLLIN = 1;
 export const ESRCH = 3;
+export const EINVAL = 22;
 export const EAGAIN = 11;
 export const EINTR = 4;
 export const ENOSYS = 38;

@@ -39,8 +39,13 @@ export interface IdMapLine {
   range: number;
 }
 
+/** PF_KTHREAD in the flags of /proc/PID/stat. */
+const PF_KTHREAD = 0x00200000;
+
 export interface ProcStat {
   state: string;
+  /** A kernel thread (kthreadd and its children): never a machine's leader. */
+  kernelThread: boolean;
   /** Start time in clock ticks since boot: with the PID, it names one process for good. */
   startTime: string;
 }
@@ -51,7 +56,7 @@ export function readProcStat(pid: number): ProcStat | undefined {
   if (text === undefined) return undefined;
   // The command name (field 2) may hold spaces and parentheses: the fields after it start past the last ')'.
   const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return { state: rest[0], startTime: rest[19] };
+  return { state: rest[0], kernelThread: (Number(rest[6]) & PF_KTHREAD) !== 0, startTime: rest[19] };
 }
 
 export function readIdMap(pid: number | 'self', kind: 'uid' | 'gid'): IdMapLine[] {
