@@ -180,11 +180,16 @@ const ERRNO_ERRORS: Record<string, string> = {
   EBADMSG: 'org.freedesktop.DBus.Error.InconsistentMessage',
 };
 
+/** The D-Bus error name sd-bus gives a method's -errno (code: the errno's name, e.g. ENOSPC). */
+export function errnoErrorName(code: string): string {
+  return ERRNO_ERRORS[code] ?? `System.Error.${code}`;
+}
+
 /** A Node system error (one with an errno code such as EBUSY) as sd-bus sends a method's -errno. */
 function errnoBusError(e: unknown): BusError | undefined {
   const code = (e as NodeJS.ErrnoException | undefined)?.code;
   if (typeof code !== 'string' || !/^E[A-Z0-9]+$/.test(code)) return undefined;
-  return new BusError(ERRNO_ERRORS[code] ?? `System.Error.${code}`, (e as Error).message || code);
+  return new BusError(errnoErrorName(code), (e as Error).message || code);
 }
 
 /** A connection made by openBus. */

@@ -2,12 +2,12 @@
 // (reference §1-§3): the Manager, one Machine object per machine (and `self`), the Manager's signals.
 // It only translates between D-Bus and Registry calls.
 import type dbus from 'dbus-next';
-import { RegistryError, type RegistryErrorKind, SystemdError } from './errors.js';
+import { RegistryError, type RegistryErrorKind, SystemError, SystemdError } from './errors.js';
 import { type IdKind, mapFromMachine, mapToMachine } from './id-mapping.js';
 import { type Machine, uidShift } from './machine.js';
 import type { Registry, ScopeProperty } from './registry.js';
 import { busLabelEscape, busLabelUnescape } from '../dbus/bus-label.js';
-import { BusError, type BusObject, type BusService, type Caller, E, type InterfaceDef, type MethodDef, type ObjectTree } from '../dbus/bus-service.js';
+import { BusError, type BusObject, type BusService, type Caller, E, type InterfaceDef, type MethodDef, type ObjectTree, errnoErrorName } from '../dbus/bus-service.js';
 
 export const BUS_NAME = 'org.freedesktop.machine1';
 export const MANAGER_PATH = '/org/freedesktop/machine1';
@@ -16,8 +16,9 @@ const MACHINE = 'org.freedesktop.machine1.Machine';
 const MACHINE_PREFIX = '/org/freedesktop/machine1/machine/';
 const UINT64_MAX = 0xffffffffffffffffn;
 
-/** machined's D-Bus error for each registry error kind (reference §1.4); the one place they are named. */
-const ERROR_NAMES: Record<RegistryErrorKind, string> = {
+/** machined's D-Bus error for each registry error kind (reference §1.4); the one place they are named.
+ *  System errors are named by their errno, as sd-bus names them. */
+const ERROR_NAMES: Record<Exclude<RegistryErrorKind, 'System'>, string> = {
   NoSuchMachine: 'org.freedesktop.machine1.NoSuchMachine',
   MachineExists: 'org.freedesktop.machine1.MachineExists',
   NoMachineForPID: 'org.freedesktop.machine1.NoMachineForPID',
@@ -33,7 +34,8 @@ const ERROR_NAMES: Record<RegistryErrorKind, string> = {
 export function toBusError(e: unknown): BusError | undefined {
   // systemd's own errors (and JobFailed) go on with their names, as machined passes them on.
   if (e instanceof SystemdError) return new BusError(e.busName, e.message);
-  return e instanceof RegistryError ? new BusError(ERROR_NAMES[e.kind], e.message) : undefined;
+  if (e instanceof SystemError) return new BusError(errnoErrorName(e.code), e.message);
+  return e instanceof RegistryError && e.kind !== 'System' ? new BusError(ERROR_NAMES[e.kind], e.message) : undefined;
 }
 
 export function machinePath(name: string): string {

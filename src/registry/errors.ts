@@ -1,4 +1,5 @@
 // The registry's errors. Each front end maps `kind` to its protocol's error name, in one place.
+import { getSystemErrorMap } from 'node:util';
 
 export type RegistryErrorKind =
   | 'NoSuchMachine'
@@ -10,7 +11,9 @@ export type RegistryErrorKind =
   | 'NoSuchUserMapping'
   | 'NoSuchGroupMapping'
   | 'NoOSRelease'
-  | 'Failed';
+  | 'Failed'
+  /** A system call failed for the registry (a state file could not be written): SystemError. */
+  | 'System';
 
 export class RegistryError extends Error {
   constructor(
@@ -36,4 +39,27 @@ export class SystemdError extends RegistryError {
   ) {
     super('Failed', message);
   }
+}
+
+/** A system call that failed for the registry, with the errno's name (ENOSPC) and number: machined
+ *  answers such failures with the errno, and so do we (D-Bus System.Error.ENOSPC, Varlink
+ *  io.systemd.System). The message says what failed and where. */
+export class SystemError extends RegistryError {
+  constructor(
+    readonly code: string,
+    readonly errno: number,
+    message: string,
+  ) {
+    super('System', message);
+  }
+}
+
+/** A Node.js system error (one with an errno code) as a SystemError whose message starts with `what`
+ *  ("Cannot write state file /run/systemd/machines/web1: no space left on device (ENOSPC)"); any other
+ *  exception as it is. */
+export function systemError(what: string, e: unknown): unknown {
+  const err = e as NodeJS.ErrnoException;
+  if (typeof err?.code !== 'string' || typeof err.errno !== 'number') return e;
+  const text = getSystemErrorMap().get(err.errno)?.[1] ?? err.code;
+  return new SystemError(err.code, Math.abs(err.errno), `${what}: ${text} (${err.code})`);
 }

@@ -3,6 +3,7 @@
 import { EventEmitter } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { networkInterfaces } from 'node:os';
+import { join } from 'node:path';
 import { RegistryError, invalid, noSuchMachine } from './errors.js';
 import { AF_INET, AF_INET6, type Address, RT_SCOPE_HOST, parseAddress, sortAddresses } from './address.js';
 import * as c from './linux/libc.js';
@@ -14,7 +15,7 @@ import { type IdMapLine, processTree, readCgroupPath, readIdMap, readIdMaps, rea
 import type { Machine, MachineSpec } from './machine.js';
 import type { ScopeAllocator, ScopeProperty } from './scope.js';
 export type { ScopeAllocator, ScopeProperty, ScopeRequest } from './scope.js';
-import { StateFiles } from './state-files.js';
+import { StateFiles, parseState } from './state-files.js';
 import { type RegisterRequest, validateRequest } from './validate.js';
 
 export interface Logger {
@@ -156,6 +157,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
     // Reserved while the asynchronous checks run, so that a racing request is refused.
     this.reserve(spec.name, spec.leader);
     let entry: Entry | undefined;
+    let written = false;
     let abandonScope: (() => Promise<void>) | undefined;
     try {
       const leader = openLeader(spec.leader);
@@ -177,7 +179,8 @@ export class Registry extends EventEmitter<RegistryEvents> {
       }
       entry = newEntry(makeMachine(spec, leader.startTime, unit, ownCgroup), leader.fd);
       await this.watchAddresses(entry);
-      this.files.write(entry.machine);
+      this.files.write(entry.machine, true);
+      written = true;
       this.insert(entry);
       const m = entry.machine;
       this.opts.log.info({ machine: m.name, leader: m.leader, class: m.class, unit: m.unit }, 'machine registered');
@@ -186,7 +189,13 @@ export class Registry extends EventEmitter<RegistryEvents> {
       if (entry && this.byName.get(spec.name) !== entry) {
         this.unwatchAddresses(entry);
         c.close(entry.pidfd);
-        this.files.remove({ name: spec.name, unit: '' });
+        if (written) {
+          try {
+            this.files.remove(entry.machine);
+          } catch {
+            /* a state directory that took the file and cannot lose it: a restart drops it (no leader) */
+          }
+        }
       }
       // The leader goes back where it was: a refused request changes nothing.
       await abandonScope?.();
@@ -198,7 +207,9 @@ export class Registry extends EventEmitter<RegistryEvents> {
 
   /** Forgets a machine; its processes go on. */
   async unregister(name: string): Promise<void> {
-    await this.remove(this.mustRegistered(name), 'unregistered');
+    // Refused, with the machine kept, when its state file cannot be removed: else it would come back
+    // after a restart.
+    await this.remove(this.mustRegistered(name), 'unregistered', true);
   }
 
   /** SIGTERM to every process of the machine, SIGKILL to those left after the timeout, even when the
@@ -277,10 +288,17 @@ export class Registry extends EventEmitter<RegistryEvents> {
     this.emit('added', m);
   }
 
-  /** Unlinks an entry from every index, closes what it holds and removes its state file. */
-  private async remove(e: Entry, why: string): Promise<void> {
+  /** Unlinks an entry from every index, closes what it holds and removes its state file. `strict`: a
+   *  state file that cannot be removed refuses it (a SystemError), else that is only logged. */
+  private async remove(e: Entry, why: string, strict = false): Promise<void> {
     const m = e.machine;
     if (this.byName.get(m.name) !== e) return;
+    try {
+      this.files.remove(m);
+    } catch (err) {
+      if (strict) throw err;
+      this.opts.log.warn({ machine: m.name, error: (err as Error).message }, 'state file not removed');
+    }
     this.byName.delete(m.name);
     this.byLowerName.delete(m.name.toLowerCase());
     this.byLeader.delete(m.leader);
@@ -288,7 +306,6 @@ export class Registry extends EventEmitter<RegistryEvents> {
     this.leaderWatch.delete(e.pidfd);
     c.close(e.pidfd);
     this.unwatchAddresses(e);
-    this.files.remove(m);
     this.opts.log.info({ machine: m.name, why }, 'machine removed');
     // Before anything that waits: readers (resolver, userdb) must stop answering for it now.
     this.emit('removed', m);
@@ -371,13 +388,28 @@ export class Registry extends EventEmitter<RegistryEvents> {
     e.pendingMaps = uidMap.length === 0 || gidMap.length === 0;
     if (uidMap.length === m.uidMap.length && gidMap.length === m.gidMap.length) return;
     this.update(e, { uidMap, gidMap });
-    this.files.write(e.machine);
+    this.saveQuietly(e.machine);
+  }
+
+  /** Rewrites a known machine's file; a failure is logged, not thrown: the machine is right in memory,
+   *  and what its file lacks (our keys, its ID maps) is read from its leader again after a restart. */
+  private saveQuietly(m: Machine): void {
+    try {
+      this.files.write(m, false);
+    } catch (e) {
+      this.opts.log.warn({ machine: m.name, error: (e as Error).message }, 'state file not updated');
+    }
   }
 
   /** Takes back a machine from its state file if its leader is still the same process. */
   private async reload(name: string): Promise<void> {
-    const r = this.files.read(name);
-    if (!r) {
+    const file = this.files.read(name);
+    if ('skipped' in file) {
+      this.opts.log.warn({ file: join(this.files.dir, name), why: file.skipped }, `state file ${join(this.files.dir, name)} skipped: ${file.skipped}`);
+      return;
+    }
+    const r = parseState(file.text);
+    if (r?.name !== name) {
       this.opts.log.info({ machine: name }, 'unreadable state file removed at start');
       return this.files.removeFile(name);
     }
@@ -385,7 +417,8 @@ export class Registry extends EventEmitter<RegistryEvents> {
     const drop = async (why: string) => {
       if (leader) c.close(leader.fd);
       this.opts.log.info({ machine: r.name, why }, 'machine dropped at start');
-      this.files.remove({ name: r.name, unit: r.unit });
+      this.files.removeFile(r.name);
+      if (r.unit) this.files.removeFile(`unit:${r.unit}`);
       if (r.ownCgroup && this.opts.scopes) await this.opts.scopes.remove(r.ownCgroup);
     };
     if (r.class !== 'container' && r.class !== 'vm') return drop(`invalid class '${r.class}'`);
@@ -421,7 +454,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
       try {
         await this.watchAddresses(e);
         // Rewritten only when it changes (a file from machined gains our keys): a restart stays fast.
-        if (this.files.serialize(e.machine) !== r.text) this.files.write(e.machine);
+        if (this.files.serialize(e.machine) !== r.text) this.saveQuietly(e.machine);
         this.insert(e);
       } catch (err) {
         this.unwatchAddresses(e);

@@ -6,12 +6,18 @@
 // file costs microseconds and never waits for a disk, while each fs.promises call is a thread-pool round
 // trip (a registration made four of them and spent most of its time waiting). A registration is answered
 // only after its file is written anyway.
-import { mkdirSync, readdirSync, readlinkSync, renameSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, mkdirSync, openSync, readSync, readdirSync, readlinkSync, renameSync, statSync, symlinkSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { addressToString, parseAddress } from './address.js';
-import { type IdMapLine, readSmallFile } from './linux/proc.js';
+import { systemError } from './errors.js';
+import type { IdMapLine } from './linux/proc.js';
 import type { Machine } from './machine.js';
 import { isValidMachineName } from './names.js';
+
+/** Larger than any state file we write (a few hundred bytes) or machined writes. */
+const MAX_STATE_FILE = 64 * 1024;
+// Node opens every file close-on-exec.
+const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK } = constants;
 
 /** What a state file holds; enough to take a machine back after a restart. */
 export interface StateRecord {
@@ -38,11 +44,20 @@ export interface StateRecord {
   text: string;
 }
 
+/** A state file as read: its text, or why it was skipped. */
+export type StateRead = { text: string } | { skipped: string };
+
 export class StateFiles {
   constructor(readonly dir: string) {}
 
+  /** Makes the directory if need be, and refuses one that another user could plant or block files in. */
   init(): void {
-    mkdirSync(this.dir, { recursive: true, mode: 0o755 });
+    try {
+      mkdirSync(this.dir, { recursive: true, mode: 0o755 });
+    } catch (e) {
+      throw systemError(`Cannot make the state directory ${this.dir}`, e);
+    }
+    checkPrivateDirectory(this.dir, 'state directory');
   }
 
   /** The file's content for a machine. */
@@ -66,38 +81,85 @@ export class StateFiles {
     return lines.join('\n') + '\n';
   }
 
-  write(m: Machine): void {
+  /** Writes a machine's file, and its unit: link when `fresh` (a new machine). Throws a SystemError that
+   *  says what failed and where; then nothing of this write is left (no temporary file, no new file). */
+  write(m: Machine, fresh: boolean): void {
     const path = join(this.dir, m.name);
-    const tmp = join(this.dir, `.#${m.name}.${process.pid}.${Math.random().toString(36).slice(2)}`);
-    // No fsync: what must survive is a crash of the daemon, and the page cache outlives that; /run
-    // does not outlive a reboot anyway.
-    writeFileSync(tmp, this.serialize(m), { mode: 0o644, flag: 'wx' });
+    this.replace(m.name, `Cannot write state file ${path}`, (tmp) => writeNew(tmp, this.serialize(m)));
+    if (!fresh || !m.unit) return;
     try {
-      renameSync(tmp, path);
+      // unit:<unit> -> <name>, through which sd_pid_get_machine_name() finds the machine of a process.
+      this.replace(`unit:${m.unit}`, `Cannot write state file ${join(this.dir, `unit:${m.unit}`)}`, (tmp) => symlinkSync(m.name, tmp));
     } catch (e) {
-      this.removeFile(tmp.slice(this.dir.length + 1));
+      this.removeFile(m.name);
       throw e;
     }
-    if (m.unit) this.link(m.unit, m.name);
   }
 
-  /** unit:<unit> -> <name>, through which sd_pid_get_machine_name() finds the machine of a process. */
-  private link(unit: string, name: string): void {
-    const path = join(this.dir, `unit:${unit}`);
-    const tmp = join(this.dir, `.#unit.${process.pid}.${Math.random().toString(36).slice(2)}`);
-    symlinkSync(name, tmp);
-    renameSync(tmp, path);
+  /** Makes `name` atomically: `make` creates a temporary file, which is then renamed over it. A state
+   *  directory removed under us is made again, once. */
+  private replace(name: string, what: string, make: (tmp: string) => void): void {
+    for (let attempt = 0; ; attempt++) {
+      const tmp = join(this.dir, `.#${name}.${process.pid}.${Math.random().toString(36).slice(2)}`);
+      try {
+        make(tmp);
+        renameSync(tmp, join(this.dir, name));
+        return;
+      } catch (e) {
+        this.removeFile(tmp.slice(this.dir.length + 1));
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT' && attempt === 0 && this.remake()) continue;
+        throw systemError(what, e);
+      }
+    }
   }
 
+  /** Makes the directory again after it was removed; false when it cannot be. */
+  private remake(): boolean {
+    try {
+      mkdirSync(this.dir, { recursive: true, mode: 0o755 });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Removes a machine's files. Throws a SystemError when one is there and cannot be removed (a
+   *  read-only state directory). */
   remove(m: Pick<Machine, 'name' | 'unit'>): void {
-    this.removeFile(m.name);
-    if (m.unit) this.removeFile(`unit:${m.unit}`);
+    for (const name of m.unit ? [m.name, `unit:${m.unit}`] : [m.name]) {
+      try {
+        unlinkSync(join(this.dir, name));
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw systemError(`Cannot remove state file ${join(this.dir, name)}`, e);
+      }
+    }
   }
 
-  /** The state file of machine `name`, parsed; undefined when it cannot be read or is not one. */
-  read(name: string): StateRecord | undefined {
-    const rec = parseState(readSmallFile(join(this.dir, name)) ?? '');
-    return rec?.name === name ? rec : undefined;
+  /** The state file of machine `name`: only a regular file of a sane size, opened without following
+   *  links or waiting (a FIFO or a link to /dev/zero planted there must not stall or flood us). */
+  read(name: string): StateRead {
+    const path = join(this.dir, name);
+    let fd: number;
+    try {
+      fd = openSync(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      return { skipped: code === 'ELOOP' ? 'a symbolic link' : `cannot be opened (${code})` };
+    }
+    try {
+      const st = fstatSync(fd);
+      if (!st.isFile()) return { skipped: `not a regular file (${fileType(st)})` };
+      if (st.size > MAX_STATE_FILE) return { skipped: `larger than ${MAX_STATE_FILE} bytes` };
+      const buf = Buffer.alloc(Math.min(st.size + 1, MAX_STATE_FILE + 1));
+      let n = 0;
+      for (let k; n < buf.length && (k = readSync(fd, buf, n, buf.length - n, null)) > 0; ) n += k;
+      if (n > MAX_STATE_FILE) return { skipped: `larger than ${MAX_STATE_FILE} bytes` };
+      return { text: buf.toString('utf8', 0, n) };
+    } catch (e) {
+      return { skipped: `cannot be read (${(e as NodeJS.ErrnoException).code})` };
+    } finally {
+      closeSync(fd);
+    }
   }
 
   /** The names of the state files (not the unit: links, temporary files or other names). */
@@ -121,13 +183,52 @@ export class StateFiles {
     }
   }
 
-  /** Removes a file of the directory if it is there. */
+  /** Removes a file of the directory if it can. */
   removeFile(name: string): void {
     try {
       unlinkSync(join(this.dir, name));
     } catch {
-      /* already gone */
+      /* gone, or cannot be: nothing more to do here */
     }
+  }
+}
+
+/** Writes a new file (never an existing one, never through a link), all of it. */
+function writeNew(path: string, text: string): void {
+  const fd = openSync(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o644);
+  try {
+    const buf = Buffer.from(text);
+    // No fsync: what must survive is a crash of the daemon, and the page cache outlives that; /run
+    // does not outlive a reboot anyway.
+    for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function fileType(st: import('node:fs').Stats): string {
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isDirectory()) return 'a directory';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  return 'not a file';
+}
+
+/** Refuses a directory that another user could plant or block files in: owned by someone else, or
+ *  writable by group or others. */
+export function checkPrivateDirectory(dir: string, what: string): void {
+  let st;
+  try {
+    st = statSync(dir);
+  } catch (e) {
+    throw systemError(`Cannot use the ${what} ${dir}`, e);
+  }
+  const uid = process.geteuid?.() ?? 0;
+  if (st.uid !== uid) {
+    throw new Error(`the ${what} ${dir} is owned by UID ${st.uid}, not by the daemon's (${uid}): another user could plant or block files in it`);
+  }
+  if (st.mode & 0o022) {
+    throw new Error(`the ${what} ${dir} is writable by ${st.mode & 0o002 ? 'everyone' : 'its group'} (mode ${(st.mode & 0o7777).toString(8)}): another user could plant or block files in it`);
   }
 }
 

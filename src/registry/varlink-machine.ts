@@ -2,8 +2,8 @@
 // as systemd's where it has them). It only translates between Varlink and Registry calls.
 import { RawJson, type CallContext, type Handler } from '../varlink/server.js';
 import { t, type InterfaceDef } from '../varlink/schema.js';
-import { VarlinkError, errorTable, expectedMore, invalidParameter, permissionDenied } from '../varlink/errors.js';
-import { RegistryError, type RegistryErrorKind } from './errors.js';
+import { VarlinkError, errorTable, expectedMore, invalidParameter, permissionDenied, systemError } from '../varlink/errors.js';
+import { RegistryError, type RegistryErrorKind, SystemError } from './errors.js';
 import { mapFromMachine, mapToMachine } from './id-mapping.js';
 import { type Machine, machineAddresses, uidShift } from './machine.js';
 import type { Registry } from './registry.js';
@@ -22,8 +22,9 @@ const errors = errorTable(IFACE, {
   Failed: withMessage,
 });
 
-/** The Varlink error for each registry error kind (InvalidParameter is org.varlink.service's). */
-const ERROR_OF: Record<Exclude<RegistryErrorKind, 'InvalidParameter'>, keyof typeof errors.defs> = {
+/** The Varlink error for each registry error kind (InvalidParameter is org.varlink.service's, System
+ *  io.systemd.System). */
+const ERROR_OF: Record<Exclude<RegistryErrorKind, 'InvalidParameter' | 'System'>, keyof typeof errors.defs> = {
   NoSuchMachine: 'NoSuchMachine',
   NoMachineForPID: 'NoSuchMachine',
   MachineExists: 'MachineExists',
@@ -124,6 +125,8 @@ export const machineInterface: InterfaceDef = {
 export function toVarlinkError(e: unknown): unknown {
   if (!(e instanceof RegistryError)) return e;
   if (e.kind === 'InvalidParameter') return new VarlinkError('org.varlink.service.InvalidParameter', { parameter: e.field, message: e.message }, e.message);
+  if (e instanceof SystemError) return systemError(e.errno, e.code, e.message);
+  if (e.kind === 'System') return errors.make('Failed', { message: e.message }, e.message);
   return errors.make(ERROR_OF[e.kind], { message: e.message }, e.message);
 }
 

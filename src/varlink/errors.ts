@@ -27,6 +27,11 @@ export const permissionDenied = () => new VarlinkError(`${SERVICE}.PermissionDen
 export const expectedMore = () => new VarlinkError(`${SERVICE}.ExpectedMore`);
 export const methodNotImplemented = (method: string) => new VarlinkError(`${SERVICE}.MethodNotImplemented`, { method });
 
+/** systemd's error for a failed system call (sd-varlink's io.systemd.System): the errno's number and
+ *  name; `message` says what failed, for people. */
+export const systemError = (errno: number, errnoName: string, message: string) =>
+  new VarlinkError('io.systemd.System', { origin: 'linux', errno, errnoName, message }, message);
+
 /** The parameters of each error of one interface, by its short name (IDL `error NAME (...)`). */
 export type ErrorDefs = Record<string, Record<string, VType>>;
 

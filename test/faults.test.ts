@@ -1,0 +1,157 @@
+// Faults of the daemon's surroundings (issue 10): special files in the state directory, a state
+// directory that another user could write, a full or read-only state file system, a state directory
+// removed under the daemon. Each with the real daemon and mymachinesctl; every mount is this test's own
+// (test/run-all runs in a private mount namespace) and undone.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { VarlinkClient } from '../src/varlink/client.js';
+import { VarlinkError } from '../src/varlink/errors.js';
+import { DAEMON, startDaemon, type Daemon } from './helpers/daemon.js';
+import { must, run, waitFor } from './helpers/run.js';
+
+const leaders: ChildProcess[] = [];
+function leader(): number {
+  const p = spawn('sleep', ['1000'], { stdio: 'ignore' });
+  leaders.push(p);
+  return p.pid!;
+}
+
+const mounts: string[] = [];
+async function mountTmpfs(at: string, size: string): Promise<void> {
+  mkdirSync(at, { recursive: true });
+  await must('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0755`, 'mymachines-faults', at]);
+  mounts.push(at);
+}
+
+async function cleanup(): Promise<void> {
+  for (const p of leaders) p.kill('SIGKILL');
+  for (const m of mounts.reverse()) await run('umount', ['-l', m]);
+}
+
+/** Fills the file system at `dir` to its last byte. */
+async function fill(dir: string): Promise<void> {
+  const r = await run('dd', ['if=/dev/zero', `of=${join(dir, '.filler')}`, 'bs=1024']);
+  assert.match(r.stderr, /No space left on device/);
+}
+
+const names = async (d: Daemon) => JSON.parse((await d.ctl(['list', '--json'])).stdout).map((m: { name: string }) => m.name);
+
+describe('state directory faults', () => {
+  let base: string;
+  before(() => {
+    base = mkdtempSync(join(tmpdir(), 'mymachines-faults-'));
+    chmodSync(base, 0o755);
+  });
+  after(async () => {
+    await cleanup();
+    rmSync(base, { recursive: true, force: true });
+  });
+
+  test('a FIFO, a link to /dev/zero and a huge file among the state files are skipped with a warning; SIGTERM still stops the daemon', async () => {
+    const dir = join(base, 'special');
+    const stateDir = join(dir, 'machines');
+    mkdirSync(stateDir, { recursive: true });
+    await must('mkfifo', [join(stateDir, 'fifo1')]);
+    symlinkSync('/dev/zero', join(stateDir, 'zero1'));
+    writeFileSync(join(stateDir, 'huge1'), 'NAME=huge1\n'.padEnd(100_000, '#'));
+    const l = leader();
+    writeFileSync(join(stateDir, 'good1'), `NAME=good1\nLEADER=${l}\nCLASS=container\n`);
+    const d = await startDaemon({ dir });
+    try {
+      assert.deepEqual(await names(d), ['good1']);
+      const log = d.output();
+      assert.match(log, new RegExp(`state file ${stateDir}/fifo1 skipped: not a regular file \\(a FIFO\\)`));
+      assert.match(log, new RegExp(`state file ${stateDir}/zero1 skipped: a symbolic link`));
+      assert.match(log, new RegExp(`state file ${stateDir}/huge1 skipped: larger than 65536 bytes`));
+      assert.equal(await d.stop(), 0);
+    } finally {
+      await d.kill();
+    }
+  });
+
+  test('a state directory another user could write in is refused with a message', async () => {
+    for (const [mode, owner, why] of [
+      [0o1777, 65534, 'is owned by UID 65534, not by the daemon\'s \\(0\\)'],
+      [0o777, 0, 'is writable by everyone \\(mode 777\\)'],
+      [0o775, 0, 'is writable by its group \\(mode 775\\)'],
+    ] as const) {
+      const dir = mkdtempSync(join(base, 'open-'));
+      chmodSync(dir, 0o755);
+      const stateDir = join(dir, 'machines');
+      mkdirSync(stateDir);
+      chownSync(stateDir, owner, owner);
+      chmodSync(stateDir, mode);
+      const r = await run(DAEMON, ['--runtime-dir', join(dir, 'run'), '--state-dir', stateDir, '--userdb-dir', '', '--bus', 'none']);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, new RegExp(`^mymachinesd: the state directory ${stateDir} ${why}: another user could plant or block files in it\\n$`));
+      assert.equal(existsSync(join(dir, 'run', 'io.systemd.Machine')), false, 'nothing was served');
+    }
+  });
+
+  test('a full state file system: a named error with a message, no temporary file, the registry as it was; it works again once space is freed', async () => {
+    const dir = join(base, 'full');
+    const stateDir = join(dir, 'machines');
+    await mountTmpfs(stateDir, '64k');
+    const d = await startDaemon({ dir });
+    try {
+      assert.equal((await d.ctl(['register', 'before', '--leader', String(leader())])).code, 0);
+      await fill(stateDir);
+      const r = await d.ctl(['register', 'web1', '--leader', String(leader())]);
+      assert.deepEqual([r.code, r.stderr], [1, `mymachinesctl: cannot write state file ${stateDir}/web1: no space left on device (ENOSPC)\n`]);
+      // The Varlink error is systemd's for a failed system call, with the errno.
+      const c = await VarlinkClient.connect(d.socket);
+      const err = await c.call('io.systemd.Machine.Register', { name: 'web1', class: 'container', leader: leader() }).catch((e) => e);
+      c.close();
+      assert.ok(err instanceof VarlinkError);
+      assert.deepEqual([err.name, err.parameters], ['io.systemd.System', { origin: 'linux', errno: 28, errnoName: 'ENOSPC', message: `Cannot write state file ${stateDir}/web1: no space left on device (ENOSPC)` }]);
+      assert.deepEqual(readdirSync(stateDir).sort(), ['.filler', 'before']);
+      assert.deepEqual(await names(d), ['before']);
+      assert.match(d.output(), /"level":30[^\n]*"msg":"ready"/);
+      assert.doesNotMatch(d.output(), /at .*\.js:\d+/, 'no stack trace in the log');
+      rmSync(join(stateDir, '.filler'));
+      assert.equal((await d.ctl(['register', 'web1', '--leader', String(leader())])).code, 0);
+      assert.deepEqual(await names(d), ['before', 'web1']);
+    } finally {
+      await d.stop();
+    }
+  });
+
+  test('a state file system made read-only under the daemon: registrations and unregistrations refused, named; nothing changes', async () => {
+    const dir = join(base, 'ro');
+    const stateDir = join(dir, 'machines');
+    await mountTmpfs(stateDir, '1m');
+    const d = await startDaemon({ dir });
+    try {
+      assert.equal((await d.ctl(['register', 'web1', '--leader', String(leader())])).code, 0);
+      await must('mount', ['-o', 'remount,ro', stateDir]);
+      let r = await d.ctl(['register', 'web2', '--leader', String(leader())]);
+      assert.deepEqual([r.code, r.stderr], [1, `mymachinesctl: cannot write state file ${stateDir}/web2: read-only file system (EROFS)\n`]);
+      r = await d.ctl(['unregister', 'web1']);
+      assert.deepEqual([r.code, r.stderr], [1, `mymachinesctl: cannot remove state file ${stateDir}/web1: read-only file system (EROFS)\n`]);
+      assert.deepEqual(await names(d), ['web1']);
+      assert.deepEqual(readdirSync(stateDir), ['web1']);
+      await must('mount', ['-o', 'remount,rw', stateDir]);
+      assert.equal((await d.ctl(['unregister', 'web1'])).code, 0);
+      assert.deepEqual(readdirSync(stateDir), []);
+    } finally {
+      await d.stop();
+    }
+  });
+
+  test('a state directory removed under the daemon is made again at the next registration', async () => {
+    mkdirSync(join(base, 'removed'));
+    const d = await startDaemon({ dir: join(base, 'removed') });
+    try {
+      rmSync(d.stateDir, { recursive: true });
+      assert.equal((await d.ctl(['register', 'web1', '--leader', String(leader())])).code, 0);
+      assert.deepEqual(readdirSync(d.stateDir), ['web1']);
+      await waitFor('the machine listed', async () => ((await names(d)).includes('web1') ? true : undefined));
+    } finally {
+      await d.stop();
+    }
+  });
+});
