@@ -155,3 +155,62 @@ describe('state directory faults', () => {
     }
   });
 });
+
+describe('one daemon per runtime directory', () => {
+  test('two daemons started at the same moment, 20 times: one serves every socket, the other names it and leaves everything alone', async () => {
+    for (let round = 0; round < 20; round++) {
+      const dir = mkdtempSync(join(tmpdir(), 'mymachines-race-'));
+      chmodSync(dir, 0o755);
+      const args = ['--runtime-dir', join(dir, 'run'), '--state-dir', join(dir, 'machines'), '--userdb-dir', join(dir, 'userdb'), '--bus', 'none'];
+      const procs = [0, 1].map(() => spawn(DAEMON, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+      const outputs = procs.map((p) => {
+        let err = '';
+        p.stderr!.on('data', (b) => (err += b));
+        p.stdout!.resume();
+        return () => err;
+      });
+      try {
+        // One of them exits; the other answers on both sockets.
+        const loser = await Promise.race(procs.map((p, i) => new Promise<number>((r) => p.once('exit', () => r(i)))));
+        const winner = procs[1 - loser];
+        assert.equal(procs[loser].exitCode, 1, `round ${round}: ${outputs[loser]()}`);
+        const c = await waitFor('the winner\'s sockets', async () => {
+          for (const s of ['run', 'userdb']) {
+            const client = await VarlinkClient.connect(join(dir, s, 'io.systemd.Machine')).catch(() => undefined);
+            if (!client) return undefined;
+            client.close();
+          }
+          return true;
+        });
+        assert.equal(c, true);
+        assert.equal(winner.exitCode, null, `round ${round}: the winner runs`);
+        assert.match(outputs[loser](), new RegExp(`^mymachinesd: another mymachinesd \\(PID ${winner.pid}\\) is already running on the (runtime|state) directory ${dir}/(run|machines)\\n$`), `round ${round}`);
+        winner.kill('SIGTERM');
+        await new Promise((r) => (winner.exitCode === null ? winner.once('exit', r) : r(null)));
+        assert.equal(winner.exitCode, 0);
+      } finally {
+        for (const p of procs) p.kill('SIGKILL');
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+  });
+
+  test('a daemon on another runtime directory but the same state directory is refused', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mymachines-race-'));
+    chmodSync(dir, 0o755);
+    const d = await startDaemon({ dir });
+    try {
+      const r = await run(DAEMON, ['--runtime-dir', join(dir, 'run2'), '--state-dir', d.stateDir, '--userdb-dir', '', '--bus', 'none']);
+      assert.deepEqual([r.code, r.stderr], [1, `mymachinesd: another mymachinesd (PID ${d.proc.pid}) is already running on the state directory ${d.stateDir}\n`]);
+      assert.deepEqual(readdirSync(join(dir, 'run2')), [], 'nothing served there');
+    } finally {
+      await d.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('run as another user than root: it says it needs root', async () => {
+    const r = await run('setpriv', ['--reuid', '65534', '--regid', '65534', '--clear-groups', process.execPath, DAEMON, '--bus', 'none']);
+    assert.deepEqual([r.code, r.stderr], [1, "mymachinesd: must run as root: it enters network namespaces, reads the leaders' /proc files, writes cgroups and owns /run/mymachines\n"]);
+  });
+});

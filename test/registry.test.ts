@@ -388,8 +388,7 @@ describe('daemon life cycle', () => {
     try {
       assert.equal((await d.ctl(['register', 'keep', '--leader', String(l.pid)])).code, 0);
       const second = await run(join(process.cwd(), 'bin/mymachinesd'), ['--runtime-dir', d.runtimeDir, '--state-dir', d.stateDir, '--userdb-dir', '', '--bus', 'none']);
-      assert.equal(second.code, 1);
-      assert.match(second.stdout, /another mymachinesd already serves this socket/);
+      assert.deepEqual([second.code, second.stderr], [1, `mymachinesd: another mymachinesd (PID ${d.proc.pid}) is already running on the runtime directory ${d.runtimeDir}\n`]);
       assert.equal(await d.stop(), 0);
       assert.equal(existsSync(d.socket), false);
       assert.ok(existsSync(join(d.stateDir, 'keep')));

@@ -1,6 +1,8 @@
 // mymachinesd: wires the registry and its front ends, starts and stops them.
 import { join } from 'node:path';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { checkPrivateDirectory } from '../registry/linux/private-dir.js';
+import { lockDirectory } from './instance-lock.js';
 import { findCgroupMounts, systemdIsPid1, Cgroups } from '../registry/linux/cgroup.js';
 import { Registry, type ScopeAllocator } from '../registry/registry.js';
 import { machineHandlers, machineInterface } from '../registry/varlink-machine.js';
@@ -21,6 +23,12 @@ function version(): string {
 }
 
 async function run(opts: DaemonOptions): Promise<void> {
+  if (process.geteuid?.() !== 0) {
+    throw new Error('must run as root: it enters network namespaces, reads the leaders\' /proc files, writes cgroups and owns /run/mymachines');
+  }
+  // One daemon per runtime directory and state directory, decided before anything is touched there.
+  takeDirectory(opts.runtimeDir, 'runtime directory');
+  takeDirectory(opts.stateDir, 'state directory');
   const log = makeLogger(opts.logLevel);
   let registry: Registry | undefined;
   let server: VarlinkServer | undefined;
@@ -41,62 +49,86 @@ async function run(opts: DaemonOptions): Promise<void> {
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+  try {
+    await start();
+  } catch (e) {
+    // What was opened goes (listening sockets are unlinked), and the caller says why we stop.
+    bus?.stop();
+    await dns?.close();
+    await server?.close();
+    await registry?.stop();
+    throw e;
+  }
 
-  const socketPath = join(opts.runtimeDir, SOCKET_NAME);
-  if (await isLive(socketPath)) {
-    log.fatal({ socket: socketPath }, 'another mymachinesd already serves this socket');
-    process.exit(1);
-  }
-  const { v2: mount, legacy } = await findCgroupMounts();
-  if (!mount) log.warn({}, 'no cgroup2 hierarchy: creating machines (allocateUnit) is not supported');
-  let scopes: ScopeAllocator | undefined;
-  // Where systemd is PID 1 it owns the cgroup tree: scopes are asked of it, as machined does.
-  if (mount && systemdIsPid1()) scopes = new (await import('../registry/linux/systemd-scope.js')).SystemdScopes(mount, legacy);
-  else if (mount) scopes = new Cgroups(mount, legacy);
-  registry = new Registry({
-    stateDir: opts.stateDir,
-    scopes,
-    terminateTimeoutMs: opts.terminateTimeoutMs,
-    log,
-  });
-  await registry.start();
-  if (stopping) return;
+  async function start(): Promise<void> {
+    const socketPath = join(opts.runtimeDir, SOCKET_NAME);
+    // Another server of the socket that holds no lock (an older mymachinesd, systemd-machined's own).
+    if (await isLive(socketPath)) throw new Error(`another server already answers on ${socketPath}`);
+    const { v2: mount, legacy } = await findCgroupMounts();
+    if (!mount) log.warn({}, 'no cgroup2 hierarchy: creating machines (allocateUnit) is not supported');
+    let scopes: ScopeAllocator | undefined;
+    // Where systemd is PID 1 it owns the cgroup tree: scopes are asked of it, as machined does.
+    if (mount && systemdIsPid1()) scopes = new (await import('../registry/linux/systemd-scope.js')).SystemdScopes(mount, legacy);
+    else if (mount) scopes = new Cgroups(mount, legacy);
+    registry = new Registry({
+      stateDir: opts.stateDir,
+      scopes,
+      terminateTimeoutMs: opts.terminateTimeoutMs,
+      log,
+    });
+    await registry.start();
+    if (stopping) return;
 
-  server = new VarlinkServer({
-    vendor: 'mymachines',
-    product: 'mymachinesd',
-    version: version(),
-    url: '',
-    log,
-  });
-  server.addInterface(machineInterface, machineHandlers(registry));
-  const resolver = new Resolver(registry);
-  server.addInterface(resolveInterface, resolveHandlers(resolver));
-  server.addInterface(userDatabaseInterface, userDatabaseHandlers(new UserRecords(registry)));
-  // DNS for clients that bypass NSS; an address that cannot be had stops the start (exit 1).
-  if (opts.dns.length > 0) {
-    const { DnsServer } = await import('../resolver/dns-server.js');
-    dns = await DnsServer.start(resolver, { listen: opts.dns, zones: opts.dnsZones, log });
+    server = new VarlinkServer({
+      vendor: 'mymachines',
+      product: 'mymachinesd',
+      version: version(),
+      url: '',
+      log,
+    });
+    server.addInterface(machineInterface, machineHandlers(registry));
+    const resolver = new Resolver(registry);
+    server.addInterface(resolveInterface, resolveHandlers(resolver));
+    server.addInterface(userDatabaseInterface, userDatabaseHandlers(new UserRecords(registry)));
+    // DNS for clients that bypass NSS; an address that cannot be had stops the start (exit 1).
+    if (opts.dns.length > 0) {
+      const { DnsServer } = await import('../resolver/dns-server.js');
+      dns = await DnsServer.start(resolver, { listen: opts.dns, zones: opts.dnsZones, log });
+    }
+    if (stopping) return;
+    // Where nss-systemd and userdbctl look for userdb services; the socket's name is the service name.
+    // Before the daemon socket: once that answers, the daemon is wholly up.
+    if (opts.userdbDir !== '') {
+      const userdbSocket = join(opts.userdbDir, SOCKET_NAME);
+      // Only the userdb interface there, as machined's socket of that name. Not served, the daemon would run
+      // half (vu-/vg- records silently gone for nss-systemd): it stops instead.
+      await server.listen(userdbSocket, 0o666, [userDatabaseInterface.name]).catch((err) => {
+        if (!stopping) throw new Error(`cannot serve the userdb socket ${userdbSocket}: ${(err as Error).message}; stop whatever holds it (systemd-machined?) or start with --userdb-dir ''`);
+      });
+    }
+    await server.listen(socketPath, 0o666).catch((err) => {
+      if (!stopping) throw new Error(`cannot serve ${socketPath}: ${(err as Error).message}`); // else stop() is ending the process
+    });
+    if (stopping) return;
+    // D-Bus is optional: an unreachable bus is warned about and retried, never fatal.
+    if (opts.bus !== 'none') {
+      const [{ serveMachine1 }, { busAddress }] = await Promise.all([import('./serve-dbus.js'), import('../dbus/bus-service.js')]);
+      if (!stopping) bus = serveMachine1(registry, log, busAddress(opts.bus, process.env));
+    }
+    log.info({ socket: socketPath, stateDir: opts.stateDir, machines: registry.list().length - 1 }, 'ready');
   }
-  if (stopping) return;
-  // Where nss-systemd and userdbctl look for userdb services; the socket's name is the service name.
-  // Before the daemon socket: once that answers, the daemon is wholly up.
-  if (opts.userdbDir !== '') {
-    const userdbSocket = join(opts.userdbDir, SOCKET_NAME);
-    // A live machined may own it: then its records are served there, and ours on the daemon socket only.
-    // Only the userdb interface there, as machined's socket of that name.
-    await server.listen(userdbSocket, 0o666, [userDatabaseInterface.name]).catch((err) => log.warn({ err, socket: userdbSocket }, 'userdb socket not served'));
+}
+
+/** Makes a directory that must be the daemon's alone, refuses one that is not, and locks it for this
+ *  daemon: before any socket or state file is touched there. */
+function takeDirectory(dir: string, what: string): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
+  } catch (e) {
+    throw new Error(`cannot make the ${what} ${dir}: ${(e as Error).message}`);
   }
-  await server.listen(socketPath, 0o666).catch((err) => {
-    if (!stopping) throw err; // else close() came first: stop() is ending the process
-  });
-  if (stopping) return;
-  // D-Bus is optional: an unreachable bus is warned about and retried, never fatal.
-  if (opts.bus !== 'none') {
-    const [{ serveMachine1 }, { busAddress }] = await Promise.all([import('./serve-dbus.js'), import('../dbus/bus-service.js')]);
-    if (!stopping) bus = serveMachine1(registry, log, busAddress(opts.bus, process.env));
-  }
-  log.info({ socket: socketPath, stateDir: opts.stateDir, machines: registry.list().length - 1 }, 'ready');
+  checkPrivateDirectory(dir, what);
+  lockDirectory(dir, what);
 }
 
 try {

@@ -6,10 +6,11 @@
 // file costs microseconds and never waits for a disk, while each fs.promises call is a thread-pool round
 // trip (a registration made four of them and spent most of its time waiting). A registration is answered
 // only after its file is written anyway.
-import { closeSync, constants, fstatSync, mkdirSync, openSync, readSync, readdirSync, readlinkSync, renameSync, statSync, symlinkSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, mkdirSync, openSync, readSync, readdirSync, readlinkSync, renameSync, symlinkSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { addressToString, parseAddress } from './address.js';
 import { systemError } from './errors.js';
+import { checkPrivateDirectory } from './linux/private-dir.js';
 import type { IdMapLine } from './linux/proc.js';
 import type { Machine } from './machine.js';
 import { isValidMachineName } from './names.js';
@@ -212,24 +213,6 @@ function fileType(st: import('node:fs').Stats): string {
   if (st.isSocket()) return 'a socket';
   if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
   return 'not a file';
-}
-
-/** Refuses a directory that another user could plant or block files in: owned by someone else, or
- *  writable by group or others. */
-export function checkPrivateDirectory(dir: string, what: string): void {
-  let st;
-  try {
-    st = statSync(dir);
-  } catch (e) {
-    throw systemError(`Cannot use the ${what} ${dir}`, e);
-  }
-  const uid = process.geteuid?.() ?? 0;
-  if (st.uid !== uid) {
-    throw new Error(`the ${what} ${dir} is owned by UID ${st.uid}, not by the daemon's (${uid}): another user could plant or block files in it`);
-  }
-  if (st.mode & 0o022) {
-    throw new Error(`the ${what} ${dir} is writable by ${st.mode & 0o002 ? 'everyone' : 'its group'} (mode ${(st.mode & 0o7777).toString(8)}): another user could plant or block files in it`);
-  }
 }
 
 export function parseState(text: string): StateRecord | undefined {

@@ -66,3 +66,8 @@ export function raiseFileLimit(): number {
   setrlimit(RLIMIT_NOFILE, buf);
   return Number(hard);
 }
+
+export const flock = libc.func('int flock(int fd, int operation)');
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+export const EWOULDBLOCK = 11;
