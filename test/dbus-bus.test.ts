@@ -51,6 +51,9 @@ test('the bus unreachable at start, then not a bus, then a real one: Varlink mea
   const socket = join(busDir, 'bus');
   const d = (daemon = await startDaemon({ args: ['--bus', `unix:path=${socket}`] }));
   await logged(d, 'cannot reach the D-Bus bus; org.freedesktop.machine1 is not served until it can be reached');
+  // The cause in words, without the socket library's source file and line.
+  assert.match(d.output(), /"why":"connect: no such file or directory \(ENOENT\)"/);
+  assert.doesNotMatch(d.output(), /uwrap/);
   // Varlink is served meanwhile.
   const varlink = await VarlinkClient.connect(d.socket);
   try {

@@ -214,3 +214,32 @@ describe('one daemon per runtime directory', () => {
     assert.deepEqual([r.code, r.stderr], [1, "mymachinesd: must run as root: it enters network namespaces, reads the leaders' /proc files, writes cgroups and owns /run/mymachines\n"]);
   });
 });
+
+describe('silent failures', () => {
+  test('out of file descriptors: logged once, not per connection; served again once descriptors are free', async () => {
+    const d = await startDaemon({ wrap: ['prlimit', '--nofile=64:64', '--'] });
+    const held: import('node:net').Socket[] = [];
+    try {
+      const { connect } = await import('node:net');
+      for (let i = 0; i < 80; i++) {
+        const s = connect(d.socket);
+        s.on('error', () => {});
+        held.push(s);
+      }
+      await waitFor('the log line', () => (/out of file descriptors \(EMFILE\): new connections are closed unanswered/.test(d.output()) ? true : undefined), 5000);
+      for (const s of held) s.destroy();
+      const info = await waitFor('the daemon to answer again', async () => {
+        const c = await VarlinkClient.connect(d.socket).catch(() => undefined);
+        const r = await c?.call('org.varlink.service.GetInfo').catch(() => undefined);
+        c?.close();
+        return r;
+      }, 5000);
+      assert.equal(info.product, 'mymachinesd');
+      assert.equal(d.output().match(/"msg":"varlink: out of file descriptors/g)?.length, 1, "one line, not one a second");
+    } finally {
+      for (const s of held) s.destroy();
+      await d.stop();
+      d.cleanup();
+    }
+  });
+});

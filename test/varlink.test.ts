@@ -382,50 +382,54 @@ test('many pipelined requests beyond the input limit are all answered, in order'
   assert.deepEqual(replies, Array.from({ length: n }, (_, i) => ({ parameters: { s: String(i) } })));
 });
 
-test('protocol errors and garbage close the connection', async (t) => {
-  const { path } = await startServer(t);
-  const bad: (string | Buffer)[] = [
-    msg({ method: 'org.example.test.Echo', parameters: { s: 'x' }, extra: 1 }),
-    msg({ method: 5 }),
-    msg({}),
-    msg({ method: 'org.example.test.Echo', parameters: null }),
-    msg({ method: 'org.example.test.Echo', parameters: ['s'] }),
-    msg({ method: 'org.example.test.Echo', oneway: 'yes' }),
-    msg({ method: 'org.example.test.Echo', more: 1 }),
-    msg({ method: 'org.example.test.Record', parameters: { v: 1 }, oneway: true, more: true }),
-    'not json\0',
-    '[1,2]\0',
-    '"string"\0',
-    'null\0',
-    Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d, 0]), // invalid UTF-8
-    `${'['.repeat(60000)}${']'.repeat(60000)}\0`,
-    Buffer.alloc(200000), // NUL flood
+test('protocol errors and garbage get a named error saying what is wrong, then the connection is closed', async (t) => {
+  const { path, warnings } = await startServer(t);
+  const bad: [string | Buffer, string][] = [
+    [msg({ method: 'org.example.test.Echo', parameters: { s: 'x' }, extra: 1 }), "unknown key 'extra' in the request"],
+    [msg({ method: 5 }), "the request's method is not a string"],
+    [msg({}), "the request's method is not a string"],
+    [msg({ method: 'org.example.test.Echo', parameters: null }), "the request's parameters are not an object"],
+    [msg({ method: 'org.example.test.Echo', parameters: ['s'] }), "the request's parameters are not an object"],
+    [msg({ method: 'org.example.test.Echo', oneway: 'yes' }), "the request's oneway and more must be booleans"],
+    [msg({ method: 'org.example.test.Echo', more: 1 }), "the request's oneway and more must be booleans"],
+    [msg({ method: 'org.example.test.Record', parameters: { v: 1 }, oneway: true, more: true }), 'a request cannot be both oneway and more'],
+    ['not json\0', 'the message is not JSON text in UTF-8'],
+    ['[1,2]\0', 'the message is not a JSON object'],
+    ['"string"\0', 'the message is not a JSON object'],
+    ['null\0', 'the message is not a JSON object'],
+    [Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d, 0]), 'the message is not JSON text in UTF-8'], // invalid UTF-8
+    [`${'['.repeat(60000)}${']'.repeat(60000)}\0`, 'the message is not a JSON object'],
+    [Buffer.alloc(200000), 'the message is not JSON text in UTF-8'], // NUL flood: empty messages
   ];
-  for (const data of bad) {
+  for (const [data, message] of bad) {
     const raw = await Raw.open(t, path);
     raw.send(data);
     await closesWithin(raw, 2000);
-    assert.deepEqual(raw.messages, [], `no reply to ${String(data).slice(0, 60)}`);
+    assert.deepEqual(raw.messages, [{ error: 'io.mymachines.ProtocolError', parameters: { message } }], `the reply to ${String(data).slice(0, 60)}`);
   }
   const c = await client(t, path);
   assert.equal((await c.call('org.varlink.service.GetInfo')).product, 'test');
+  // Logged once for the first of a cause, then every 100th: a flood does not flood the log.
+  assert.equal(warnings.filter((w) => w === 'varlink: connection closed: protocol error').length, 1);
 });
 
-test('an oversized message closes the connection', async (t) => {
+test('an oversized message gets a named error, then the connection is closed', async (t) => {
   const { path } = await startServer(t, { maxMessageBytes: 1024 });
   const big = (len: number) => msg({ method: 'org.example.test.Echo', parameters: { s: 'x'.repeat(len) } });
   const ok = await Raw.open(t, path);
   ok.send(big(900));
   assert.equal((await ok.received(1)).length, 1);
+  const tooLong = [{ error: 'io.mymachines.ProtocolError', parameters: { message: 'the message is longer than 1024 bytes' } }];
 
   const unterminated = await Raw.open(t, path);
   unterminated.send('{"method":"org.example.test.Echo","parameters":{"s":"' + 'x'.repeat(2000));
   await closesWithin(unterminated, 2000);
+  assert.deepEqual(unterminated.messages, tooLong);
 
   const terminated = await Raw.open(t, path);
   terminated.send(big(2000));
   await closesWithin(terminated, 2000);
-  assert.deepEqual(terminated.messages, []);
+  assert.deepEqual(terminated.messages, tooLong);
 });
 
 test('a stalled partial message is dropped while other clients are served', async (t) => {
@@ -444,6 +448,7 @@ test('a stalled partial message is dropped while other clients are served', asyn
     await sleep(20);
   }
   assert.ok(closedAt, 'stalled connection closed');
+  assert.deepEqual(stalled.messages, [{ error: 'io.mymachines.ProtocolError', parameters: { message: 'no complete message within 0.3 s' } }]);
   assert.ok(closedAt - started >= 250, `closed after ${closedAt - started} ms`);
   assert.ok(served > 3);
   // A connection without a partial message is kept, however long it is idle.

@@ -13,6 +13,7 @@
 // dbus-next is used for the connection and the wire format only.
 import { EventEmitter } from 'node:events';
 import { readFile } from 'node:fs/promises';
+import { getSystemErrorMap } from 'node:util';
 import dbus from 'dbus-next';
 
 const { Message, Variant } = dbus;
@@ -192,6 +193,17 @@ function errnoBusError(e: unknown): BusError | undefined {
   return new BusError(errnoErrorName(code), (e as Error).message || code);
 }
 
+/** A connection error in words: "connect: no such file or directory (ENOENT)" for a system error (the
+ *  socket library's own message names its source file and line, which says nothing to an administrator). */
+function errorText(e: unknown): string {
+  const err = e as NodeJS.ErrnoException | undefined;
+  if (typeof err?.code === 'string' && typeof err.errno === 'number') {
+    const text = getSystemErrorMap().get(-Math.abs(err.errno))?.[1] ?? err.code;
+    return `${err.syscall ? `${err.syscall}: ` : ''}${text} (${err.code})`;
+  }
+  return err?.message ?? String(e);
+}
+
 /** A connection made by openBus. */
 export interface OpenedBus {
   bus: dbus.MessageBus;
@@ -237,7 +249,7 @@ export function openBus(
     handlers[serial] = (reply) => ((reply.type as number) === ERROR ? lost(`the bus refused Hello: ${reply.errorName}`) : hello(reply));
   }
   const timer = setTimeout(() => lost(timeoutWhy), timeoutMs);
-  bus.on('error', (e: Error) => lost(e?.message ?? String(e)));
+  bus.on('error', (e: Error) => lost(errorText(e)));
   // dbus-next does not pass on the end of the stream; without this a closed bus would go unnoticed
   // ('close' too: a stream closed while still authenticating may end without an 'end').
   const conn = (bus as unknown as { _connection: NodeJS.EventEmitter })._connection;

@@ -27,6 +27,13 @@ export const permissionDenied = () => new VarlinkError(`${SERVICE}.PermissionDen
 export const expectedMore = () => new VarlinkError(`${SERVICE}.ExpectedMore`);
 export const methodNotImplemented = (method: string) => new VarlinkError(`${SERVICE}.MethodNotImplemented`, { method });
 
+/** Ours, for what the server itself refuses: a request that breaks the protocol (not JSON, not a
+ *  request, too long, never finished), answered just before the connection is closed; and a handler
+ *  that failed unexpectedly (logged; the client learns nothing more). */
+export const PROTOCOL_ERROR = 'io.mymachines.ProtocolError';
+export const INTERNAL_ERROR = 'io.mymachines.InternalError';
+export const protocolError = (message: string) => new VarlinkError(PROTOCOL_ERROR, { message }, message);
+
 /** systemd's error for a failed system call (sd-varlink's io.systemd.System): the errno's number and
  *  name; `message` says what failed, for people. */
 export const systemError = (errno: number, errnoName: string, message: string) =>

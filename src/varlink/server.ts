@@ -2,10 +2,11 @@
 // the other, replies in request order. Everything a client sends is untrusted: bad input closes its
 // connection or gets an error reply, and never throws out of the server.
 
+import { closeSync, openSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import { dirname } from 'node:path';
-import { VarlinkError, interfaceNotFound, methodNotFound, methodNotImplemented } from './errors.js';
+import { INTERNAL_ERROR, VarlinkError, interfaceNotFound, methodNotFound, methodNotImplemented, protocolError } from './errors.js';
 import { peerCredentials, type PeerCredentials } from './peercred.js';
 import { describeInterface, t, validate, type InterfaceDef } from './schema.js';
 
@@ -61,7 +62,6 @@ export interface VarlinkServerOptions {
   log?: VarlinkLogger;
 }
 
-const INTERNAL_ERROR = 'io.mymachines.InternalError';
 const CLOSE_GRACE_MS = 3000;
 
 const SERVICE_DEF: InterfaceDef = {
@@ -117,20 +117,28 @@ const isObject = (v: unknown): v is Record<string, unknown> =>
 const REQUEST_KEYS = new Set(['method', 'parameters', 'oneway', 'more']);
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-/** The request in a message, or undefined for anything the protocol does not allow. */
-function parseRequest(raw: Buffer): Request | undefined {
+/** The request in a message, or what is wrong with it (anything the protocol does not allow). */
+function parseRequest(raw: Buffer): Request | string {
   let v: unknown;
   try {
     v = JSON.parse(utf8.decode(raw));
   } catch {
-    return undefined;
+    return 'the message is not JSON text in UTF-8';
   }
-  if (!isObject(v) || Object.keys(v).some((k) => !REQUEST_KEYS.has(k))) return undefined;
+  if (!isObject(v)) return 'the message is not a JSON object';
+  const unknown = Object.keys(v).find((k) => !REQUEST_KEYS.has(k));
+  if (unknown !== undefined) return `unknown key '${unknown.slice(0, 64)}' in the request`;
   const { method, parameters = {}, oneway = false, more = false } = v;
-  if (typeof method !== 'string' || !isObject(parameters) || typeof oneway !== 'boolean' ||
-      typeof more !== 'boolean' || (oneway && more)) return undefined;
+  if (typeof method !== 'string') return "the request's method is not a string";
+  if (!isObject(parameters)) return "the request's parameters are not an object";
+  if (typeof oneway !== 'boolean' || typeof more !== 'boolean') return "the request's oneway and more must be booleans";
+  if (oneway && more) return 'a request cannot be both oneway and more';
   return { method, parameters, oneway, more };
 }
+
+/** Log the first of a kind of event, then every EVERY_NTH: a flood of them must not flood the log. */
+const EVERY_NTH = 100;
+const FD_PROBE_MS = 1000;
 
 const errnoError = (message: string, code: string) => Object.assign(new Error(message), { code });
 
@@ -170,6 +178,9 @@ export class VarlinkServer {
   private readonly maxOutputBytes: number;
   private readonly log: VarlinkLogger;
   private closing?: Promise<void>;
+  /** How often each cause of a refused connection or failed accept happened (note()). */
+  private readonly counts = new Map<string, number>();
+  private fdProbe?: NodeJS.Timeout;
 
   constructor(private readonly opts: VarlinkServerOptions) {
     this.maxMessageBytes = opts.maxMessageBytes ?? 128 * 1024;
@@ -226,8 +237,12 @@ export class VarlinkServer {
         resolve();
       });
     });
-    // Without a listener an accept error (EMFILE) would be thrown and end the process.
-    server.on('error', (err) => this.log.warn({ err, path }, 'varlink listener error'));
+    // Without a listener an accept error would be thrown and end the process; with one, a flood of them
+    // is logged sparingly.
+    server.on('error', (err: NodeJS.ErrnoException) => this.note(`cannot accept connections (${err.code ?? err.message})`, { path }, 'varlink'));
+    // Out of descriptors, libuv accepts and closes new connections without a word (its EMFILE trick):
+    // a probe once a second makes that seen.
+    this.fdProbe ??= setInterval(() => this.probeDescriptors(), FD_PROBE_MS).unref();
     // Closing the server unlinks the socket file (libuv does that for a listening Unix socket).
     if (this.closing) {
       server.close(); // close() was called while we were binding
@@ -249,6 +264,7 @@ export class VarlinkServer {
 
   private async shutdown(): Promise<void> {
     clearInterval(this.idleTimer);
+    clearInterval(this.fdProbe);
     const stopped = Promise.all(this.listeners.map((s) => new Promise((resolve) => s.close(resolve))));
     const calls: Promise<void>[] = [];
     for (const c of this.connections) {
@@ -314,7 +330,7 @@ export class VarlinkServer {
     c.lastActive = Date.now();
     let start = 0;
     for (let nul = chunk.indexOf(0); nul !== -1 && !c.closed; nul = chunk.indexOf(0, start)) {
-      if (c.partialBytes + nul - start > this.maxMessageBytes) return this.finish(c, 'message too long');
+      if (c.partialBytes + nul - start > this.maxMessageBytes) return this.refuse(c, 'message too long', `the message is longer than ${this.maxMessageBytes} bytes`);
       const piece = chunk.subarray(start, nul);
       const msg = c.partialBytes ? Buffer.concat([...c.partial, piece]) : piece;
       c.partial = [];
@@ -328,7 +344,7 @@ export class VarlinkServer {
     if (start < chunk.length && !c.closed) {
       c.partial.push(chunk.subarray(start));
       c.partialBytes += chunk.length - start;
-      if (c.partialBytes > this.maxMessageBytes) return this.finish(c, 'message too long');
+      if (c.partialBytes > this.maxMessageBytes) return this.refuse(c, 'message too long', `the message is longer than ${this.maxMessageBytes} bytes`);
       this.armPartialTimer(c);
     }
     // Flow control for pipelined requests: stop reading while too much waits; pump() resumes.
@@ -342,7 +358,7 @@ export class VarlinkServer {
 
   private armPartialTimer(c: Connection): void {
     if (c.partialBytes > 0 && !c.partialTimer && !c.socket.isPaused()) {
-      c.partialTimer = setTimeout(() => this.finish(c, 'incomplete message timed out'), this.partialTimeoutMs);
+      c.partialTimer = setTimeout(() => this.refuse(c, 'incomplete message', `no complete message within ${this.partialTimeoutMs / 1000} s`), this.partialTimeoutMs);
     }
   }
 
@@ -375,7 +391,7 @@ export class VarlinkServer {
 
   private dispatch(c: Connection, raw: Buffer): void {
     const req = parseRequest(raw);
-    if (!req) return this.finish(c, 'protocol error');
+    if (typeof req === 'string') return this.refuse(c, 'protocol error', req);
     // The AbortController is made on first use: most calls never look at their signal, and making one
     // for every call is a good part of the cost of a lookup.
     let controller: AbortController | undefined;
@@ -489,8 +505,38 @@ export class VarlinkServer {
     if (c.socket.writableLength > this.maxOutputBytes) this.finish(c, 'client does not read its replies');
   }
 
-  /** Closes the connection at once (idempotent); `reason` is given when the server decides it. */
-  private finish(c: Connection, reason?: string): void {
+  /** Answers a client that broke the protocol with a named error saying how, then closes its
+   *  connection (the reply is written first; one that is not read within a second is dropped). */
+  private refuse(c: Connection, cause: string, message: string): void {
+    if (c.closed) return;
+    this.note(cause, { peer: c.peer, message }, 'varlink: connection closed');
+    const socket = c.socket;
+    const err = protocolError(message);
+    this.finish(c, undefined, false);
+    socket.end(`${JSON.stringify({ error: err.name, parameters: err.parameters })}\0`);
+    setTimeout(() => socket.destroy(), 1000).unref();
+  }
+
+  /** Opens and closes a descriptor: when that fails for want of descriptors, so do accepts. */
+  private probeDescriptors(): void {
+    try {
+      closeSync(openSync('/dev/null', 'r'));
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EMFILE' || code === 'ENFILE') this.note(`out of file descriptors (${code}): new connections are closed unanswered`, { connections: this.connections.size }, 'varlink');
+    }
+  }
+
+  /** Logs the first event of a cause, and every EVERY_NTH after it, with the count so far. */
+  private note(cause: string, o: object, msg: string): void {
+    const n = (this.counts.get(cause) ?? 0) + 1;
+    this.counts.set(cause, n);
+    if (n === 1 || n % EVERY_NTH === 0) this.log.warn({ ...o, cause, count: n }, `${msg}: ${cause}`);
+  }
+
+  /** Closes the connection at once (idempotent); `reason` is given when the server decides it. With
+   *  `destroy` false the socket is left to the caller (to write a last message and end it). */
+  private finish(c: Connection, reason?: string, destroy = true): void {
     if (c.closed) return;
     c.closed = true;
     if (reason) this.log.debug({ peer: c.peer, reason }, 'varlink connection closed');
@@ -502,6 +548,6 @@ export class VarlinkServer {
     const n = this.perUid.get(c.peer.uid)! - 1;
     if (n) this.perUid.set(c.peer.uid, n);
     else this.perUid.delete(c.peer.uid);
-    c.socket.destroy();
+    if (destroy) c.socket.destroy();
   }
 }

@@ -34,6 +34,8 @@ export interface Daemon {
 
 export interface DaemonOptions {
   args?: string[];
+  /** A command that runs the daemon (e.g. ['prlimit', '--nofile=64:64', '--']). */
+  wrap?: string[];
   dir?: string;
   env?: NodeJS.ProcessEnv;
 }
@@ -54,7 +56,8 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<Daemon> {
   const userdbDir = join(dir, 'userdb');
   const socket = join(runtimeDir, 'io.systemd.Machine');
   const args = ['--runtime-dir', runtimeDir, '--state-dir', stateDir, '--userdb-dir', userdbDir, '--bus', 'none', '--log-level', 'debug', ...(o.args ?? [])];
-  const proc = spawn(DAEMON, args, { stdio: ['ignore', 'pipe', 'pipe'], env: o.env ?? process.env });
+  const [cmd, ...argv] = [...(o.wrap ?? []), DAEMON, ...args];
+  const proc = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: o.env ?? process.env });
   let out = '';
   proc.stdout!.on('data', (d) => (out += d));
   proc.stderr!.on('data', (d) => (out += d));
