@@ -36,6 +36,8 @@ export interface DaemonOptions {
   args?: string[];
   dir?: string;
   env?: NodeJS.ProcessEnv;
+  /** An argv that runs the daemon elsewhere and execs it (e.g. nsenter into a network namespace). */
+  prefix?: string[];
 }
 
 function connects(path: string): Promise<boolean> {
@@ -54,7 +56,8 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<Daemon> {
   const userdbDir = join(dir, 'userdb');
   const socket = join(runtimeDir, 'io.systemd.Machine');
   const args = ['--runtime-dir', runtimeDir, '--state-dir', stateDir, '--userdb-dir', userdbDir, '--bus', 'none', '--log-level', 'debug', ...(o.args ?? [])];
-  const proc = spawn(DAEMON, args, { stdio: ['ignore', 'pipe', 'pipe'], env: o.env ?? process.env });
+  const argv = [...(o.prefix ?? []), DAEMON, ...args];
+  const proc = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: o.env ?? process.env });
   let out = '';
   proc.stdout!.on('data', (d) => (out += d));
   proc.stderr!.on('data', (d) => (out += d));
