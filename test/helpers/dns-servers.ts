@@ -143,9 +143,11 @@ ${zones.map((z, i) => `  - domain: ${z.zone}\n    master: primary${i}\n    acl: 
   return s;
 }
 
-/** unbound on address:53, a stub zone for each zone pointing at mymachinesd (`local-zone: nodefault`
- *  for each, or unbound answers its default local zones, the private reverse ones among them, itself). */
-export async function startUnbound(ns: NetNs, dir: string, address: string, zones: string[], to: string, port: number): Promise<ServerProcess> {
+/** unbound on address:53, a stub zone for each zone pointing at mymachinesd, and `local-zone: transparent`
+ *  for each: else a zone under one of unbound's default local zones (test., the private reverse zones such
+ *  as 10.in-addr.arpa.) is answered NXDOMAIN by unbound itself. (`nodefault` works only on the default
+ *  zone's own name, which then turns it off whole.) */
+export async function startUnbound(ns: NetNs, dir: string, address: string, zones: string[], to: string, port: number, localZones = true): Promise<ServerProcess> {
   mkdirSync(dir, { recursive: true });
   const conf = `server:
   interface: ${address}
@@ -162,7 +164,7 @@ export async function startUnbound(ns: NetNs, dir: string, address: string, zone
   access-control: 127.0.0.0/8 allow
   module-config: "iterator"
   do-not-query-localhost: no
-${zones.map((z) => `  local-zone: "${z}." nodefault\n`).join('')}remote-control:
+${localZones ? zones.map((z) => `  local-zone: "${z}." transparent\n`).join('') : ''}remote-control:
   control-enable: no
 ${zones.map((z) => `stub-zone:\n  name: "${z}."\n  stub-addr: ${to}@${port}\n`).join('')}`;
   writeFileSync(join(dir, 'unbound.conf'), conf);
