@@ -6,40 +6,15 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect, createServer, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import dnsPacket from 'dns-packet';
 import { makeContainer, removeAllContainers, type Container } from './helpers/container.js';
 import { DAEMON, startDaemon, type Daemon } from './helpers/daemon.js';
 import { parseDig } from './helpers/dig.js';
+import { freePort } from './helpers/ports.js';
 import { run, sleep, waitFor } from './helpers/run.js';
-
-/** A port free for UDP and TCP on 127.0.0.1 and ::1 (asked of the kernel, then let go). */
-async function freePort(): Promise<number> {
-  for (;;) {
-    const u = createSocket('udp4');
-    const port = await new Promise<number>((r) => u.bind(0, '127.0.0.1', () => r(u.address().port)));
-    const ok = await Promise.all(
-      ['127.0.0.1', '::1'].map(
-        (host) =>
-          new Promise<boolean>((r) => {
-            const s = createServer();
-            s.once('error', () => r(false));
-            s.listen({ host, port, ipv6Only: true }, () => s.close(() => r(true)));
-          }),
-      ),
-    );
-    const u6 = createSocket({ type: 'udp6', ipv6Only: true });
-    const ok6 = await new Promise<boolean>((r) => {
-      u6.once('error', () => r(false));
-      u6.bind(port, '::1', () => r(true));
-    });
-    u6.close();
-    u.close();
-    if (ok.every(Boolean) && ok6) return port;
-  }
-}
 
 const A = (name: string, a: string) => [name, '0', 'IN', 'A', a];
 const AAAA = (name: string, a: string) => [name, '0', 'IN', 'AAAA', a];

@@ -135,6 +135,15 @@ export function parseKeyName(text: string): string {
   return name;
 }
 
+/** The key name of a `key=NAME` part of a flag's value. */
+function keyAfter(text: string, part: string): string {
+  try {
+    return parseKeyName(part.slice(4));
+  } catch {
+    throw new Error(`'${text}': key= names a key, a DNS name (letters, digits, '-', '_', labels of 1..63)`);
+  }
+}
+
 /** One --dns-transfer-allow rule: a peer that may transfer the zones when it matches every part given. */
 export interface TransferRule {
   prefix?: Prefix;
@@ -148,7 +157,7 @@ export function parseTransferRule(text: string): TransferRule {
   for (const part of text.split(',')) {
     if (part.startsWith('key=')) {
       if (rule.key !== undefined) throw new Error(`'${text}': one key per rule (give several rules for several keys)`);
-      rule.key = parseKeyName(part.slice(4));
+      rule.key = keyAfter(text, part);
     } else {
       if (rule.prefix !== undefined) throw new Error(`'${text}': one address or prefix per rule (give several rules)`);
       if (part === '') throw new Error(`'${text}': expected ADDRESS[/LEN], key=NAME or both, separated by a comma`);
@@ -174,7 +183,7 @@ export function parseNotifyTarget(text: string): NotifyTarget {
   const target: NotifyTarget = parseDnsListen(where);
   for (const part of rest) {
     if (!part.startsWith('key=') || target.key !== undefined) throw new Error(`'${text}': expected ADDR[:PORT] or ADDR[:PORT],key=NAME`);
-    target.key = parseKeyName(part.slice(4));
+    target.key = keyAfter(text, part);
   }
   return target;
 }

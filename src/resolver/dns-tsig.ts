@@ -50,9 +50,8 @@ export function readKeyFiles(paths: readonly string[]): Map<string, TsigKey> {
 
 export function parseKeyFile(text: string, path: string): TsigKey[] {
   const fail = (what: string) => new Error(`--dns-tsig-key ${path}: ${what}`);
-  // Comments as named.conf has them: #, // and /* */.
-  const src = text.replace(/\/\*[\s\S]*?\*\//g, ' ').replace(/(#|\/\/)[^\n]*/g, ' ');
-  const tokens = src.match(/"[^"]*"|[{};]|[^\s{};"]+/g) ?? [];
+  // Strings, comments as named.conf has them (#, // and /* */, never inside a string), punctuation, words.
+  const tokens = (text.match(/"[^"]*"|\/\*[\s\S]*?\*\/|(?:#|\/\/)[^\n]*|[{};]|[^\s{};"#]+/g) ?? []).filter((t) => !/^(#|\/\/|\/\*)/.test(t));
   let i = 0;
   const next = (what: string) => {
     if (i >= tokens.length) throw fail(`the file ends where ${what} should be`);
