@@ -44,8 +44,10 @@ Options:
                            Each zone is a whole zone too (SOA, NS, A/AAAA or PTR), for secondaries
   --dns-reverse-zone PREFIX
                            serve the reverse zone of an address range, e.g. 10.77.86.0/24 (the zone
-                           86.77.10.in-addr.arpa) or fd77:86::/32; the prefix length must fall on a
-                           label boundary (IPv4 /8 /16 /24, IPv6 a multiple of 4) (repeatable)
+                           86.77.10.in-addr.arpa) or fd77:86::/32, as --dns-zone with that zone does;
+                           the prefix length must fall on a label boundary (IPv4 /8 /16 /24, IPv6 a
+                           multiple of 4) (repeatable). Machines' addresses outside every reverse
+                           zone still get PTR answers; other names there are REFUSED
   --dns-ns NAME            the name server named in the zones' NS records and SOA (repeatable;
                            default: the zone's own name)
   --dns-zone-ttl SEC       TTL of the records in zone transfers, which secondaries serve (default 0:
