@@ -466,22 +466,22 @@ describe('DNS zones: a zone of thousands of machines', () => {
     const done = new Promise<void>((r) => stalled.once('exit', () => r()));
     const t0 = Date.now();
     try {
-    await sleep(300);
-    // Meanwhile: queries, and a whole transfer to someone else.
-    for (let i = 0; i < 5; i++) assert.deepEqual((await dig('127.0.0.1', port, [`m${i}.${ZONE}`, 'A'])).answer.length, 1);
-    const other = await digText('127.0.0.1', port, [ZONE, 'AXFR']);
-    assert.equal(parseTransfer(other).records.length, 2 * N + 3);
-    const messages = Number(/XFR size: \d+ records \(messages (\d+)/.exec(other)?.[1]);
-    assert.ok(messages > 5, `${messages} messages`);
-    // The server gives up on it after 10 s without progress; the client, paused, sees that once it reads.
-    await waitFor('the stalled transfer ended', () => logLines(d, 'dns zone transfer ended by the client, or stalled and closed').some((l) => l.zone === '1.9.0.0.7.7.d.f.ip6.arpa') || undefined, 15_000);
-    assert.ok(Date.now() - t0 > 8000, `ended after ${Date.now() - t0} ms`);
-    const sent = logLines(d, 'dns zone transfer sent').filter((l) => l.zone === '1.9.0.0.7.7.d.f.ip6.arpa').length;
-    assert.ok(sent < 24, `${sent} of the 24 transfers sent whole`);
-    // Once it reads again, it finds the connection closed.
-    stalled.stdin!.end();
-    await done;
-    assert.match(said, /^connected\nclosed after \d+ bytes\n$/);
+      await sleep(300);
+      // Meanwhile: queries, and a whole transfer to someone else.
+      for (let i = 0; i < 5; i++) assert.deepEqual((await dig('127.0.0.1', port, [`m${i}.${ZONE}`, 'A'])).answer.length, 1);
+      const other = await digText('127.0.0.1', port, [ZONE, 'AXFR']);
+      assert.equal(parseTransfer(other).records.length, 2 * N + 3);
+      const messages = Number(/XFR size: \d+ records \(messages (\d+)/.exec(other)?.[1]);
+      assert.ok(messages > 5, `${messages} messages`);
+      // The server gives up on it after 10 s without progress; the client, paused, sees that once it reads.
+      await waitFor('the stalled transfer ended', () => logLines(d, 'dns zone transfer ended by the client, or stalled and closed').some((l) => l.zone === '1.9.0.0.7.7.d.f.ip6.arpa') || undefined, 15_000);
+      assert.ok(Date.now() - t0 > 8000, `ended after ${Date.now() - t0} ms`);
+      const sent = logLines(d, 'dns zone transfer sent').filter((l) => l.zone === '1.9.0.0.7.7.d.f.ip6.arpa').length;
+      assert.ok(sent < 24, `${sent} of the 24 transfers sent whole`);
+      // Once it reads again, it finds the connection closed.
+      stalled.stdin!.end();
+      await done;
+      assert.match(said, /^connected\nclosed after \d+ bytes\n$/);
     } finally {
       if (stalled.exitCode === null) stalled.kill('SIGKILL');
     }
