@@ -1,79 +1,28 @@
 // The DNS server (--dns, --dns-zone) end to end: the real daemon, a real container and VMs, asked with
 // dig (bind9-dnsutils) and with raw packets (dns-packet). Addresses: 10.77.86.0/24 and fd77:86::/64,
 // only ever asked about, never sent to; queries go to the daemon on 127.0.0.1 and ::1.
-import { after, before, describe, test } from 'node:test';
+import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect, createServer, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import dnsPacket from 'dns-packet';
 import { makeContainer, removeAllContainers, type Container } from './helpers/container.js';
 import { DAEMON, startDaemon, type Daemon } from './helpers/daemon.js';
+import { parseDig } from './helpers/dig.js';
+import { freePort } from './helpers/ports.js';
 import { run, sleep, waitFor } from './helpers/run.js';
-
-/** A port free for UDP and TCP on 127.0.0.1 and ::1 (asked of the kernel, then let go). */
-async function freePort(): Promise<number> {
-  for (;;) {
-    const u = createSocket('udp4');
-    const port = await new Promise<number>((r) => u.bind(0, '127.0.0.1', () => r(u.address().port)));
-    const ok = await Promise.all(
-      ['127.0.0.1', '::1'].map(
-        (host) =>
-          new Promise<boolean>((r) => {
-            const s = createServer();
-            s.once('error', () => r(false));
-            s.listen({ host, port, ipv6Only: true }, () => s.close(() => r(true)));
-          }),
-      ),
-    );
-    const u6 = createSocket({ type: 'udp6', ipv6Only: true });
-    const ok6 = await new Promise<boolean>((r) => {
-      u6.once('error', () => r(false));
-      u6.bind(port, '::1', () => r(true));
-    });
-    u6.close();
-    u.close();
-    if (ok.every(Boolean) && ok6) return port;
-  }
-}
-
-interface Dig {
-  status: string;
-  flags: string[];
-  answer: string[][];
-  authority: string[][];
-  /** The EDNS line of the response ("version: 0, flags:; udp: 1232"), undefined without OPT. */
-  edns?: string;
-}
-
-/** dig's answer, read from its text: status, header flags, and the records of each section as
- *  [name, ttl, class, type, data]. */
-function parseDig(out: string): Dig {
-  const status = /status: ([A-Z]+)/.exec(out)?.[1];
-  if (!status) throw new Error(`dig gave no answer:\n${out}`);
-  const flags = /;; flags:([^;]*);/.exec(out)![1].trim().split(/\s+/).filter(Boolean);
-  const section = (title: string) => {
-    const m = new RegExp(`;; ${title} SECTION:\\n((?:[^\\n]+\\n)*)`).exec(out);
-    if (!m) return [];
-    return m[1]
-      .trim()
-      .split('\n')
-      .map((l) => {
-        const [name, ttl, klass, type, ...data] = l.split(/\s+/);
-        return [name, ttl, klass, type, data.join(' ')];
-      });
-  };
-  return { status, flags, answer: section('ANSWER'), authority: section('AUTHORITY'), edns: /; EDNS: (.*)/.exec(out)?.[1] };
-}
 
 const A = (name: string, a: string) => [name, '0', 'IN', 'A', a];
 const AAAA = (name: string, a: string) => [name, '0', 'IN', 'AAAA', a];
 const PTR = (name: string, target: string) => [name, '0', 'IN', 'PTR', target];
+/** The zones' serials (they change with the zones' records), read before each test. */
+const serials = new Map<string, string>();
 /** The zone's SOA record; owner: the zone as the question spelled it. */
-const SOA = (zone: string, owner = zone) => [owner, '0', 'IN', 'SOA', `${zone} hostmaster.${zone} 1 3600 600 86400 0`];
+const SOA = (zone: string, owner = zone) => [owner, '0', 'IN', 'SOA', `${zone} hostmaster.${zone} ${serials.get(zone)} 3600 600 86400 0`];
 
 const sleepers: number[] = [];
 function sleeper(): number {
@@ -234,6 +183,9 @@ describe('DNS server', () => {
     await reg(['big86', '--class', 'vm', '--leader', String(sleeper()), ...big.flatMap((a) => ['--address', a])]);
     // The container's addresses are read from its namespace: wait until they are in.
     await waitFor('the container in DNS', async () => ((await dig(['web86.machine', 'AAAA'])).answer.length > 0 ? true : undefined));
+  });
+  beforeEach(async () => {
+    for (const zone of ['machine.', '77.10.in-addr.arpa.']) serials.set(zone, (await dig([zone, 'SOA'])).answer[0][4].split(' ')[2]);
   });
   after(async () => {
     killSleepers();

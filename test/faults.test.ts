@@ -217,7 +217,7 @@ describe('one daemon per runtime directory', () => {
 
 describe('silent failures', () => {
   test('out of file descriptors: logged once, not per connection; served again once descriptors are free', async () => {
-    const d = await startDaemon({ wrap: ['prlimit', '--nofile=64:64', '--'] });
+    const d = await startDaemon({ prefix: ['prlimit', '--nofile=64:64', '--'] });
     const held: import('node:net').Socket[] = [];
     try {
       const { connect } = await import('node:net');

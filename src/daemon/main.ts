@@ -93,7 +93,7 @@ async function run(opts: DaemonOptions): Promise<void> {
     // DNS for clients that bypass NSS; an address that cannot be had stops the start (exit 1).
     if (opts.dns.length > 0) {
       const { DnsServer } = await import('../resolver/dns-server.js');
-      dns = await DnsServer.start(resolver, { listen: opts.dns, zones: opts.dnsZones, log });
+      dns = await DnsServer.start(resolver, { listen: opts.dns, zones: opts.dnsZones, zoneOptions: opts.dnsZoneOptions, stateDir: opts.stateDir, log });
     }
     if (stopping) return;
     // Where nss-systemd and userdbctl look for userdb services; the socket's name is the service name.

@@ -1,6 +1,6 @@
 // mymachinesd's command line.
 import { parseArgs } from 'node:util';
-import { dnsListenText, parseDnsListen, parseDnsZone, type DnsListen } from '../resolver/dns-config.js';
+import { dnsListenText, parseDnsListen, parseDnsZone, parseDnsZoneOptions, parseReverseZone, type DnsListen, type DnsZoneOptions } from '../resolver/dns-config.js';
 
 export interface DaemonOptions {
   runtimeDir: string;
@@ -12,8 +12,10 @@ export interface DaemonOptions {
   terminateTimeoutMs: number;
   /** Where the DNS server listens (UDP and TCP); none: no DNS server. */
   dns: DnsListen[];
-  /** Zones the DNS server owns, lower case, without the trailing dot. */
+  /** Zones the DNS server owns, lower case, without the trailing dot (with those of --dns-reverse-zone). */
   dnsZones: string[];
+  /** Their NS, TTL, transfers, NOTIFY and TSIG keys. */
+  dnsZoneOptions: DnsZoneOptions;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
@@ -38,7 +40,26 @@ Options:
                            port 53 if none; IPv6 in brackets: [::1]:5353). Default: no DNS server
   --dns-zone ZONE          answer <machine>.ZONE too, e.g. 'machine' (repeatable; the first one names
                            PTR answers). A reverse zone (3.0.10.in-addr.arpa) makes unknown addresses
-                           in it NXDOMAIN instead of REFUSED. Bare machine names are always answered
+                           in it NXDOMAIN instead of REFUSED. Bare machine names are always answered.
+                           Each zone is a whole zone too (SOA, NS, A/AAAA or PTR), for secondaries
+  --dns-reverse-zone PREFIX
+                           serve the reverse zone of an address range, e.g. 10.77.86.0/24 (the zone
+                           86.77.10.in-addr.arpa) or fd77:86::/32, as --dns-zone with that zone does;
+                           the prefix length must fall on a label boundary (IPv4 /8 /16 /24, IPv6 a
+                           multiple of 4) (repeatable). Machines' addresses outside every reverse
+                           zone still get PTR answers; other names there are REFUSED
+  --dns-ns NAME            the name server named in the zones' NS records and SOA (repeatable;
+                           default: the zone's own name)
+  --dns-zone-ttl SEC       TTL of the records in zone transfers, which secondaries serve (default 0:
+                           nothing behind them caches; direct queries always get TTL 0)
+  --dns-transfer-allow ADDR[/LEN] | key=NAME | ADDR[/LEN],key=NAME
+                           who may transfer the zones (AXFR over TCP, IXFR) (repeatable; a request
+                           passes when one rule matches in full). Default: nobody; others get REFUSED
+  --dns-notify ADDR[:PORT][,key=NAME]
+                           send NOTIFY to this secondary when a zone changes, from the first --dns
+                           address of its family, signed with the key if one is named (repeatable)
+  --dns-tsig-key FILE      TSIG keys (hmac-sha256) in BIND's format, as tsig-keygen writes them
+                           (repeatable); requests signed with them are checked, their answers signed
   -h, --help               show this help
   --version                show the version
 
@@ -68,6 +89,12 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): DaemonOpti
         'terminate-timeout': { type: 'string' },
         dns: { type: 'string', multiple: true },
         'dns-zone': { type: 'string', multiple: true },
+        'dns-reverse-zone': { type: 'string', multiple: true },
+        'dns-ns': { type: 'string', multiple: true },
+        'dns-zone-ttl': { type: 'string' },
+        'dns-transfer-allow': { type: 'string', multiple: true },
+        'dns-notify': { type: 'string', multiple: true },
+        'dns-tsig-key': { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
       },
@@ -109,7 +136,26 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): DaemonOpti
     }
     if (!dnsZones.includes(z)) dnsZones.push(z);
   }
-  if (dnsZones.length > 0 && dns.length === 0) throw new UsageError('--dns-zone needs --dns ADDR[:PORT]');
+  for (const text of v['dns-reverse-zone'] ?? []) {
+    let z: string;
+    try {
+      z = parseReverseZone(text);
+    } catch (e) {
+      throw new UsageError(`invalid --dns-reverse-zone ${(e as Error).message}`);
+    }
+    if (!dnsZones.includes(z)) dnsZones.push(z);
+  }
+  let dnsZoneOptions: DnsZoneOptions;
+  try {
+    dnsZoneOptions = parseDnsZoneOptions(v);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const zoneFlags = ['dns-zone', 'dns-reverse-zone', 'dns-ns', 'dns-zone-ttl', 'dns-transfer-allow', 'dns-notify', 'dns-tsig-key'] as const;
+  const given = zoneFlags.find((f) => v[f] !== undefined);
+  if (given && dns.length === 0) throw new UsageError(`--${given} needs --dns ADDR[:PORT]`);
+  const needsZone = (['dns-transfer-allow', 'dns-notify'] as const).find((f) => v[f] !== undefined);
+  if (needsZone && dnsZones.length === 0) throw new UsageError(`--${needsZone} needs a zone (--dns-zone or --dns-reverse-zone)`);
   const bus = v.bus ?? 'system';
   if (!['system', 'session', 'none'].includes(bus) && !isBusAddress(bus)) {
     throw new UsageError(`invalid --bus '${bus}': expected system, session, none or a D-Bus address such as unix:path=/run/dbus/system_bus_socket`);
@@ -124,5 +170,6 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): DaemonOpti
     terminateTimeoutMs: Math.round(timeout * 1000),
     dns,
     dnsZones,
+    dnsZoneOptions,
   };
 }

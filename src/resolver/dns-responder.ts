@@ -1,23 +1,21 @@
-// The DNS server's answers: one query message in, one response message out (or nothing), from the
-// resolver's in-memory index alone. Authoritative for machine names only: never recursion, never forwarding.
-//
-// The query is read here by a small strict parser (header, one question, OPT), so that any bytes at all
-// are handled without an exception and the question is echoed byte for byte (0x20 case randomisation).
-// The records of a response are encoded by dns-packet.
-import dnsPacket from 'dns-packet';
+// The DNS server's answers: one message in, one response out (or a zone transfer's messages, or nothing).
+// Queries are answered from the resolver's in-memory index, the zones' SOA, NS and transfers from the
+// ZoneSet. Authoritative for machine names only: never recursion, never forwarding. A signed request
+// (TSIG) is checked first, and its answer signed.
 import { AF_INET, AF_INET6, RT_SCOPE_LINK, addressToString, scopeOf } from '../registry/address.js';
 import type { Resolver } from './resolver.js';
-import { isReverseZone, NIBBLE, OCTET } from './dns-config.js';
+import { NIBBLE, OCTET, type TransferRule } from './dns-config.js';
+import { appendUnsignedTsig, ResponseSigner, timeOther, TSIG_ERROR, tsigErrorName, verify, type TsigKey } from './dns-tsig.js';
+import { axfrRecords, ixfrRecords, mayTransfer, nsRecords, soaRecord, transferMessages, type ZoneHead } from './dns-transfer.js';
+import { AA, CD, CLASS_IN, DO, QR, RCODE, RD, TC, TYPE, header, parseQuery, records, type Query, type RR } from './dns-wire.js';
+import { longestZone, type Zone, type ZoneSet } from './dns-zones.js';
 
 /** What the responder needs of the resolver. */
 export type DnsSource = Pick<Resolver, 'lookup' | 'reverse'>;
 
-const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5, BADVERS: 16 } as const;
-const TYPE = { A: 1, NS: 2, SOA: 6, PTR: 12, AAAA: 28, OPT: 41, IXFR: 251, AXFR: 252, ANY: 255 } as const;
-const CLASS_IN = 1;
-
 /** Answers carry TTL 0, as machined's and nss-mymachines': addresses change as containers do, and a
- *  cache in front of us (dnsmasq, unbound, a client library) would go on handing out stale ones. */
+ *  cache in front of us (dnsmasq, unbound, a client library) would go on handing out stale ones. Zone
+ *  transfers carry the zone TTL (--dns-zone-ttl) instead. */
 const TTL = 0;
 /** Largest UDP response we send: the DNS flag day 2020 size, which avoids IP fragmentation. */
 const MAX_UDP_SIZE = 1232;
@@ -25,133 +23,27 @@ const MAX_UDP_SIZE = 1232;
 const PLAIN_UDP_SIZE = 512;
 const MAX_TCP_SIZE = 65535;
 
-const QR = 0x8000;
-const AA = 0x0400;
-const TC = 0x0200;
-const RD = 0x0100;
-const CD = 0x0010;
-const DO = 0x8000;
-
-type RR = dnsPacket.Answer;
-
-/** A query as read from the wire. */
-interface Query {
-  id: number;
-  flags: number;
-  /** The question's bytes as received: name, type, class. */
-  question: Buffer;
-  /** The question's labels (latin1, case as received). */
-  labels: string[];
-  qtype: number;
-  qclass: number;
-  edns?: { udpSize: number; version: number; do: boolean };
+/** The messages of a zone transfer, made one by one as the server sends them. */
+export interface Transfer {
+  messages: Iterator<Buffer>;
+  /** For the log. */
+  info: { zone: string; type: 'AXFR' | 'IXFR'; serial: number; from?: number; incremental: boolean; client: string; key?: string };
 }
 
-/** A message answered by a header alone: FORMERR or NOTIMP. */
-interface HeaderOnly {
-  rcode: number;
-  id: number;
-  flags: number;
+interface DnsLogger {
+  info(o: object, msg: string): void;
+  warn(o: object, msg: string): void;
+  debug(o: object, msg: string): void;
 }
 
-/** Reads a query; undefined for a packet that gets no answer at all (no header, or a response);
- *  a HeaderOnly for one that gets FORMERR, or NOTIMP for an opcode other than QUERY. */
-function parse(msg: Buffer): Query | HeaderOnly | undefined {
-  if (msg.length < 12) return undefined;
-  const id = msg.readUInt16BE(0);
-  const flags = msg.readUInt16BE(2);
-  if (flags & QR) return undefined; // never answer a response: no loops between servers
-  if (((flags >> 11) & 0xf) !== 0) return { rcode: RCODE.NOTIMP, id, flags };
-  const formErr: HeaderOnly = { rcode: RCODE.FORMERR, id, flags };
-  const qd = msg.readUInt16BE(4);
-  const an = msg.readUInt16BE(6);
-  const ns = msg.readUInt16BE(8);
-  const ar = msg.readUInt16BE(10);
-  if (qd !== 1) return formErr; // QDCOUNT is not 1
-  // The question: its name cannot use compression (nothing comes before it to point at).
-  let off = 12;
-  const labels: string[] = [];
-  for (;;) {
-    if (off >= msg.length) return formErr; // question name runs past the end
-    const len = msg[off];
-    if (len === 0) {
-      off++;
-      break;
-    }
-    if (len > 63) return formErr; // compression or extended label in the question
-    if (off + 1 + len > msg.length) return formErr; // label runs past the end
-    labels.push(msg.toString('latin1', off + 1, off + 1 + len));
-    off += 1 + len;
-    if (off - 12 > 255) return formErr; // question name longer than 255 bytes
-  }
-  if (off + 4 > msg.length) return formErr; // question type and class missing
-  const qtype = msg.readUInt16BE(off);
-  const qclass = msg.readUInt16BE(off + 2);
-  off += 4;
-  const question = msg.subarray(12, off);
-  // Answer and authority records (none in a normal query) are skipped; additional ones are read for OPT.
-  let edns: Query['edns'];
-  for (let i = 0; i < an + ns + ar; i++) {
-    const nameStart = off;
-    off = skipName(msg, off);
-    if (off < 0 || off + 10 > msg.length) return formErr; // record runs past the end
-    const type = msg.readUInt16BE(off);
-    const klass = msg.readUInt16BE(off + 2);
-    const ttl = msg.readUInt32BE(off + 4);
-    const rdlen = msg.readUInt16BE(off + 8);
-    off += 10;
-    if (off + rdlen > msg.length) return formErr; // record data runs past the end
-    if (type === TYPE.OPT) {
-      if (i < an + ns || edns || msg[nameStart] !== 0) return formErr; // misplaced, repeated or named OPT
-      // Options: code, length, data; they must fill the record exactly.
-      let o = off;
-      while (o < off + rdlen) {
-        if (o + 4 > off + rdlen) return formErr; // EDNS option header runs past its record
-        o += 4 + msg.readUInt16BE(o + 2);
-      }
-      if (o !== off + rdlen) return formErr; // EDNS option runs past its record
-      edns = { udpSize: klass, version: (ttl >>> 16) & 0xff, do: (ttl & DO) !== 0 };
-    }
-    off += rdlen;
-  }
-  if (off !== msg.length) return formErr; // trailing bytes
-  return { id, flags, question, labels, qtype, qclass, edns };
-}
-
-/** The offset after a name that may use compression; -1 if it is malformed. */
-function skipName(msg: Buffer, off: number): number {
-  for (let n = 0; n < 128; n++) {
-    if (off >= msg.length) return -1;
-    const len = msg[off];
-    if (len === 0) return off + 1;
-    if ((len & 0xc0) === 0xc0) return off + 2 <= msg.length ? off + 2 : -1;
-    if (len > 63) return -1;
-    off += 1 + len;
-  }
-  return -1;
-}
-
-/** Letters, digits, '-' and '_': a label that can be part of a machine name or a zone. */
-const PLAIN_LABEL = /^[A-Za-z0-9_-]+$/;
-/** Up to three digits, leading zeros allowed: a label on the way down to IPv4 addresses. */
-const DIGITS = /^[0-9]{1,3}$/;
-
-/** The address a full reverse name stands for (under: its labels below in-addr.arpa or ip6.arpa, lower
- *  case): 4 octets or 32 nibbles, as the address's own PTR name spells them; undefined for any other name. */
-function reverseAddress(family: number, under: readonly string[]): number[] | undefined {
-  if (family === AF_INET) {
-    // No leading zeros (OCTET): "010.0.0.10.in-addr.arpa" is no address's name, only the name built from the address is.
-    if (under.length !== 4 || !under.every((p) => OCTET.test(p) && Number(p) <= 255)) return undefined;
-    return under.map(Number).reverse();
-  }
-  if (under.length !== 32 || !under.every((p) => NIBBLE.test(p))) return undefined;
-  const nibbles = under.map((p) => parseInt(p, 16)).reverse();
-  return Array.from({ length: 16 }, (_, i) => (nibbles[2 * i] << 4) | nibbles[2 * i + 1]);
-}
-
-/** fe80::/10. */
-function isLinkLocal6(bytes: number[]): boolean {
-  return scopeOf(AF_INET6, bytes) === RT_SCOPE_LINK;
+export interface DnsResponderOptions {
+  zones: ZoneSet;
+  head: ZoneHead;
+  transferAllow: readonly TransferRule[];
+  keys: ReadonlyMap<string, TsigKey>;
+  log: DnsLogger;
+  /** Seconds since the epoch (TSIG times). */
+  clock?: () => number;
 }
 
 interface Outcome {
@@ -161,46 +53,99 @@ interface Outcome {
   authorities: RR[];
 }
 
-/** A zone we serve: its labels, and its SOA record but for the owner name. */
-interface Zone {
-  labels: string[];
-  soa: Omit<dnsPacket.SoaAnswer, 'name'>;
-}
-
-function makeZone(name: string): Zone {
-  // Minimum 0: negative answers are not cached either.
-  const data = { mname: name, rname: `hostmaster.${name}`, serial: 1, refresh: 3600, retry: 600, expire: 86400, minimum: 0 };
-  return { labels: name.split('.'), soa: { type: 'SOA', ttl: TTL, data } };
-}
+/** At most this many warnings a minute of one kind (bad signatures, refused transfers): a flood of
+ *  bad packets must not flood the log. */
+const WARNINGS_PER_MINUTE = 20;
 
 export class DnsResponder {
   private readonly forward: Zone[];
   private readonly reverseZones: Zone[];
   /** The zone PTR targets are named in (the first forward zone), or '' for bare machine names. */
   private readonly ptrZone: string;
+  private readonly clock: () => number;
+  private readonly warned = new Map<string, { minute: number; count: number }>();
 
-  /** zones: as parseDnsZone gives them (lower case, no trailing dot), without duplicates. */
   constructor(
     private readonly source: DnsSource,
-    zones: readonly string[],
+    private readonly opts: DnsResponderOptions,
   ) {
-    this.forward = zones.filter((z) => !isReverseZone(z)).map(makeZone);
-    this.reverseZones = zones.filter(isReverseZone).map(makeZone);
-    this.ptrZone = zones.find((z) => !isReverseZone(z)) ?? '';
+    this.forward = opts.zones.forward;
+    this.reverseZones = opts.zones.reverseZones;
+    this.ptrZone = this.forward[0]?.name ?? '';
+    this.clock = opts.clock ?? (() => Math.floor(Date.now() / 1000));
   }
 
-  /** The response to one message; undefined when it gets none. transport: 'udp' limits the size to
-   *  512 bytes, or to the query's EDNS size up to MAX_UDP_SIZE, and sets TC beyond. Never throws. */
-  respond(msg: Buffer, transport: 'udp' | 'tcp'): Buffer | undefined {
-    const q = parse(msg);
+  /** The response to one message (or a transfer's messages); undefined when it gets none. transport:
+   *  'udp' limits the size to 512 bytes, or to the query's EDNS size up to MAX_UDP_SIZE, and sets TC
+   *  beyond. client: the peer's address, for --dns-transfer-allow. Never throws. */
+  respond(msg: Buffer, transport: 'udp' | 'tcp', client = ''): Buffer | Transfer | undefined {
+    const q = parseQuery(msg);
     if (q === undefined) return undefined;
-    if ('rcode' in q) return header(q.id, (q.flags & (RD | CD | 0x7800)) | QR | q.rcode, 0, 0, 0, 0);
+    if ('rcode' in q) {
+      this.opts.log.debug({ client, why: q.why, rcode: q.rcode }, 'dns message refused');
+      return header(q.id, (q.flags & (RD | CD | 0x7800)) | QR | q.rcode, 0, 0, 0, 0);
+    }
+    const limit = transport === 'tcp' ? MAX_TCP_SIZE : q.edns ? Math.max(PLAIN_UDP_SIZE, Math.min(q.edns.udpSize, MAX_UDP_SIZE)) : PLAIN_UDP_SIZE;
+    // A signed request: its signature first. A bad one is answered NOTAUTH and never served.
+    let signer: ResponseSigner | undefined;
+    if (q.tsig) {
+      const now = this.clock();
+      const v = verify(msg, q.tsig, this.opts.keys, now);
+      if (!v.ok) {
+        this.warn('tsig', { client, key: q.tsig.keyName, error: 'formErr' in v ? 'FORMERR' : tsigErrorName(v.error), why: v.why }, 'dns request with a bad TSIG signature refused');
+        if ('formErr' in v) return header(q.id, (q.flags & (RD | CD)) | QR | RCODE.FORMERR, 0, 0, 0, 0);
+        const m = encode(q, { rcode: RCODE.NOTAUTH, aa: false, answers: [], authorities: [] }, limit);
+        // BADKEY and BADSIG answers are unsigned (RFC 8945 5.3.2: we cannot, or must not, sign them).
+        if (!v.key) return appendUnsignedTsig(m, q.tsig, v.error);
+        return new ResponseSigner(v.key, q.tsig.mac, q.tsig.originalId).sign(m, now, v.error, v.error === TSIG_ERROR.BADTIME ? timeOther(now) : undefined);
+      }
+      signer = new ResponseSigner(v.key, v.mac, q.tsig.originalId);
+    }
     let out: Outcome;
     if (q.edns && q.edns.version !== 0) out = { rcode: RCODE.BADVERS, aa: false, answers: [], authorities: [] };
-    else if (q.qclass !== CLASS_IN || q.qtype === TYPE.AXFR || q.qtype === TYPE.IXFR || q.qtype === TYPE.OPT) out = refused();
-    else out = this.answer(q.labels, q.qtype);
-    const limit = transport === 'tcp' ? MAX_TCP_SIZE : q.edns ? Math.max(PLAIN_UDP_SIZE, Math.min(q.edns.udpSize, MAX_UDP_SIZE)) : PLAIN_UDP_SIZE;
-    return encode(q, out, limit);
+    else if (q.qclass !== CLASS_IN || q.qtype === TYPE.OPT || q.qtype === TYPE.TSIG) out = refused();
+    else if (q.qtype === TYPE.AXFR || q.qtype === TYPE.IXFR) {
+      const t = this.transfer(q, transport, client, signer);
+      if (!('rcode' in t)) return t;
+      out = t;
+    } else out = this.answer(q.labels, q.qtype);
+    const m = encode(q, out, signer ? limit - 128 : limit);
+    return signer ? signer.sign(m, this.clock()) : m;
+  }
+
+  /** AXFR or IXFR of one of our zones, for a peer that --dns-transfer-allow lets in: the transfer over TCP;
+   *  over UDP, an IXFR is answered with the SOA alone (RFC 1995 2: the client then asks over TCP) and AXFR
+   *  is refused. Everyone else: REFUSED. */
+  private transfer(q: Query, transport: 'udp' | 'tcp', client: string, signer: ResponseSigner | undefined): Transfer | Outcome {
+    const type = q.qtype === TYPE.AXFR ? 'AXFR' : 'IXFR';
+    const key = q.tsig?.keyName;
+    const name = q.labels.join('.').toLowerCase();
+    if (!mayTransfer(this.opts.transferAllow, client, key)) {
+      this.warn('transfer', { client, key, zone: name, type }, 'dns zone transfer refused: not in --dns-transfer-allow');
+      return refused();
+    }
+    const zone = this.opts.zones.get(name);
+    if (!zone) return { rcode: RCODE.NOTAUTH, aa: false, answers: [], authorities: [] };
+    const { head } = this.opts;
+    if (transport === 'udp') {
+      if (type === 'AXFR') return refused();
+      return { rcode: RCODE.NOERROR, aa: true, answers: [soaRecord(zone, head, head.ttl)], authorities: [] };
+    }
+    const opt = optRecord(q, RCODE.NOERROR);
+    const info: Transfer['info'] = { zone: zone.name, type, serial: zone.serial, incremental: false, client, ...(key ? { key } : {}) };
+    let rrs: Iterable<RR>;
+    if (type === 'IXFR') {
+      const from = q.ixfrSerial!;
+      const changes = zone.changesSince(from);
+      info.from = from;
+      if (changes === 'current') rrs = [soaRecord(zone, head, head.ttl)];
+      else if (changes === undefined) rrs = axfrRecords(zone, head); // that version is gone: the whole zone
+      else {
+        rrs = ixfrRecords(zone, head, from, changes);
+        info.incremental = true;
+      }
+    } else rrs = axfrRecords(zone, head);
+    return { messages: transferMessages(q, rrs, opt, signer, this.clock), info };
   }
 
   private answer(labels: string[], qtype: number): Outcome {
@@ -215,8 +160,8 @@ export class DnsResponder {
     // <machine>.<zone>, in the longest zone that holds the name.
     const zone = longestZone(this.forward, lower);
     if (zone !== undefined) {
-      const soa = soaFor(labels, zone);
-      if (zone.labels.length === labels.length) return apex(qtype, soa);
+      const soa = this.soaFor(labels, zone);
+      if (zone.labels.length === labels.length) return this.apex(labels, zone, qtype);
       const prefix = labels.slice(0, labels.length - zone.labels.length);
       const m = prefix.every((l) => PLAIN_LABEL.test(l)) ? this.machineAnswer(prefix.join('.'), qname, qtype, soa) : undefined;
       // Names in the zone that are no machine do not exist (below a machine's name neither: machined's rule).
@@ -228,7 +173,7 @@ export class DnsResponder {
     if (family === undefined) return refused();
     const under = lower.slice(0, -2);
     const rzone = longestZone(this.reverseZones, lower);
-    const soa = rzone !== undefined ? soaFor(labels, rzone) : undefined;
+    const soa = rzone !== undefined ? this.soaFor(labels, rzone) : undefined;
     const bytes = plain ? reverseAddress(family, under) : undefined;
     if (bytes) {
       const names = this.ptrTargets(family, bytes);
@@ -237,9 +182,9 @@ export class DnsResponder {
         return { rcode: RCODE.NOERROR, aa: true, answers: names.map((n) => ({ type: 'PTR', name: qname, ttl: TTL, data: n })), authorities: [] };
       }
     }
-    // Other reverse names are ours only in a reverse zone given with --dns-zone.
+    // Other reverse names are ours only in a reverse zone given with --dns-zone or --dns-reverse-zone.
     if (rzone === undefined || soa === undefined) return refused();
-    if (rzone.labels.length === labels.length) return apex(qtype, soa);
+    if (rzone.labels.length === labels.length) return this.apex(labels, rzone, qtype);
     // A name on the way down to addresses may have addresses below it: it exists, without data.
     const v4 = family === AF_INET;
     if (under.length < (v4 ? 4 : 32) && under.every((l) => (v4 ? DIGITS.test(l) : NIBBLE.test(l)))) {
@@ -271,56 +216,68 @@ export class DnsResponder {
       .filter((e) => !e.ifindex)
       .map((e) => (this.ptrZone ? `${e.name}.${this.ptrZone}` : e.name));
   }
+
+  /** The zone's SOA record, its owner spelled as in the question. */
+  private soaFor(labels: string[], zone: Zone): RR {
+    return soaRecord(zone, this.opts.head, TTL, zone.serial, labels.slice(labels.length - zone.labels.length).join('.'));
+  }
+
+  /** A query for the zone's own name: its SOA and NS records, each for its type (both for ANY), else no data. */
+  private apex(labels: string[], zone: Zone, qtype: number): Outcome {
+    const soa = this.soaFor(labels, zone);
+    const answers: RR[] = [];
+    if (qtype === TYPE.SOA || qtype === TYPE.ANY) answers.push(soa);
+    if (qtype === TYPE.NS || qtype === TYPE.ANY) answers.push(...nsRecords(zone, this.opts.head, TTL, soa.name));
+    return { rcode: RCODE.NOERROR, aa: true, answers, authorities: answers.length === 0 ? [soa] : [] };
+  }
+
+  /** Logs at most WARNINGS_PER_MINUTE warnings a minute of one kind, then one that says more were left out. */
+  private warn(kind: string, o: object, msg: string): void {
+    const minute = Math.floor(Date.now() / 60_000);
+    const w = this.warned.get(kind);
+    const seen = w && w.minute === minute ? w.count + 1 : 1;
+    this.warned.set(kind, { minute, count: seen });
+    if (seen <= WARNINGS_PER_MINUTE) this.opts.log.warn(o, msg);
+    else if (seen === WARNINGS_PER_MINUTE + 1) this.opts.log.warn({ kind }, `more than ${WARNINGS_PER_MINUTE} such warnings this minute: the rest of them are left out`);
+  }
 }
 
-/** The zone's SOA record, its owner spelled as in the question. */
-function soaFor(labels: string[], zone: Zone): RR {
-  return { ...zone.soa, name: labels.slice(labels.length - zone.labels.length).join('.') };
+/** Letters, digits, '-' and '_': a label that can be part of a machine name or a zone. */
+const PLAIN_LABEL = /^[A-Za-z0-9_-]+$/;
+/** Up to three digits, leading zeros allowed: a label on the way down to IPv4 addresses. */
+const DIGITS = /^[0-9]{1,3}$/;
+
+/** The address a full reverse name stands for (under: its labels below in-addr.arpa or ip6.arpa, lower
+ *  case): 4 octets or 32 nibbles, as the address's own PTR name spells them; undefined for any other name. */
+function reverseAddress(family: number, under: readonly string[]): number[] | undefined {
+  if (family === AF_INET) {
+    // No leading zeros (OCTET): "010.0.0.10.in-addr.arpa" is no address's name, only the name built from the address is.
+    if (under.length !== 4 || !under.every((p) => OCTET.test(p) && Number(p) <= 255)) return undefined;
+    return under.map(Number).reverse();
+  }
+  if (under.length !== 32 || !under.every((p) => NIBBLE.test(p))) return undefined;
+  const nibbles = under.map((p) => parseInt(p, 16)).reverse();
+  return Array.from({ length: 16 }, (_, i) => (nibbles[2 * i] << 4) | nibbles[2 * i + 1]);
+}
+
+/** fe80::/10. */
+function isLinkLocal6(bytes: number[]): boolean {
+  return scopeOf(AF_INET6, bytes) === RT_SCOPE_LINK;
 }
 
 function refused(): Outcome {
   return { rcode: RCODE.REFUSED, aa: false, answers: [], authorities: [] };
 }
 
-/** The longest zone that is the name or one of its ancestors (compared label by label, lower case). */
-function longestZone(zones: readonly Zone[], lower: readonly string[]): Zone | undefined {
-  let best: Zone | undefined;
-  for (const z of zones) {
-    if (z.labels.length > lower.length || (best && z.labels.length <= best.labels.length)) continue;
-    const off = lower.length - z.labels.length;
-    if (z.labels.every((l, i) => lower[off + i] === l)) best = z;
-  }
-  return best;
-}
-
-/** A query for the zone's own name: its SOA for SOA and ANY, else no data. */
-function apex(qtype: number, soa: RR): Outcome {
-  if (qtype === TYPE.SOA || qtype === TYPE.ANY) return { rcode: RCODE.NOERROR, aa: true, answers: [soa], authorities: [] };
-  return { rcode: RCODE.NOERROR, aa: true, answers: [], authorities: [soa] };
-}
-
-function header(id: number, flags: number, qd: number, an: number, ns: number, ar: number): Buffer {
-  const b = Buffer.alloc(12);
-  b.writeUInt16BE(id, 0);
-  b.writeUInt16BE(flags, 2);
-  b.writeUInt16BE(qd, 4);
-  b.writeUInt16BE(an, 6);
-  b.writeUInt16BE(ns, 8);
-  b.writeUInt16BE(ar, 10);
-  return b;
-}
-
-/** The records' wire bytes (dns-packet, without its header). */
-function records(answers: RR[], authorities: RR[], additionals: RR[]): Buffer {
-  if (answers.length + authorities.length + additionals.length === 0) return Buffer.alloc(0);
-  return dnsPacket.encode({ type: 'response', answers, authorities, additionals }).subarray(12);
+/** The OPT record of a response to a query with EDNS; none without. */
+function optRecord(q: Query, rcode: number): RR[] {
+  if (!q.edns) return [];
+  return [{ type: 'OPT', name: '.', udpPayloadSize: MAX_UDP_SIZE, extendedRcode: rcode >> 4, ednsVersion: 0, flags: q.edns.do ? DO : 0, flag_do: q.edns.do, options: [] }];
 }
 
 function encode(q: Query, out: Outcome, limit: number): Buffer {
   const flags = QR | (out.aa ? AA : 0) | (q.flags & (RD | CD)) | (out.rcode & 0xf);
-  const opt: RR[] = q.edns
-    ? [{ type: 'OPT', name: '.', udpPayloadSize: MAX_UDP_SIZE, extendedRcode: out.rcode >> 4, ednsVersion: 0, flags: q.edns.do ? DO : 0, flag_do: q.edns.do, options: [] }]
-    : [];
+  const opt = optRecord(q, out.rcode);
   const body = records(out.answers, out.authorities, opt);
   if (12 + q.question.length + body.length <= limit) {
     return Buffer.concat([header(q.id, flags, 1, out.answers.length, out.authorities.length, opt.length), q.question, body]);

@@ -1,5 +1,6 @@
 // The resolver: machine names to addresses and back, answered from an index that follows the registry's
 // events, so that every lookup is a map read and nothing on the lookup path waits for anything.
+import { EventEmitter } from 'node:events';
 import { AF_INET, AF_INET6, type Address, RT_SCOPE_HOST, RT_SCOPE_LINK } from '../registry/address.js';
 import { type Machine, machineAddresses } from '../registry/machine.js';
 import type { Registry } from '../registry/registry.js';
@@ -49,15 +50,27 @@ function resolvable(m: Machine): boolean {
   return (m.class === 'container' || m.class === 'vm') && m.state === 'running';
 }
 
-export class Resolver {
+export interface ResolverEvents {
+  /** The entry of this machine (the registered name) may have changed, or gone. */
+  changed: [string];
+}
+
+export class Resolver extends EventEmitter<ResolverEvents> {
   /** Lower-cased name -> entry. */
   private readonly byName = new Map<string, HostEntry>();
   /** Address key -> the names of the machines whose hosts answer holds it, in registration order. */
   private readonly byAddress = new Map<string, { name: string; address: HostAddress }[]>();
-  private readonly update = (m: Machine) => this.index(m);
-  private readonly drop = (m: Machine) => this.unindex(m.name);
+  private readonly update = (m: Machine) => {
+    this.index(m);
+    this.emit('changed', m.name);
+  };
+  private readonly drop = (m: Machine) => {
+    this.unindex(m.name);
+    this.emit('changed', m.name);
+  };
 
   constructor(private readonly registry: Registry) {
+    super();
     for (const m of registry.list()) this.index(m);
     registry.on('added', this.update);
     registry.on('changed', this.update);
@@ -75,6 +88,11 @@ export class Resolver {
   lookup(name: string): HostEntry | undefined {
     if (!/^[\x21-\x7e]+$/.test(name)) return undefined;
     return this.byName.get(name.toLowerCase());
+  }
+
+  /** Every entry, in no particular order. */
+  entries(): IterableIterator<HostEntry> {
+    return this.byName.values();
   }
 
   /** The machines answering with this address (ifindex: the scope of an IPv6 link-local one). */

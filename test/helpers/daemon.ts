@@ -34,10 +34,11 @@ export interface Daemon {
 
 export interface DaemonOptions {
   args?: string[];
-  /** A command that runs the daemon (e.g. ['prlimit', '--nofile=64:64', '--']). */
-  wrap?: string[];
   dir?: string;
   env?: NodeJS.ProcessEnv;
+  /** An argv that runs the daemon elsewhere and execs it (e.g. nsenter into a network namespace, or
+   *  prlimit). */
+  prefix?: string[];
 }
 
 function connects(path: string): Promise<boolean> {
@@ -56,8 +57,8 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<Daemon> {
   const userdbDir = join(dir, 'userdb');
   const socket = join(runtimeDir, 'io.systemd.Machine');
   const args = ['--runtime-dir', runtimeDir, '--state-dir', stateDir, '--userdb-dir', userdbDir, '--bus', 'none', '--log-level', 'debug', ...(o.args ?? [])];
-  const [cmd, ...argv] = [...(o.wrap ?? []), DAEMON, ...args];
-  const proc = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: o.env ?? process.env });
+  const argv = [...(o.prefix ?? []), DAEMON, ...args];
+  const proc = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: o.env ?? process.env });
   let out = '';
   proc.stdout!.on('data', (d) => (out += d));
   proc.stderr!.on('data', (d) => (out += d));
