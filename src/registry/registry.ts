@@ -147,8 +147,11 @@ export class Registry extends EventEmitter<RegistryEvents> {
     try {
       const leader = openLeader(spec.leader);
       if (!leader) throw invalid('leader', `Invalid leader PID ${spec.leader}: no such process`);
-      const { fd, startTime } = leader;
+      const { fd, startTime, id: leaderPidfdId } = leader;
       pidfd = fd;
+      if (req.leaderPidfdId !== undefined && leaderPidfdId !== 0 && req.leaderPidfdId !== leaderPidfdId) {
+        throw invalid('leaderPidfdId', `Invalid leader pidfd ID ${req.leaderPidfdId}: PID ${spec.leader} is another process now`);
+      }
       let unit = '';
       if (spec.allocateUnit) {
         ({ path: ownCgroup, unit, abandon: abandonScope } = await this.opts.scopes!.create(spec.name, spec.leader, { class: spec.class, properties: scopeProperties, log: this.opts.log }));
@@ -158,7 +161,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
         // A unit names one machine (the unit: link); a second machine in the same unit goes without.
         if (unit && this.list().some((m) => m.unit === unit)) unit = '';
       }
-      const m = this.makeMachine(spec, startTime, unit, ownCgroup);
+      const m = this.makeMachine(spec, startTime, leaderPidfdId, unit, ownCgroup);
       const firstAddresses = this.watchAddresses(m);
       if (firstAddresses) await firstAddresses;
       this.files.write(m);
@@ -243,7 +246,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
   }
 
   /** `known`: what a state file says of the leader's namespaces, if anything (else they are read). */
-  private makeMachine(spec: MachineSpec, leaderStartTime: string, unit: string, ownCgroup: string,
+  private makeMachine(spec: MachineSpec, leaderStartTime: string, leaderPidfdId: number, unit: string, ownCgroup: string,
     known: { netns: string; uidMap: IdMapLine[]; gidMap: IdMapLine[] } = { netns: '', uidMap: [], gidMap: [] }): Machine {
     const container = spec.class === 'container';
     const maps = known.uidMap.length > 0 && known.gidMap.length > 0 ? { uid: known.uidMap, gid: known.gidMap } : container ? readIdMaps(spec.leader) : { uid: [], gid: [] };
@@ -262,8 +265,12 @@ export class Registry extends EventEmitter<RegistryEvents> {
       addresses: spec.addresses,
       vSockCid: spec.vSockCid,
       sshAddress: spec.sshAddress,
+      sshPrivateKeyPath: spec.sshPrivateKeyPath,
+      supervisor: spec.supervisor,
+      uid: spec.uid,
       allocateUnit: spec.allocateUnit,
       leaderStartTime,
+      leaderPidfdId,
       unit,
       ownCgroup,
       timestamp: now(),
@@ -414,11 +421,14 @@ export class Registry extends EventEmitter<RegistryEvents> {
       addresses: sortAddresses(r.addresses.map((a) => parseAddress(a)!)),
       vSockCid: r.vSockCid,
       sshAddress: r.sshAddress,
+      sshPrivateKeyPath: r.sshPrivateKeyPath,
+      supervisor: r.supervisor,
+      uid: r.uid,
       allocateUnit: r.allocateUnit,
     };
     // The leader is the same process (its start time says so): its namespaces are those it registered
     // with, and ID maps never change once written.
-    const m = this.makeMachine(spec, leader.startTime, r.unit, r.ownCgroup, { netns: r.netns, uidMap: r.uidMap, gidMap: r.gidMap });
+    const m = this.makeMachine(spec, leader.startTime, leader.id, r.unit, r.ownCgroup, { netns: r.netns, uidMap: r.uidMap, gidMap: r.gidMap });
     m.timestamp = { realtime: r.realtime, monotonic: r.monotonic };
     const firstAddresses = this.watchAddresses(m);
     if (firstAddresses) await firstAddresses;
@@ -474,8 +484,10 @@ function hostMachine(): Machine {
     rootDirectory: '/',
     ifIndices: [],
     addresses: [],
+    uid: 0,
     allocateUnit: false,
     leaderStartTime: '',
+    leaderPidfdId: 0,
     unit: '-.slice',
     ownCgroup: '',
     // Boot time: the monotonic clock starts (nearly) at boot.
