@@ -381,7 +381,7 @@ describe('daemon life cycle', () => {
     const l = leader();
     try {
       assert.equal((await d.ctl(['register', 'keep', '--leader', String(l.pid)])).code, 0);
-      const second = await run(join(process.cwd(), 'bin/mymachinesd'), ['--runtime-dir', d.runtimeDir, '--state-dir', d.stateDir, '--userdb-dir', '', '--bus', 'none']);
+      const second = await run(join(process.cwd(), 'bin/mymachinesd'), ['--runtime-dir', d.runtimeDir, '--state-dir', d.stateDir, '--userdb-dir', '', '--resolve-hook-dir', '', '--bus', 'none']);
       assert.equal(second.code, 1);
       assert.match(second.stdout, /another mymachinesd already serves this socket/);
       assert.equal(await d.stop(), 0);
