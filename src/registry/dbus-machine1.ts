@@ -1,6 +1,7 @@
 // The D-Bus front end of the registry: org.freedesktop.machine1 as systemd-machined 252 serves it
 // (reference §1-§3): the Manager, one Machine object per machine (and `self`), the Manager's signals.
 // It only translates between D-Bus and Registry calls.
+import { existsSync } from 'node:fs';
 import type dbus from 'dbus-next';
 import { RegistryError, type RegistryErrorKind, SystemdError } from './errors.js';
 import { type IdKind, mapFromMachine, mapToMachine } from './id-mapping.js';
@@ -38,6 +39,8 @@ const ERROR_NAMES: Record<RegistryErrorKind, string> = {
 export function toBusError(e: unknown): BusError | undefined {
   // systemd's own errors (and JobFailed) go on with their names, as machined passes them on.
   if (e instanceof SystemdError) return new BusError(e.busName, e.message);
+  // A leader's pidfd ID that names no process (any more): machined cannot pin it (ESRCH), named so.
+  if (e instanceof RegistryError && e.field === 'leaderPidfdId') return new BusError('org.freedesktop.DBus.Error.UnixProcessIdUnknown', e.message);
   return e instanceof RegistryError ? new BusError(ERROR_NAMES[e.kind], e.message) : undefined;
 }
 
@@ -99,6 +102,8 @@ async function register(reg: Registry, caller: Caller, allocateUnit: boolean, na
   await requireRoot(caller);
   const { pid, uid } = await caller.creds();
   const leader = r.leader || pid;
+  // As machined, which pins the leader first: no such process is ESRCH, named so on the bus.
+  if (!existsSync(`/proc/${leader}`)) throw new BusError('org.freedesktop.DBus.Error.UnixProcessIdUnknown', `Failed to pin process ${leader}: No such process`);
   const supervisor = pid !== leader ? { pid, pidfdId: processPidfdId(pid) } : undefined;
   const properties: ScopeProperty[] = scope.map(([n, v]) => ({ name: n, signature: v.signature, value: v.value }));
   const m = await reg.register({ ...r, name, leader, supervisor, uid, allocateUnit }, properties);
