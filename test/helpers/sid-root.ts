@@ -44,6 +44,8 @@ export interface Started {
   proc: ChildProcess;
   pid: number;
   output(): string;
+  /** Resolves with the exit code when it exits by itself. */
+  exited: Promise<number | null>;
   /** SIGTERM, then SIGKILL after 5 s; resolves with the exit code (null: killed by a signal). */
   stop(): Promise<number | null>;
 }
@@ -131,6 +133,7 @@ export async function enterSidRoot(o: SidWorldOptions = {}): Promise<SidWorld> {
         proc,
         pid: proc.pid!,
         output: () => out,
+        exited,
         async stop() {
           if (proc.exitCode === null && proc.signalCode === null) {
             proc.kill('SIGTERM');
