@@ -505,8 +505,12 @@ describe('daemon life cycle', () => {
     r = await run(join(process.cwd(), 'bin/mymachinesd'), ['--bus', 'session'], { env: { ...process.env, DBUS_SESSION_BUS_ADDRESS: '' } });
     assert.equal(r.code, 2);
     assert.match(r.stderr, /--bus session needs DBUS_SESSION_BUS_ADDRESS/);
+    r = await run(join(process.cwd(), 'bin/mymachinesd'), ['--resolve-hook-dir', 'relative']);
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr, "mymachinesd: --resolve-hook-dir must be an absolute path or ''\nTry 'mymachinesd --help'.\n");
     r = await run(join(process.cwd(), 'bin/mymachinesd'), ['--help']);
     assert.match(r.stdout, /--runtime-dir DIR/);
+    assert.match(r.stdout, /--resolve-hook-dir DIR +where to put the resolve hook socket/);
     await sleep(0);
   });
 });
