@@ -1,7 +1,8 @@
 # mymachines: the daemon and CLI (TypeScript, built with tsc) and the NSS module (C).
 #
 #   make demo        install what is missing (Debian packages, npm ci), build, run the demo
-#   make check       install what the tests need, build, run every test
+#   make check       install what the tests need (and the systemd 262 root, build/sid-root), build,
+#                    run every test
 #   make             build (after npm ci)
 #   make install     install into $(DESTDIR)$(PREFIX) (PREFIX=/usr/local), the NSS module into the
 #                    multiarch library directory
@@ -30,6 +31,7 @@ demo:
 
 check:
 	scripts/install-deps test
+	scripts/sid-root >/dev/null
 	npm test
 
 bench:

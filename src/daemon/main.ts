@@ -8,6 +8,7 @@ import { Registry, type ScopeAllocator } from '../registry/registry.js';
 import { machineHandlers, machineInterface } from '../registry/varlink-machine.js';
 import { Resolver } from '../resolver/resolver.js';
 import { resolveHandlers, resolveInterface } from '../resolver/varlink-resolve.js';
+import { resolveHookHandlers, resolveHookInterface } from '../resolver/varlink-resolve-hook.js';
 // D-Bus (dbus-next) and DNS (dns-packet) code is loaded only when it is used, and D-Bus only once the
 // daemon socket is up: a daemon without them starts sooner, and one with them is not ready later.
 import { UserRecords } from '../userdb/records.js';
@@ -90,6 +91,7 @@ async function run(opts: DaemonOptions): Promise<void> {
     const resolver = new Resolver(registry);
     server.addInterface(resolveInterface, resolveHandlers(resolver));
     server.addInterface(userDatabaseInterface, userDatabaseHandlers(new UserRecords(registry)));
+    server.addInterface(resolveHookInterface, resolveHookHandlers(registry, resolver));
     // DNS for clients that bypass NSS; an address that cannot be had stops the start (exit 1).
     if (opts.dns.length > 0) {
       const { DnsServer } = await import('../resolver/dns-server.js');
@@ -104,6 +106,13 @@ async function run(opts: DaemonOptions): Promise<void> {
       // half (vu-/vg- records silently gone for nss-systemd): it stops instead.
       await server.listen(userdbSocket, 0o666, [userDatabaseInterface.name]).catch((err) => {
         if (!stopping) throw new Error(`cannot serve the userdb socket ${userdbSocket}: ${(err as Error).message}; stop whatever holds it (systemd-machined?) or start with --userdb-dir ''`);
+      });
+    }
+    // The resolve hook, where systemd-resolved 259+ asks hooks (only that interface there, as machined's).
+    if (opts.resolveHookDir !== '') {
+      const hookSocket = join(opts.resolveHookDir, SOCKET_NAME);
+      await server.listen(hookSocket, 0o666, [resolveHookInterface.name]).catch((err) => {
+        if (!stopping) throw new Error(`cannot serve the resolve hook socket ${hookSocket}: ${(err as Error).message}; stop whatever holds it (systemd-machined?) or start with --resolve-hook-dir ''`);
       });
     }
     await server.listen(socketPath, 0o666).catch((err) => {

@@ -7,6 +7,8 @@ export interface DaemonOptions {
   stateDir: string;
   /** '' turns the userdb listener off. */
   userdbDir: string;
+  /** Where the resolve hook's socket goes (systemd-resolved 259+ looks there); '' turns it off. */
+  resolveHookDir: string;
   bus: string;
   logLevel: string;
   terminateTimeoutMs: number;
@@ -32,6 +34,8 @@ Options:
   --state-dir DIR          machine state files, machined's format (default: /run/systemd/machines)
   --userdb-dir DIR         where to put the userdb socket for nss-systemd and userdbctl
                            (default: /run/systemd/userdb; '' turns it off)
+  --resolve-hook-dir DIR   where to put the resolve hook socket through which systemd-resolved 259+
+                           answers machine names (default: /run/systemd/resolve.hook; '' turns it off)
   --bus system|session|none|ADDRESS
                            D-Bus bus for org.freedesktop.machine1 (default: system)
   --log-level LEVEL        fatal, error, warn, info, debug or trace (default: info)
@@ -84,6 +88,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): DaemonOpti
         'runtime-dir': { type: 'string' },
         'state-dir': { type: 'string' },
         'userdb-dir': { type: 'string' },
+        'resolve-hook-dir': { type: 'string' },
         bus: { type: 'string' },
         'log-level': { type: 'string' },
         'terminate-timeout': { type: 'string' },
@@ -116,6 +121,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): DaemonOpti
   }
   const userdbDir = v['userdb-dir'] ?? '/run/systemd/userdb';
   if (userdbDir !== '' && !userdbDir.startsWith('/')) throw new UsageError("--userdb-dir must be an absolute path or ''");
+  const resolveHookDir = v['resolve-hook-dir'] ?? '/run/systemd/resolve.hook';
+  if (resolveHookDir !== '' && !resolveHookDir.startsWith('/')) throw new UsageError("--resolve-hook-dir must be an absolute path or ''");
   const dns: DnsListen[] = [];
   for (const text of v.dns ?? []) {
     let l: DnsListen;
@@ -165,6 +172,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): DaemonOpti
     runtimeDir,
     stateDir,
     userdbDir,
+    resolveHookDir,
     bus,
     logLevel,
     terminateTimeoutMs: Math.round(timeout * 1000),

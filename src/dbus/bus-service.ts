@@ -29,6 +29,7 @@ export const E = {
   InvalidArgs: 'org.freedesktop.DBus.Error.InvalidArgs',
   NotSupported: 'org.freedesktop.DBus.Error.NotSupported',
   AccessDenied: 'org.freedesktop.DBus.Error.AccessDenied',
+  FileNotFound: 'org.freedesktop.DBus.Error.FileNotFound',
   UnknownObject: 'org.freedesktop.DBus.Error.UnknownObject',
   UnknownMethod: 'org.freedesktop.DBus.Error.UnknownMethod',
   UnknownInterface: 'org.freedesktop.DBus.Error.UnknownInterface',
@@ -223,7 +224,9 @@ export function openBus(
   onLost: (why: string) => void,
   { timeoutMs = BUS_CALL_TIMEOUT_MS, timeoutWhy = `no answer from the bus within ${timeoutMs / 1000} s` }: { timeoutMs?: number; timeoutWhy?: string } = {},
 ): OpenedBus {
-  const bus = dbus.sessionBus({ busAddress: address } as dbus.SessionBusOptions);
+  // Unix fds: RegisterMachineEx passes the leader as a pidfd; a bus refuses such a message to a
+  // connection that did not ask for them.
+  const bus = dbus.sessionBus({ busAddress: address, negotiateUnixFd: true } as dbus.SessionBusOptions);
   let done = false;
   const close = () => {
     if (done) return;

@@ -1,11 +1,15 @@
 // The D-Bus front end of the registry: org.freedesktop.machine1 as systemd-machined 252 serves it
 // (reference §1-§3): the Manager, one Machine object per machine (and `self`), the Manager's signals.
 // It only translates between D-Bus and Registry calls.
+import { existsSync } from 'node:fs';
 import type dbus from 'dbus-next';
 import { RegistryError, type RegistryErrorKind, SystemError, SystemdError } from './errors.js';
 import { type IdKind, mapFromMachine, mapToMachine } from './id-mapping.js';
+import { close as closeFd } from './linux/libc.js';
+import { pidOfPidfd, processPidfdId } from './linux/leader.js';
 import { type Machine, uidShift } from './machine.js';
 import type { Registry, ScopeProperty } from './registry.js';
+import type { RegisterRequest } from './validate.js';
 import { busLabelEscape, busLabelUnescape } from '../dbus/bus-label.js';
 import { BusError, type BusObject, type BusService, type Caller, E, type InterfaceDef, type MethodDef, type ObjectTree, errnoErrorName } from '../dbus/bus-service.js';
 
@@ -15,6 +19,8 @@ const MANAGER = 'org.freedesktop.machine1.Manager';
 const MACHINE = 'org.freedesktop.machine1.Machine';
 const MACHINE_PREFIX = '/org/freedesktop/machine1/machine/';
 const UINT64_MAX = 0xffffffffffffffffn;
+/** VMADDR_CID_ANY: machined's VSockCID when a machine has none. */
+const VSOCK_CID_ANY = 0xffffffff;
 
 /** machined's D-Bus error for each registry error kind (reference §1.4); the one place they are named.
  *  System errors are named by their errno, as sd-bus names them. */
@@ -34,6 +40,8 @@ const ERROR_NAMES: Record<Exclude<RegistryErrorKind, 'System'>, string> = {
 export function toBusError(e: unknown): BusError | undefined {
   // systemd's own errors (and JobFailed) go on with their names, as machined passes them on.
   if (e instanceof SystemdError) return new BusError(e.busName, e.message);
+  // A leader's pidfd ID that names no process (any more): machined cannot pin it (ESRCH), named so.
+  if (e instanceof RegistryError && e.field === 'leaderPidfdId') return new BusError('org.freedesktop.DBus.Error.UnixProcessIdUnknown', e.message);
   if (e instanceof SystemError) return new BusError(errnoErrorName(e.code), e.message);
   return e instanceof RegistryError && e.kind !== 'System' ? new BusError(ERROR_NAMES[e.kind], e.message) : undefined;
 }
@@ -87,12 +95,102 @@ const osRelease = async (reg: Registry, m: Machine) => [Object.fromEntries(await
 
 type BusProperty = [string, dbus.Variant];
 
-async function register(reg: Registry, caller: Caller, allocateUnit: boolean, name: string, id: Buffer, service: string, cls: string, leader: number, root: string, ifIndices: number[] = [], scope: BusProperty[] = []) {
+/** What a registration carries besides its name, as the front end hands it to the registry. */
+type Registration = Omit<RegisterRequest, 'name' | 'leader' | 'supervisor' | 'uid' | 'allocateUnit'> & { leader?: number };
+
+/** Registers (allocateUnit: creates) a machine for a caller, who must be root. The leader defaults to
+ *  the caller; a caller that is not the leader is the machine's supervisor, as machined 258+ records. */
+async function register(reg: Registry, caller: Caller, allocateUnit: boolean, name: string, r: Registration, scope: BusProperty[] = []) {
   await requireRoot(caller);
-  if (leader === 0) leader = (await caller.creds()).pid;
+  const { pid, uid } = await caller.creds();
+  const leader = r.leader || pid;
+  // As machined, which pins the leader first: no such process is ESRCH, named so on the bus.
+  if (!existsSync(`/proc/${leader}`)) throw new BusError('org.freedesktop.DBus.Error.UnixProcessIdUnknown', `Failed to pin process ${leader}: No such process`);
+  const supervisor = pid !== leader ? { pid, pidfdId: processPidfdId(pid) } : undefined;
   const properties: ScopeProperty[] = scope.map(([n, v]) => ({ name: n, signature: v.signature, value: v.value }));
-  const m = await reg.register({ name, id: idFromBytes(id), service, class: cls, leader, rootDirectory: root, ifIndices, allocateUnit }, properties);
+  const m = await reg.register({ ...r, name, leader, supervisor, uid, allocateUnit }, properties);
   return [machinePath(m.name)];
+}
+
+const classic = (id: Buffer, service: string, cls: string, leader: number, rootDirectory: string, ifIndices: number[] = []): Registration => ({
+  id: idFromBytes(id),
+  service,
+  class: cls,
+  leader,
+  rootDirectory,
+  ifIndices,
+});
+
+/** The properties of RegisterMachineEx and CreateMachineEx (machined 259+), by key: their D-Bus type. */
+const EX_PROPERTIES: Record<string, string> = {
+  Id: 'ay',
+  Service: 's',
+  Class: 's',
+  LeaderPID: 'u',
+  LeaderPIDFD: 'h',
+  LeaderPIDFDID: 't',
+  RootDirectory: 's',
+  NetworkInterfaces: 'ai',
+  VSockCID: 'u',
+  SSHAddress: 's',
+  SSHPrivateKeyPath: 's',
+};
+
+/** The file descriptors a list of properties brought along: the caller's copies, closed once the call is done. */
+function passedFds(props: BusProperty[]): number[] {
+  return props.filter(([, v]) => v?.signature === 'h' && Number.isInteger(v.value)).map(([, v]) => v.value as number);
+}
+
+/** RegisterMachineEx's properties as a registration, checked as machined checks them: an unknown key or a
+ *  value of another type is InvalidArgs; the leader is LeaderPIDFD (LeaderPID, if given too, must name
+ *  the same process), else LeaderPID and LeaderPIDFDID together, else the caller. */
+function exRegistration(props: BusProperty[]): Registration {
+  const v: Record<string, any> = {};
+  for (const [key, variant] of props) {
+    const type = EX_PROPERTIES[key];
+    if (!type) throw new BusError(E.InvalidArgs, `Unknown property '${key}'`);
+    if (variant.signature !== type) throw new BusError(E.InvalidArgs, `Invalid type '${variant.signature}' of property '${key}', expecting '${type}'`);
+    v[key] = variant.value;
+  }
+  if (v.NetworkInterfaces) for (const i of v.NetworkInterfaces as number[]) if (i <= 0) throw new BusError(E.InvalidArgs, `Invalid network interface index ${i}`);
+  if (v.VSockCID !== undefined && (v.VSockCID < 3 || v.VSockCID === VSOCK_CID_ANY)) throw new BusError(E.InvalidArgs, `Invalid VSockCID ${v.VSockCID}: not a regular VSOCK CID`);
+  const pidfdId = v.LeaderPIDFDID === undefined ? undefined : Number(v.LeaderPIDFDID);
+  let leader: number | undefined;
+  if (v.LeaderPIDFD !== undefined) {
+    leader = pidOfPidfd(v.LeaderPIDFD);
+    if (leader === undefined) throw new BusError(E.InvalidArgs, `Failed to parse PIDFD ${v.LeaderPIDFD}: not a pidfd of a living process`);
+    if (v.LeaderPID && v.LeaderPID !== leader) throw new BusError(E.InvalidArgs, 'LeaderPID and LeaderPIDFD refer to different processes');
+  } else if (v.LeaderPID || pidfdId) {
+    if (!v.LeaderPID || !pidfdId) throw new BusError(E.InvalidArgs, 'Both LeaderPID and LeaderPIDFDID must be specified to identify the leader process by PIDFDID');
+    leader = v.LeaderPID;
+  }
+  return {
+    id: v.Id ? idFromBytes(v.Id) : '',
+    service: v.Service,
+    class: v.Class,
+    leader,
+    leaderPidfdId: pidfdId || undefined,
+    rootDirectory: v.RootDirectory,
+    ifIndices: v.NetworkInterfaces,
+    vSockCid: v.VSockCID,
+    // Empty means none, as machined stores it.
+    sshAddress: v.SSHAddress || undefined,
+    sshPrivateKeyPath: v.SSHPrivateKeyPath || undefined,
+  };
+}
+
+async function registerEx(reg: Registry, caller: Caller, allocateUnit: boolean, name: string, props: BusProperty[], scope: BusProperty[] = []) {
+  try {
+    return await register(reg, caller, allocateUnit, name, exRegistration(props), scope);
+  } finally {
+    for (const fd of passedFds(props)) closeFd(fd);
+  }
+}
+
+/** machined's GetSSHInfo: both the address and the key path, or ENOENT (FileNotFound) as machined sends it. */
+function sshInfo(m: Machine): string[] {
+  if (!m.sshAddress || !m.sshPrivateKeyPath) throw new BusError(E.FileNotFound, `Machine '${m.name}' has no SSH address and private key path`);
+  return [m.sshAddress, m.sshPrivateKeyPath];
 }
 
 /** Looks a machine up first, then checks the caller, as machined does for Terminate/Kill/Unregister. */
@@ -119,22 +217,32 @@ function managerInterface(reg: Registry): InterfaceDef<null> {
       CreateMachine: {
         in: 'name:s id:ay service:s class:s leader:u root_directory:s scope_properties:a(sv)',
         out: 'path:o',
-        call: (_t, c, name, id, service, cls, leader, root, scope) => register(reg, c, true, name, id, service, cls, leader, root, [], scope),
+        call: (_t, c, name, id, service, cls, leader, root, scope) => register(reg, c, true, name, classic(id, service, cls, leader, root), scope),
       },
       CreateMachineWithNetwork: {
         in: 'name:s id:ay service:s class:s leader:u root_directory:s ifindices:ai scope_properties:a(sv)',
         out: 'path:o',
-        call: (_t, c, name, id, service, cls, leader, root, ifs, scope) => register(reg, c, true, name, id, service, cls, leader, root, ifs, scope),
+        call: (_t, c, name, id, service, cls, leader, root, ifs, scope) => register(reg, c, true, name, classic(id, service, cls, leader, root, ifs), scope),
+      },
+      CreateMachineEx: {
+        in: 'name:s properties:a(sv) scope_properties:a(sv)',
+        out: 'path:o',
+        call: (_t, c, name, props, scope) => registerEx(reg, c, true, name, props, scope),
       },
       RegisterMachine: {
         in: 'name:s id:ay service:s class:s leader:u root_directory:s',
         out: 'path:o',
-        call: (_t, c, name, id, service, cls, leader, root) => register(reg, c, false, name, id, service, cls, leader, root),
+        call: (_t, c, name, id, service, cls, leader, root) => register(reg, c, false, name, classic(id, service, cls, leader, root)),
       },
       RegisterMachineWithNetwork: {
         in: 'name:s id:ay service:s class:s leader:u root_directory:s ifindices:ai',
         out: 'path:o',
-        call: (_t, c, name, id, service, cls, leader, root, ifs) => register(reg, c, false, name, id, service, cls, leader, root, ifs),
+        call: (_t, c, name, id, service, cls, leader, root, ifs) => register(reg, c, false, name, classic(id, service, cls, leader, root, ifs)),
+      },
+      RegisterMachineEx: {
+        in: 'name:s properties:a(sv)',
+        out: 'path:o',
+        call: (_t, c, name, props) => registerEx(reg, c, false, name, props),
       },
       UnregisterMachine: { in: 'name:s', out: '', call: async (_t, c, name) => void (await reg.unregister((await changeable(reg, c, name)).name)) },
       TerminateMachine: { in: 'id:s', out: '', call: async (_t, c, name) => void (await reg.terminate((await changeable(reg, c, name)).name)) },
@@ -144,6 +252,7 @@ function managerInterface(reg: Registry): InterfaceDef<null> {
         call: async (_t, c, name, who, sig) => void (await reg.kill((await changeable(reg, c, name)).name, who, sig)),
       },
       GetMachineAddresses: { in: 'name:s', out: 'addresses:a(iay)', call: (_t, _c, name) => addresses(reg, get(name)) },
+      GetMachineSSHInfo: { in: 'name:s', out: 'ssh_address:s ssh_private_key_path:s', call: (_t, _c, name) => sshInfo(get(name)) },
       GetMachineOSRelease: { in: 'name:s', out: 'fields:a{ss}', call: (_t, _c, name) => osRelease(reg, get(name)) },
       ...ptys({
         OpenMachinePTY: ['name:s', 'pty:h pty_path:s'],
@@ -196,6 +305,7 @@ function machineInterface(reg: Registry): InterfaceDef<Machine> {
       GetAddresses: { in: '', out: 'addresses:a(iay)', call: (m) => addresses(reg, reg.mustGet(m.name)) },
       GetOSRelease: { in: '', out: 'fields:a{ss}', call: (m) => osRelease(reg, reg.mustGet(m.name)) },
       GetUIDShift: { in: '', out: 'shift:u', call: (m) => [uidShiftOf(m)] },
+      GetSSHInfo: { in: '', out: 'ssh_address:s ssh_private_key_path:s', call: (m) => sshInfo(m) },
       ...ptys({
         OpenPTY: ['', 'pty:h pty_path:s'],
         OpenLogin: ['', 'pty:h pty_path:s'],
@@ -224,6 +334,16 @@ function machineInterface(reg: Registry): InterfaceDef<Machine> {
       RootDirectory: { type: 's', emits: 'const', get: (m) => m.rootDirectory },
       NetworkInterfaces: { type: 'ai', emits: 'const', get: (m) => m.ifIndices },
       State: { type: 's', emits: 'false', get: (m) => m.state },
+      // machined 256+
+      VSockCID: { type: 'u', emits: 'const', get: (m) => m.vSockCid ?? VSOCK_CID_ANY },
+      SSHAddress: { type: 's', emits: 'const', get: (m) => m.sshAddress ?? '' },
+      SSHPrivateKeyPath: { type: 's', emits: 'const', get: (m) => m.sshPrivateKeyPath ?? '' },
+      // machined 258+. No subgroups here: a machine is its whole unit (or scope).
+      Subgroup: { type: 's', emits: 'const', get: () => '' },
+      LeaderPIDFDId: { type: 't', emits: 'const', get: (m) => BigInt(m.leaderPidfdId) },
+      Supervisor: { type: 'u', emits: 'const', get: (m) => m.supervisor?.pid ?? 0 },
+      SupervisorPIDFDId: { type: 't', emits: 'const', get: (m) => BigInt(m.supervisor?.pidfdId ?? 0) },
+      UID: { type: 'u', emits: 'const', get: (m) => m.uid },
     },
     signals: {},
   };

@@ -20,6 +20,13 @@ export interface MachineSpec {
   readonly addresses: readonly Address[];
   readonly vSockCid?: number;
   readonly sshAddress?: string;
+  /** Where the registrant keeps the private key for sshAddress (machined 256+). */
+  readonly sshPrivateKeyPath?: string;
+  /** The process that registered the machine when it is not the leader (machined 258+'s supervisor):
+   *  its PID and its pidfd's inode number (0 when unknown). */
+  readonly supervisor?: { pid: number; pidfdId: number };
+  /** The UID of the user who registered the machine (machined 258+); 0: root. */
+  readonly uid: number;
   /** Create (true) also puts the leader into a scope cgroup of its own; Register (false) adopts it. */
   readonly allocateUnit: boolean;
 }
@@ -28,6 +35,8 @@ export interface Machine extends Omit<MachineSpec, 'class'> {
   readonly class: MachineClass;
   /** The leader's start time from /proc/PID/stat: a reused PID never passes for the leader. */
   readonly leaderStartTime: string;
+  /** The inode number of the leader's pidfd (machined's LeaderPIDFDId; 0 where pidfds have none). */
+  readonly leaderPidfdId: number;
   /** The unit that holds the leader: the scope made by Create, or the unit the leader was found in. */
   readonly unit: string;
   /** The cgroup2 path that Create made, removed with the machine. */

@@ -162,6 +162,10 @@ export class Registry extends EventEmitter<RegistryEvents> {
     try {
       const leader = openLeader(spec.leader);
       if (!leader) throw invalid('leader', `Invalid leader PID ${spec.leader}: no such process`);
+      if (req.leaderPidfdId !== undefined && leader.id !== 0 && req.leaderPidfdId !== leader.id) {
+        c.close(leader.fd);
+        throw invalid('leaderPidfdId', `Invalid leader pidfd ID ${req.leaderPidfdId}: PID ${spec.leader} is another process now`);
+      }
       let unit = '';
       let ownCgroup = '';
       try {
@@ -177,7 +181,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
         c.close(leader.fd);
         throw e;
       }
-      entry = newEntry(makeMachine(spec, leader.startTime, unit, ownCgroup), leader.fd);
+      entry = newEntry(makeMachine(spec, leader.startTime, leader.id, unit, ownCgroup), leader.fd);
       await this.watchAddresses(entry);
       this.files.write(entry.machine, true);
       written = true;
@@ -445,11 +449,14 @@ export class Registry extends EventEmitter<RegistryEvents> {
         addresses: sortAddresses(r.addresses.map((a) => parseAddress(a)!)),
         vSockCid: r.vSockCid,
         sshAddress: r.sshAddress,
+        sshPrivateKeyPath: r.sshPrivateKeyPath,
+        supervisor: r.supervisor,
+        uid: r.uid,
         allocateUnit: r.allocateUnit,
       };
       // The leader is the same process (its start time says so): its namespaces are those it registered
       // with, and ID maps never change once written.
-      const e = newEntry(makeMachine(spec, leader.startTime, r.unit, r.ownCgroup, { netns: r.netns, uidMap: r.uidMap, gidMap: r.gidMap }, { realtime: r.realtime, monotonic: r.monotonic }), leader.fd);
+      const e = newEntry(makeMachine(spec, leader.startTime, leader.id, r.unit, r.ownCgroup, { netns: r.netns, uidMap: r.uidMap, gidMap: r.gidMap }, { realtime: r.realtime, monotonic: r.monotonic }), leader.fd);
       leader = undefined; // the entry holds its pidfd now
       try {
         await this.watchAddresses(e);
@@ -473,7 +480,7 @@ function newEntry(machine: Machine, pidfd: number): Entry {
 }
 
 /** `known`: what a state file says of the leader's namespaces, if anything (else they are read). */
-function makeMachine(spec: MachineSpec, leaderStartTime: string, unit: string, ownCgroup: string,
+function makeMachine(spec: MachineSpec, leaderStartTime: string, leaderPidfdId: number, unit: string, ownCgroup: string,
   known: { netns: string; uidMap: readonly IdMapLine[]; gidMap: readonly IdMapLine[] } = { netns: '', uidMap: [], gidMap: [] },
   timestamp = now()): Machine {
   const container = spec.class === 'container';
@@ -492,8 +499,12 @@ function makeMachine(spec: MachineSpec, leaderStartTime: string, unit: string, o
     addresses: spec.addresses,
     vSockCid: spec.vSockCid,
     sshAddress: spec.sshAddress,
+    sshPrivateKeyPath: spec.sshPrivateKeyPath,
+    supervisor: spec.supervisor,
+    uid: spec.uid,
     allocateUnit: spec.allocateUnit,
     leaderStartTime,
+    leaderPidfdId,
     unit,
     ownCgroup,
     timestamp,
@@ -552,8 +563,10 @@ function hostMachine(id: string): Machine {
     rootDirectory: '/',
     ifIndices: [],
     addresses: [],
+    uid: 0,
     allocateUnit: false,
     leaderStartTime: '',
+    leaderPidfdId: 0,
     unit: '-.slice',
     ownCgroup: '',
     // Boot time: the monotonic clock starts (nearly) at boot.

@@ -41,6 +41,9 @@ export interface StateRecord {
   gidMap: IdMapLine[];
   vSockCid?: number;
   sshAddress?: string;
+  sshPrivateKeyPath?: string;
+  supervisor?: { pid: number; pidfdId: number };
+  uid: number;
   /** The file as read. */
   text: string;
 }
@@ -63,15 +66,19 @@ export class StateFiles {
 
   /** The file's content for a machine. */
   serialize(m: Machine): string {
-    const lines = ['# This is private data. Do not parse.', `NAME=${m.name}`];
+    const lines = ['# This is private data. Do not parse.', `NAME=${m.name}`, `UID=${m.uid}`];
     if (m.unit) lines.push(`SCOPE=${cescape(m.unit)}`);
     if (m.service) lines.push(`SERVICE=${cescape(m.service)}`);
     if (m.rootDirectory) lines.push(`ROOT=${cescape(m.rootDirectory)}`);
     if (m.id) lines.push(`ID=${m.id}`);
-    lines.push(`LEADER=${m.leader}`, `CLASS=${m.class}`, `REALTIME=${m.timestamp.realtime}`, `MONOTONIC=${m.timestamp.monotonic}`);
+    lines.push(`LEADER=${m.leader}`);
+    if (m.leaderPidfdId) lines.push(`LEADER_PIDFDID=${m.leaderPidfdId}`);
+    if (m.supervisor) lines.push(`SUPERVISOR=${m.supervisor.pid}`, ...(m.supervisor.pidfdId ? [`SUPERVISOR_PIDFDID=${m.supervisor.pidfdId}`] : []));
+    lines.push(`CLASS=${m.class}`, `REALTIME=${m.timestamp.realtime}`, `MONOTONIC=${m.timestamp.monotonic}`);
     if (m.ifIndices.length) lines.push(`NETIF=${m.ifIndices.join(' ')}`);
     if (m.vSockCid !== undefined) lines.push(`VSOCK_CID=${m.vSockCid}`);
     if (m.sshAddress) lines.push(`SSH_ADDRESS=${cescape(m.sshAddress)}`);
+    if (m.sshPrivateKeyPath) lines.push(`SSH_PRIVATE_KEY_PATH=${cescape(m.sshPrivateKeyPath)}`);
     // Ours: machined ignores unknown keys.
     lines.push(`LEADER_STARTTIME=${m.leaderStartTime}`);
     if (m.addresses.length) lines.push(`ADDRESSES=${m.addresses.map(addressToString).join(' ')}`);
@@ -245,10 +252,17 @@ export function parseState(text: string): StateRecord | undefined {
     netns: /^net:\[\d+\]$/.test(kv.get('NETNS') ?? '') ? kv.get('NETNS')! : '',
     uidMap: parseIdMap(kv.get('UID_MAP') ?? ''),
     gidMap: parseIdMap(kv.get('GID_MAP') ?? ''),
-    vSockCid: num('VSOCK_CID'),
-    sshAddress: kv.get('SSH_ADDRESS'),
+    // machined 262 writes VMADDR_CID_ANY (2^32 - 1) for "none".
+    vSockCid: validCid(num('VSOCK_CID')),
+    sshAddress: kv.get('SSH_ADDRESS') || undefined,
+    sshPrivateKeyPath: kv.get('SSH_PRIVATE_KEY_PATH') || undefined,
+    supervisor: positive(num('SUPERVISOR')) ? { pid: num('SUPERVISOR')!, pidfdId: positive(num('SUPERVISOR_PIDFDID')) ? num('SUPERVISOR_PIDFDID')! : 0 } : undefined,
+    uid: Number.isSafeInteger(num('UID')) && num('UID')! >= 0 && num('UID')! < 0xffffffff ? num('UID')! : 0,
   };
 }
+
+const positive = (n: number | undefined) => Number.isSafeInteger(n) && n! > 0;
+const validCid = (n: number | undefined) => (Number.isSafeInteger(n) && n! >= 3 && n! <= 0xfffffffe ? n : undefined);
 
 /** ID map lines as "BASE SHIFT RANGE,..." (the kernel's lines, comma-separated). */
 function idMapText(lines: readonly IdMapLine[]): string {

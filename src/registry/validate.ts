@@ -17,6 +17,13 @@ export interface RegisterRequest {
   addresses?: string[];
   vSockCid?: number;
   sshAddress?: string;
+  sshPrivateKeyPath?: string;
+  /** The inode number of a pidfd the registrant holds for the leader: the registration is refused
+   *  unless the leader is that very process. */
+  leaderPidfdId?: number;
+  supervisor?: { pid: number; pidfdId: number };
+  /** The registering user (0: root). */
+  uid?: number;
   allocateUnit?: boolean;
 }
 
@@ -69,6 +76,19 @@ export function validateRequest(r: RegisterRequest): MachineSpec {
   if (r.sshAddress !== undefined && (r.sshAddress.length > 255 || /[\s\x00-\x1f\x7f]/.test(r.sshAddress))) {
     throw invalid('sshAddress', 'Invalid SSH address');
   }
+  const key = r.sshPrivateKeyPath;
+  if (key !== undefined && (!isAbsolute(key) || key.length > 4096 || /[\x00-\x1f\x7f]/.test(key))) {
+    throw invalid('sshPrivateKeyPath', `Invalid SSH private key path '${printable(key)}': must be an absolute path`);
+  }
+  if (r.leaderPidfdId !== undefined && (!Number.isSafeInteger(r.leaderPidfdId) || r.leaderPidfdId <= 0)) {
+    throw invalid('leaderPidfdId', `Invalid leader pidfd ID ${r.leaderPidfdId}: must be > 0`);
+  }
+  const sup = r.supervisor;
+  if (sup && (!Number.isSafeInteger(sup.pid) || sup.pid <= 0 || !Number.isSafeInteger(sup.pidfdId) || sup.pidfdId < 0)) {
+    throw invalid('supervisor', `Invalid supervisor PID ${sup.pid}`);
+  }
+  const uid = r.uid ?? 0;
+  if (!Number.isSafeInteger(uid) || uid < 0 || uid > 0xfffffffe) throw invalid('uid', `Invalid UID ${uid}`);
   return {
     name: r.name,
     id,
@@ -80,6 +100,9 @@ export function validateRequest(r: RegisterRequest): MachineSpec {
     addresses: sortAddresses(addresses),
     vSockCid: r.vSockCid,
     sshAddress: r.sshAddress,
+    sshPrivateKeyPath: key,
+    supervisor: r.supervisor && r.supervisor.pid !== r.leader ? { ...r.supervisor } : undefined,
+    uid,
     allocateUnit: r.allocateUnit ?? false,
   };
 }

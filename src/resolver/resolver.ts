@@ -95,6 +95,11 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     return this.byName.values();
   }
 
+  /** The registered names of the machines that resolve. */
+  names(): string[] {
+    return [...this.byName.values()].map((e) => e.name);
+  }
+
   /** The machines answering with this address (ifindex: the scope of an IPv6 link-local one). */
   reverse(family: number, bytes: readonly number[]): { name: string; ifindex?: number }[] {
     return (this.byAddress.get(key(family, bytes)) ?? []).map((e) => (e.address.ifindex ? { name: e.name, ifindex: e.address.ifindex } : { name: e.name }));

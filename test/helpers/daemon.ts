@@ -16,6 +16,8 @@ export interface Daemon {
   runtimeDir: string;
   stateDir: string;
   userdbDir: string;
+  /** Where the resolve hook socket is (io.systemd.Machine in it). */
+  resolveHookDir: string;
   socket: string;
   proc: ChildProcess;
   /** What the daemon wrote on stdout (its JSON log) and stderr. */
@@ -55,8 +57,9 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<Daemon> {
   const runtimeDir = join(dir, 'run');
   const stateDir = join(dir, 'machines');
   const userdbDir = join(dir, 'userdb');
+  const resolveHookDir = join(dir, 'resolve.hook');
   const socket = join(runtimeDir, 'io.systemd.Machine');
-  const args = ['--runtime-dir', runtimeDir, '--state-dir', stateDir, '--userdb-dir', userdbDir, '--bus', 'none', '--log-level', 'debug', ...(o.args ?? [])];
+  const args = ['--runtime-dir', runtimeDir, '--state-dir', stateDir, '--userdb-dir', userdbDir, '--resolve-hook-dir', resolveHookDir, '--bus', 'none', '--log-level', 'debug', ...(o.args ?? [])];
   const argv = [...(o.prefix ?? []), DAEMON, ...args];
   const proc = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: o.env ?? process.env });
   let out = '';
@@ -68,6 +71,7 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<Daemon> {
     runtimeDir,
     stateDir,
     userdbDir,
+    resolveHookDir,
     socket,
     proc,
     output: () => out,

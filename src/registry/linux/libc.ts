@@ -21,6 +21,7 @@ export const eventfd = libc.func('int eventfd(unsigned int initval, int flags)')
 export const read = libc.func('long read(int fd, _Out_ void *buf, unsigned long count)');
 export const write = libc.func('long write(int fd, const void *buf, unsigned long count)');
 export const setsockopt = libc.func('int setsockopt(int fd, int level, int name, const void *val, uint32_t len)');
+export const fstatfs = libc.func('int fstatfs(int fd, _Out_ void *buf)');
 export const getrlimit = libc.func('int getrlimit(int resource, _Out_ void *rlim)');
 export const setrlimit = libc.func('int setrlimit(int resource, const void *rlim)');
 /** openat2(2) has no glibc wrapper on Debian 12: call it by number (x86_64 and aarch64 share 437). */
@@ -55,6 +56,8 @@ export const EAGAIN = 11;
 export const EINTR = 4;
 export const ENOSYS = 38;
 export const RLIMIT_NOFILE = 7;
+/** statfs f_type of pidfs, where each process has an inode of its own (Linux 6.9+). */
+export const PIDFS_MAGIC = 0x50494446;
 
 /** Raise the soft limit of open files to the hard limit: every machine holds a pidfd and, for a
  *  container, a netlink socket. */
