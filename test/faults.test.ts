@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { findCgroupMounts } from '../src/registry/linux/cgroup.js';
 import { VarlinkClient } from '../src/varlink/client.js';
 import { VarlinkError } from '../src/varlink/errors.js';
 import { DAEMON, startDaemon, type Daemon } from './helpers/daemon.js';
@@ -240,6 +241,38 @@ describe('silent failures', () => {
       for (const s of held) s.destroy();
       await d.stop();
       d.cleanup();
+    }
+  });
+});
+
+describe('scopes across a restart', () => {
+  test('a scope that still held processes when its machine went is removed by the next daemon once empty', async (t) => {
+    const { v2: mount } = await findCgroupMounts();
+    if (!mount) return t.skip('no cgroup2 hierarchy mounted');
+    const scope = join(mount, 'machine.slice', 'machine-kept.scope');
+    const d = await startDaemon();
+    const lead = spawn('sleep', ['1000'], { stdio: 'ignore' });
+    const other = spawn('sleep', ['1000'], { stdio: 'ignore' });
+    try {
+      assert.equal((await d.ctl(['register', 'kept', '--leader', String(lead.pid), '--create'])).code, 0);
+      writeFileSync(join(scope, 'cgroup.procs'), `${other.pid}\n`);
+      assert.equal((await d.ctl(['unregister', 'kept'])).code, 0);
+      assert.equal(existsSync(scope), true, 'the scope stays while it holds processes');
+      assert.equal(await d.stop(), 0);
+      const d2 = await d.restart();
+      try {
+        lead.kill('SIGKILL');
+        other.kill('SIGKILL');
+        await waitFor('the scope removed by the new daemon', () => (existsSync(scope) ? undefined : true), 3000);
+        await waitFor('nothing left to remember', () => (existsSync(join(d.stateDir, '.mymachines-stale-scopes')) ? undefined : true), 3000);
+      } finally {
+        await d2.stop();
+        d2.cleanup();
+      }
+    } finally {
+      lead.kill('SIGKILL');
+      other.kill('SIGKILL');
+      if (existsSync(scope)) await run('rmdir', [scope]);
     }
   });
 });

@@ -72,7 +72,8 @@ export class Registry extends EventEmitter<RegistryEvents> {
    *  racing request for the same name or leader is refused. */
   private readonly reservedNames = new Map<string, string>();
   private readonly reservedLeaders = new Set<number>();
-  /** Cgroups of removed machines that still held processes; removed once empty. */
+  /** Cgroups of removed machines that still held processes; removed once empty. Kept in the state
+   *  directory, so that a restart goes on with them. */
   private readonly staleCgroups = new Set<string>();
   private readonly netns = new NetnsWatcher();
   private readonly files: StateFiles;
@@ -93,6 +94,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
     c.raiseFileLimit();
     this.files.init();
     this.host = hostMachine(await readFile('/etc/machine-id', 'utf8').then((s) => s.trim(), () => ''));
+    if (this.opts.scopes) for (const path of this.files.readStaleScopes()) this.staleCgroups.add(path);
     // In name order: of two files that claim one leader (or one name, ignoring case), the first is taken.
     await Promise.all(this.files.names().sort().map((name) => this.reload(name)));
     this.files.removeLeftovers(new Set(this.byName.keys()));
@@ -289,6 +291,8 @@ export class Registry extends EventEmitter<RegistryEvents> {
     this.byLowerName.set(m.name.toLowerCase(), e);
     this.byLeader.set(m.leader, e);
     if (m.unit) this.byUnit.set(m.unit, e);
+    // A scope left by a machine before is this one's now (Create takes an empty or its own one over).
+    if (m.ownCgroup && this.staleCgroups.delete(m.ownCgroup)) this.saveStaleCgroups();
     this.emit('added', m);
   }
 
@@ -313,7 +317,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
     this.opts.log.info({ machine: m.name, why }, 'machine removed');
     // Before anything that waits: readers (resolver, userdb) must stop answering for it now.
     this.emit('removed', m);
-    if (m.ownCgroup && !(await this.opts.scopes!.remove(m.ownCgroup))) this.staleCgroups.add(m.ownCgroup);
+    if (m.ownCgroup && !(await this.opts.scopes!.remove(m.ownCgroup))) this.addStaleCgroup(m.ownCgroup);
   }
 
   /** Replaces the machine of an entry; a registered one is announced as changed. */
@@ -379,9 +383,27 @@ export class Registry extends EventEmitter<RegistryEvents> {
     try {
       for (const e of this.leaderWatch.exited()) await this.remove(e, 'leader exited');
       for (const e of this.byName.values()) if (e.pendingMaps) this.readPendingMaps(e);
-      for (const path of this.staleCgroups) if (await this.opts.scopes!.remove(path)) this.staleCgroups.delete(path);
+      let removed = false;
+      for (const path of this.staleCgroups) {
+        if (await this.opts.scopes!.remove(path)) removed = this.staleCgroups.delete(path);
+      }
+      if (removed) this.saveStaleCgroups();
     } finally {
       this.sweeping = false;
+    }
+  }
+
+  private addStaleCgroup(path: string): void {
+    if (this.staleCgroups.has(path)) return;
+    this.staleCgroups.add(path);
+    this.saveStaleCgroups();
+  }
+
+  private saveStaleCgroups(): void {
+    try {
+      this.files.writeStaleScopes(this.staleCgroups);
+    } catch (e) {
+      this.opts.log.warn({ error: (e as Error).message }, 'scopes left to remove not saved: a restart will not remove them');
     }
   }
 
@@ -423,7 +445,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
       this.opts.log.info({ machine: r.name, why }, 'machine dropped at start');
       this.files.removeFile(r.name);
       if (r.unit) this.files.removeFile(`unit:${r.unit}`);
-      if (r.ownCgroup && this.opts.scopes) await this.opts.scopes.remove(r.ownCgroup);
+      if (r.ownCgroup && this.opts.scopes && !(await this.opts.scopes.remove(r.ownCgroup))) this.addStaleCgroup(r.ownCgroup);
     };
     if (r.class !== 'container' && r.class !== 'vm') return drop(`invalid class '${r.class}'`);
     try {

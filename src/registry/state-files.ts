@@ -17,6 +17,8 @@ import { isValidMachineName } from './names.js';
 
 /** Larger than any state file we write (a few hundred bytes) or machined writes. */
 const MAX_STATE_FILE = 64 * 1024;
+/** Beside the machines' files: a dot file is never taken for one. */
+const STALE_SCOPES = '.mymachines-stale-scopes';
 // Node opens every file close-on-exec.
 const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK } = constants;
 
@@ -129,6 +131,21 @@ export class StateFiles {
     } catch {
       return false;
     }
+  }
+
+  /** The scope cgroups of removed machines that still held processes (one path a line), so that a
+   *  restart goes on removing them once empty. The file's name is no machine name. */
+  readStaleScopes(): string[] {
+    const r = this.read(STALE_SCOPES);
+    if ('skipped' in r) return [];
+    // Only what Create makes: the file must not be a way to have other cgroups removed.
+    return r.text.split('\n').filter((p) => /^(\/[^/\0]+)*\/machine\.slice\/machine-[^/\0]+\.scope$/.test(p) && !p.split('/').includes('..'));
+  }
+
+  writeStaleScopes(paths: Iterable<string>): void {
+    const text = [...paths].map((p) => `${p}\n`).join('');
+    if (text === '') return this.remove({ name: STALE_SCOPES, unit: '' });
+    this.replace(STALE_SCOPES, `Cannot write ${join(this.dir, STALE_SCOPES)}`, (tmp) => writeNew(tmp, text));
   }
 
   /** Removes a machine's files. Throws a SystemError when one is there and cannot be removed (a
