@@ -73,6 +73,25 @@ describe('io.systemd.Resolve', () => {
     });
   });
 
+  test('a link-local address on another inner interface gets no scope and is left out; the veth peer\'s keeps its own', async () => {
+    // A second inner interface: a veth pair whose both ends are inside (no peer on the host).
+    await web.exec(['ip', 'link', 'add', 'in7a', 'type', 'veth', 'peer', 'name', 'in7b']);
+    try {
+      for (const i of ['in7a', 'in7b']) await web.exec(['ip', 'link', 'set', i, 'up']);
+      await web.exec(['ip', '-6', 'addr', 'add', 'fe80::77/64', 'dev', 'in7a', 'nodad']);
+      // Read by the daemon (its machined-style address list holds it) ...
+      await waitFor('the second link-local address read', async () => {
+        const m = (await cl.call('io.systemd.Machine.List', { name: 'Web30' })) as { addresses?: { address: number[] }[] };
+        return m.addresses?.some((x) => x.address.join() === v6('fe80::77').join()) ? true : undefined;
+      });
+      // ... and not answered: it cannot be reached through the registered interface.
+      assert.deepEqual(await host('Web30', 10), { addresses: [{ family: 10, address: WEB_V6 }, { ifindex: web.hostIfIndex, family: 10, address: webLL }], name: 'Web30', flags: 0 });
+      assert.deepEqual(await addr(10, v6('fe80::77')), NXDOMAIN);
+    } finally {
+      await web.exec(['ip', 'link', 'del', 'in7a']);
+    }
+  });
+
   test('ResolveHostname: one family; family 0 is both', async () => {
     assert.deepEqual(await host('Web30', 2), { addresses: [{ family: 2, address: WEB_V4 }], name: 'Web30', flags: 0 });
     assert.deepEqual(await host('Web30', 10), {
@@ -185,10 +204,16 @@ describe('hosts policy', () => {
   const ll6 = a(10, v6('fe80::1'), 253);
   const ll4 = a(2, [169, 254, 0, 1], 253);
 
-  test('IPv6 link-local only with the scope of a single registered interface', () => {
-    assert.deepEqual(hostsAddresses([ll6], [7]), [{ family: 10, bytes: ll6.bytes, ifindex: 7 }]);
-    assert.deepEqual(hostsAddresses([ll6], []), []);
-    assert.deepEqual(hostsAddresses([ll6], [7, 8]), []);
+  test('IPv6 link-local only with its scope: the registered veth peer of its interface; for a given address, the one registered interface', () => {
+    const read = { ...ll6, peer: 7 };
+    assert.deepEqual(hostsAddresses([read], [7]), [{ family: 10, bytes: ll6.bytes, ifindex: 7 }]);
+    assert.deepEqual(hostsAddresses([read], [8, 7]), [{ family: 10, bytes: ll6.bytes, ifindex: 7 }]);
+    assert.deepEqual(hostsAddresses([read], [8]), [], 'on the peer of an interface not registered');
+    assert.deepEqual(hostsAddresses([ll6], [7]), [], 'on an inner interface with no peer on the host');
+    const given = { ...ll6, ifindex: 0 };
+    assert.deepEqual(hostsAddresses([given], [7]), [{ family: 10, bytes: ll6.bytes, ifindex: 7 }]);
+    assert.deepEqual(hostsAddresses([given], []), []);
+    assert.deepEqual(hostsAddresses([given], [7, 8]), []);
   });
 
   test('IPv4 link-local only without another IPv4 address; never loopback; duplicates once', () => {

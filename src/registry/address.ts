@@ -19,6 +19,10 @@ export interface Address {
   ifindex: number;
   /** RT_SCOPE_*. */
   scope: number;
+  /** For an address read inside a container: the host-side interface of the veth pair it sits on (the
+   *  peer of its interface, checked from both ends), the only interface through which a link-local
+   *  address of it can be reached; absent when its interface has no peer on the host. */
+  peer?: number;
 }
 
 export function addressToString(a: Pick<Address, 'family' | 'bytes'>): string {

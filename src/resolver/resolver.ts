@@ -20,23 +20,27 @@ export interface HostEntry {
 }
 
 /** The hosts policy of DESIGN.md "Name resolution" over a machine's addresses (already in machined's
- *  order): never loopback; IPv6 link-local only with its scope, which is known only when exactly one
- *  host-side interface was registered; IPv4 link-local only when there is no other IPv4 address.
- *  An address that sits on two interfaces inside the machine is given once. */
+ *  order): never loopback; IPv6 link-local only with its scope, the host-side interface through which it
+ *  is reached: for an address read inside a container, the registered interface that is the veth peer
+ *  of the one it sits on (Address.peer); for an address given by the registrant, the one registered
+ *  interface if there is exactly one. IPv4 link-local only when there is no other IPv4 address. An
+ *  address that sits on two interfaces inside the machine is given once. */
 export function hostsAddresses(addresses: readonly Address[], ifIndices: readonly number[]): HostAddress[] {
-  const scope = ifIndices.length === 1 ? ifIndices[0] : 0;
+  const only = ifIndices.length === 1 ? ifIndices[0] : 0;
+  const scopeOf = (a: Address) => (a.ifindex === 0 ? only : a.peer !== undefined && ifIndices.includes(a.peer) ? a.peer : 0);
   const otherIPv4 = addresses.some((a) => a.family === AF_INET && a.scope < RT_SCOPE_LINK);
   const out: HostAddress[] = [];
   const seen = new Set<string>();
   for (const a of addresses) {
     if (a.scope >= RT_SCOPE_HOST) continue;
     const linkLocal = a.scope === RT_SCOPE_LINK;
+    const scope = linkLocal && a.family === AF_INET6 ? scopeOf(a) : 0;
     if (linkLocal && a.family === AF_INET6 && scope === 0) continue;
     if (linkLocal && a.family === AF_INET && otherIPv4) continue;
     const k = key(a.family, a.bytes);
     if (seen.has(k)) continue;
     seen.add(k);
-    out.push(linkLocal && a.family === AF_INET6 ? { family: a.family, bytes: a.bytes, ifindex: scope } : { family: a.family, bytes: a.bytes });
+    out.push(scope ? { family: a.family, bytes: a.bytes, ifindex: scope } : { family: a.family, bytes: a.bytes });
   }
   return out;
 }

@@ -5,10 +5,15 @@
 // blocking poll() on all event sockets wakes it when anything changes, then it dumps that namespace's
 // addresses and posts them when they differ from the last post. So addresses are fresh within
 // milliseconds and nothing here ever runs on the main thread's event loop.
+//
+// With the addresses go the peers of the interfaces they sit on: a veth's link (IFLA_LINK) names its
+// other end, in the namespace IFLA_LINK_NETNSID says. An inner interface whose link is host interface H,
+// and H's link that inner interface (a dump of our own namespace's links), is the pair; a link-local
+// address is only reachable through that H, so it is the address's scope.
 import { parentPort, workerData } from 'node:worker_threads';
 import { readlinkSync } from 'node:fs';
 import * as c from './libc.js';
-import { AF_INET, AF_INET6, type Address, RT_SCOPE_HOST, sortAddresses } from '../address.js';
+import { AF_INET, AF_INET6, type Address, RT_SCOPE_HOST, RT_SCOPE_LINK, sortAddresses } from '../address.js';
 
 export type WorkerRequest = { op: 'watch'; id: number; pid: number } | { op: 'unwatch'; id: number };
 export type WorkerReply =
@@ -22,6 +27,11 @@ const SOCK_NONBLOCK = 0o4000;
 const NETLINK_ROUTE = 0;
 const RTMGRP_IPV4_IFADDR = 0x10;
 const RTMGRP_IPV6_IFADDR = 0x100;
+const RTMGRP_LINK = 0x1;
+const RTM_NEWLINK = 16;
+const RTM_GETLINK = 18;
+const IFLA_LINK = 5;
+const IFLA_LINK_NETNSID = 37;
 const RTM_NEWADDR = 20;
 const RTM_GETADDR = 22;
 const NLM_F_REQUEST = 1;
@@ -45,6 +55,8 @@ interface Watch {
 }
 
 const watches = new Map<number, Watch>();
+/** A dump socket in our own (the host's) namespace, for the host side of veth pairs. */
+let hostDump = -1;
 const selfNetns = readlinkSync('/proc/thread-self/ns/net');
 const selfNetnsFd = c.open('/proc/thread-self/ns/net', c.O_RDONLY | c.O_CLOEXEC);
 const buf = Buffer.alloc(64 * 1024);
@@ -87,7 +99,7 @@ function watch(id: number, pid: number): void {
   let events = -1;
   let dump = -1;
   if (c.setns(nsFd, c.CLONE_NEWNET) === 0) {
-    events = netlinkSocket(RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR);
+    events = netlinkSocket(RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_LINK);
     dump = netlinkSocket(0);
     // Back to our own namespace before anything else; a failure here would leave this thread astray.
     if (c.setns(selfNetnsFd, c.CLONE_NEWNET) !== 0) throw new Error('cannot return to the daemon network namespace');
@@ -112,24 +124,25 @@ function unwatch(id: number): void {
 }
 
 function refresh(id: number, w: Watch): void {
-  const list = dumpAddresses(w.dump);
-  if (!list) return post({ id, error: 'failed', message: `address dump failed: errno ${c.errno()}` });
+  const found = dumpAddresses(w.dump);
+  if (!found) return post({ id, error: 'failed', message: `address dump failed: errno ${c.errno()}` });
+  const list = withPeers(found, w.dump);
   const key = JSON.stringify(list);
   if (key === w.last) return;
   w.last = key;
   post({ id, addresses: list });
 }
 
-/** RTM_GETADDR dump of every address, filtered as machined (reference §3.1) and sorted its way. */
-function dumpAddresses(fd: number): Address[] | undefined {
-  const req = Buffer.alloc(16 + 8);
+/** A netlink dump of `type` (RTM_GETADDR, RTM_GETLINK): each message of the answer (its payload) to
+ *  `each`; false when the dump failed. */
+function dump(fd: number, type: number, payload: number, each: (type: number, m: Buffer) => void): boolean {
+  const req = Buffer.alloc(16 + payload);
   req.writeUInt32LE(req.length, 0);
-  req.writeUInt16LE(RTM_GETADDR, 4);
+  req.writeUInt16LE(type, 4);
   req.writeUInt16LE(NLM_F_REQUEST | NLM_F_DUMP, 6);
   const mySeq = seq++;
   req.writeUInt32LE(mySeq, 8);
-  if (c.send(fd, req, req.length, 0) < 0) return undefined;
-  const out: Address[] = [];
+  if (c.send(fd, req, req.length, 0) < 0) return false;
   const deadline = Date.now() + 1000;
   for (;;) {
     const n = Number(c.recv(fd, buf, buf.length, 0));
@@ -139,24 +152,67 @@ function dumpAddresses(fd: number): Address[] | undefined {
         pollOne(fd, 10);
         continue;
       }
-      return undefined;
+      return false;
     }
     for (let off = 0; off + 16 <= n; ) {
       const len = buf.readUInt32LE(off);
-      const type = buf.readUInt16LE(off + 4);
+      const t = buf.readUInt16LE(off + 4);
       const s = buf.readUInt32LE(off + 8);
       if (len < 16 || off + len > n) break;
       if (s === mySeq) {
-        if (type === NLMSG_DONE) return sortAddresses(out);
-        if (type === NLMSG_ERROR) return undefined;
-        if (type === RTM_NEWADDR) {
-          const a = parseAddr(buf.subarray(off + 16, off + len));
-          if (a) out.push(a);
-        }
+        if (t === NLMSG_DONE) return true;
+        if (t === NLMSG_ERROR) return false;
+        each(t, buf.subarray(off + 16, off + len));
       }
       off += (len + 3) & ~3;
     }
   }
+}
+
+/** RTM_GETADDR dump of every address, filtered as machined (reference §3.1) and sorted its way. */
+function dumpAddresses(fd: number): Address[] | undefined {
+  const out: Address[] = [];
+  const ok = dump(fd, RTM_GETADDR, 8, (type, m) => {
+    if (type !== RTM_NEWADDR) return;
+    const a = parseAddr(m);
+    if (a) out.push(a);
+  });
+  return ok ? sortAddresses(out) : undefined;
+}
+
+/** Each interface's link to an interface of another namespace (IFLA_LINK with IFLA_LINK_NETNSID):
+ *  ifindex -> the other end's ifindex there. Empty when the dump fails. */
+function dumpLinks(fd: number): Map<number, number> {
+  const links = new Map<number, number>();
+  dump(fd, RTM_GETLINK, 16, (type, m) => {
+    if (type !== RTM_NEWLINK || m.length < 16) return;
+    const ifindex = m.readInt32LE(4);
+    let link: number | undefined;
+    let elsewhere = false;
+    for (let off = 16; off + 4 <= m.length; ) {
+      const len = m.readUInt16LE(off);
+      const t = m.readUInt16LE(off + 2) & 0x3fff;
+      if (len < 4 || off + len > m.length) break;
+      if (t === IFLA_LINK && len >= 8) link = m.readUInt32LE(off + 4);
+      else if (t === IFLA_LINK_NETNSID) elsewhere = true;
+      off += (len + 3) & ~3;
+    }
+    if (link !== undefined && elsewhere) links.set(ifindex, link);
+  });
+  return links;
+}
+
+/** The addresses with the host-side peer of their interface, where both ends name each other. */
+function withPeers(list: Address[], innerDump: number): Address[] {
+  if (!list.some((a) => a.scope === RT_SCOPE_LINK)) return list;
+  const inner = dumpLinks(innerDump);
+  if (inner.size === 0) return list;
+  if (hostDump < 0) hostDump = netlinkSocket(0);
+  const host = hostDump < 0 ? new Map<number, number>() : dumpLinks(hostDump);
+  return list.map((a) => {
+    const peer = inner.get(a.ifindex);
+    return peer !== undefined && host.get(peer) === a.ifindex ? { ...a, peer } : a;
+  });
 }
 
 function parseAddr(m: Buffer): Address | undefined {
