@@ -5,7 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, openSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findCgroupMounts } from '../src/registry/linux/cgroup.js';
@@ -29,9 +29,10 @@ async function mountTmpfs(at: string, size: string): Promise<void> {
 }
 
 async function cleanup(): Promise<void> {
-  for (const p of leaders) p.kill('SIGKILL');
-  for (const m of mounts.reverse()) await run('umount', ['-l', m]);
+  for (const p of leaders.splice(0)) p.kill('SIGKILL');
+  for (const m of mounts.splice(0).reverse()) await run('umount', ['-l', m]);
 }
+after(cleanup);
 
 /** Fills the file system at `dir` to its last byte. */
 async function fill(dir: string): Promise<void> {
@@ -273,6 +274,71 @@ describe('scopes across a restart', () => {
       lead.kill('SIGKILL');
       other.kill('SIGKILL');
       if (existsSync(scope)) await run('rmdir', [scope]);
+    }
+  });
+});
+
+describe('container roots that stall', () => {
+  /** A leader whose /etc is a FUSE mount that never answers (its INIT is never read: every lookup there
+   *  waits), in a mount namespace of its own. Closing the descriptor aborts the mount. */
+  async function stalledLeader(): Promise<{ pid: number; end(): void }> {
+    const fuse = openSync('/dev/fuse', 'r+');
+    const p = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c',
+      // busybox is static: nothing it execs reads /etc (ld.so.cache would wait too)
+      'mount -t fuse -o fd=3,rootmode=40000,user_id=0,group_id=0 stall /etc && echo mounted && exec /bin/busybox sleep 1000'],
+    { stdio: ['ignore', 'pipe', 'inherit', fuse] });
+    await new Promise<void>((resolve, reject) => {
+      p.stdout!.once('data', () => resolve());
+      p.once('exit', (code) => reject(new Error(`the stalled leader exited with ${code}`)));
+    });
+    return { pid: p.pid!, end: () => (p.kill('SIGKILL'), closeSync(fuse)) };
+  }
+
+  test('a stalled root delays neither another machine\'s answers nor the daemon\'s own files; its reads fail with a message', async (t) => {
+    const { v2: mount } = await findCgroupMounts();
+    const d = await startDaemon();
+    const stalled: { pid: number; end(): void }[] = [];
+    try {
+      for (let i = 0; i < 4; i++) {
+        stalled.push(await stalledLeader());
+        assert.equal((await d.ctl(['register', `stalled${i}`, '--leader', String(stalled[i].pid)])).code, 0);
+      }
+      assert.equal((await d.ctl(['register', 'fine', '--leader', String(leader())])).code, 0);
+      const order: string[] = [];
+      // A connection each: one connection's calls are answered one after the other.
+      const list = async (name: string) => {
+        const own = await VarlinkClient.connect(d.socket);
+        try {
+          const m = (await own.call('io.systemd.Machine.List', { name, acquireMetadata: true })) as { osRelease?: object; osReleaseError?: string };
+          order.push(name);
+          return m;
+        } finally {
+          own.close();
+        }
+      };
+      // Four reads stalled at once (as many as Node's thread pool has threads) ...
+      const slow = [0, 1, 2, 3].map((i) => list(`stalled${i}`));
+      // ... and meanwhile another machine's metadata, and a registration that makes a cgroup (file
+      // operations of the daemon's own).
+      const fine = await list('fine');
+      assert.deepEqual(fine.osRelease && Object.keys(fine.osRelease).includes('ID'), true);
+      if (mount) {
+        const r = await d.ctl(['register', 'made', '--leader', String(leader()), '--create']);
+        assert.equal(r.code, 0, r.stderr);
+      } else t.diagnostic('no cgroup2: the registration with a scope is left out');
+      assert.deepEqual(order, ['fine'], 'the stalled reads are still under way');
+      for (const m of await Promise.all(slow)) {
+        assert.deepEqual([m.osRelease, m.osReleaseError], [undefined, `Cannot read the OS release of machine '${(m as { name?: string }).name}': its root directory did not answer within 2 s`]);
+      }
+      // Named, with the reason, where the answer is the metadata itself; and at once for a root still stalled.
+      const r = await d.ctl(['status', 'stalled0']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /OS: \(cannot be read: its root directory did not answer within 2 s, and has not since\)/);
+    } finally {
+      for (const s of stalled) s.end();
+      await d.stop();
+      d.cleanup();
+      if (mount && existsSync(join(mount, 'machine.slice/machine-made.scope'))) await run('rmdir', [join(mount, 'machine.slice/machine-made.scope')]);
     }
   });
 });

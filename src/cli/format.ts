@@ -18,6 +18,7 @@ export interface MachineJson {
   vSockCid?: number;
   sshAddress?: string;
   osRelease?: Record<string, string>;
+  osReleaseError?: string;
 }
 
 function formatAddress(a: { ifindex?: number; family: number; address: number[] }): string {
@@ -78,6 +79,8 @@ export function statusText(m: MachineJson, leaderComm: string): string {
   addrs.forEach((a, i) => rows.push([i === 0 ? 'Address' : '', a]));
   const os = m.osRelease?.PRETTY_NAME ?? m.osRelease?.NAME;
   if (os) rows.push(['OS', os]);
+  // "Cannot read the OS release of machine 'x': its root ...": the reason is what follows the colon.
+  else if (m.osReleaseError) rows.push(['OS', `(cannot be read: ${m.osReleaseError.replace(/^[^:]*: /, '')})`]);
   if (m.uidShift) rows.push(['UID Shift', String(m.uidShift)]);
   if (m.unit) rows.push(['Unit', m.unit]);
   if (m.vSockCid !== undefined) rows.push(['VSOCK CID', String(m.vSockCid)]);

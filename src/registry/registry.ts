@@ -11,6 +11,7 @@ import { type Leader, openLeader } from './linux/leader.js';
 import { LeaderWatch } from './linux/leader-watch.js';
 import { NetnsWatcher } from './linux/netns.js';
 import { readOsRelease } from './linux/os-release.js';
+import { RootReadError, RootReader } from './linux/root-reader.js';
 import { type IdMapLine, processTree, readCgroupPath, readIdMap, readIdMaps, readNamespace, readProcStat, unitOfCgroupPath } from './linux/proc.js';
 import type { Machine, MachineSpec } from './machine.js';
 import type { ScopeAllocator, ScopeProperty } from './scope.js';
@@ -31,6 +32,8 @@ export interface RegistryOptions {
   terminateTimeoutMs?: number;
   /** How often leaders are checked for exit; a machine goes within this much after its leader. */
   sweepMs?: number;
+  /** How long a read from a machine's root directory may take (default 2 s). */
+  rootReadTimeoutMs?: number;
   log: Logger;
 }
 
@@ -76,6 +79,8 @@ export class Registry extends EventEmitter<RegistryEvents> {
    *  directory, so that a restart goes on with them. */
   private readonly staleCgroups = new Set<string>();
   private readonly netns = new NetnsWatcher();
+  /** Reads from machines' roots, which may stall. */
+  private readonly roots: RootReader;
   private readonly files: StateFiles;
   private sweepTimer: NodeJS.Timeout | undefined;
   private sweeping = false;
@@ -86,6 +91,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
     super();
     this.setMaxListeners(0); // every Watch client and front end listens
     this.files = new StateFiles(opts.stateDir);
+    this.roots = new RootReader({ timeoutMs: opts.rootReadTimeoutMs });
     this.host = hostMachine('');
   }
 
@@ -112,7 +118,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
     }
     this.byName.clear();
     this.leaderWatch.close();
-    await this.netns.close();
+    await Promise.all([this.netns.close(), this.roots.close()]);
   }
 
   get(name: string): Machine | undefined {
@@ -261,7 +267,14 @@ export class Registry extends EventEmitter<RegistryEvents> {
     const m = this.mustGet(name);
     if (m.class === 'vm') throw new RegistryError('NotSupported', 'Requesting OS release data is only supported on container machines.');
     const pid = m.class === 'host' ? process.pid : m.leader;
-    const os = await readOsRelease(pid);
+    let os: Map<string, string> | undefined;
+    try {
+      os = await readOsRelease(this.roots, pid);
+    } catch (e) {
+      if (!(e instanceof RootReadError)) throw e;
+      const why = `Cannot read the OS release of machine '${name}': ${e.message}`;
+      throw new RegistryError(e.why === 'timeout' || e.why === 'stalled' || e.why === 'failed' ? 'Failed' : 'NoOSRelease', why);
+    }
     if (!os) throw new RegistryError('NoOSRelease', 'Machine does not contain OS release information');
     return os;
   }

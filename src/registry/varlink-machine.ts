@@ -52,6 +52,8 @@ const machineFields = {
   vSockCid: t.optional(t.int),
   sshAddress: t.optional(t.string),
   osRelease: t.optional(t.map(t.string)),
+  /** acquireMetadata asked, and the machine's root could not be read (it did not answer in time). */
+  osReleaseError: t.optional(t.string),
 };
 
 export const machineInterface: InterfaceDef = {
@@ -130,7 +132,24 @@ export function toVarlinkError(e: unknown): unknown {
   return errors.make(ERROR_OF[e.kind], { message: e.message }, e.message);
 }
 
-export function machineJson(m: Machine, osRelease?: Map<string, string>): Record<string, unknown> {
+/** How many machines' metadata List reads at once. */
+const METADATA_READS = 16;
+
+/** f over items, at most `n` at a time, results in order. */
+async function mapConcurrently<T, R>(items: readonly T[], n: number, f: (x: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const run = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await f(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, run));
+  return out;
+}
+
+export function machineJson(m: Machine, osRelease?: Map<string, string> | string): Record<string, unknown> {
   // Plain assignments rather than conditional spreads: List builds one of these per machine.
   const j: Record<string, unknown> = { name: m.name };
   if (m.id) j.id = m.id;
@@ -149,7 +168,8 @@ export function machineJson(m: Machine, osRelease?: Map<string, string>): Record
   j.state = m.state;
   if (m.vSockCid !== undefined) j.vSockCid = m.vSockCid;
   if (m.sshAddress) j.sshAddress = m.sshAddress;
-  if (osRelease) j.osRelease = Object.fromEntries(osRelease);
+  if (typeof osRelease === 'string') j.osReleaseError = osRelease;
+  else if (osRelease) j.osRelease = Object.fromEntries(osRelease);
   return j;
 }
 
@@ -183,7 +203,12 @@ export function machineHandlers(reg: Registry): Record<string, Handler> {
     if (!j) texts.set(m, (j = new RawJson(JSON.stringify(machineJson(m)))));
     return j;
   };
-  const metadata = async (m: Machine) => (m.class !== 'vm' ? await reg.osRelease(m.name).catch(() => undefined) : undefined);
+  // The metadata, or why it could not be read (a root that does not answer); undefined for a VM or a
+  // machine without os-release.
+  const metadata = async (m: Machine): Promise<Map<string, string> | string | undefined> => {
+    if (m.class === 'vm') return undefined;
+    return reg.osRelease(m.name).catch((e) => (e instanceof RegistryError && e.kind === 'Failed' ? e.message : undefined));
+  };
   return mapped({
     async Register(p, ctx) {
       requireRoot(ctx);
@@ -218,13 +243,15 @@ export function machineHandlers(reg: Registry): Record<string, Handler> {
       if (only) return machineJson(only, p.acquireMetadata ? await metadata(only) : undefined);
       if (!ctx.more) throw expectedMore();
       const all = reg.list();
+      // Several at once: a root that stalls costs its own time limit, not one for each machine after it.
+      const metas = p.acquireMetadata ? await mapConcurrently(all, METADATA_READS, metadata) : [];
       for (let i = 0; i < all.length - 1; i++) {
-        ctx.notify(p.acquireMetadata ? machineJson(all[i], await metadata(all[i])) : listed(all[i]));
+        ctx.notify(p.acquireMetadata ? machineJson(all[i], metas[i]) : listed(all[i]));
         // Thousands of replies: let a slow reader catch up rather than cut it off.
         if (i % 256 === 255) await ctx.drain();
       }
       const last = all[all.length - 1];
-      return p.acquireMetadata ? machineJson(last, await metadata(last)) : listed(last);
+      return p.acquireMetadata ? machineJson(last, metas[all.length - 1]) : listed(last);
     },
     async Watch(_p, ctx) {
       if (!ctx.more) throw expectedMore();
