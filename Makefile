@@ -16,8 +16,10 @@ DESTDIR ?=
 BINDIR := $(PREFIX)/bin
 PKGDIR := $(PREFIX)/lib/mymachines
 MANDIR ?= $(PREFIX)/share/man
-# The admin's directory: systemd-container's own policy for the same name lives in /usr/share.
+# The admin's directory: systemd-container's own policy for the same name lives in /usr/share. The
+# Debian package puts it in /usr/share under a name of its own (mymachines.conf).
 DBUSPOLICYDIR ?= /etc/dbus-1/system.d
+DBUSPOLICYNAME ?= org.freedesktop.machine1.conf
 # dbus-daemon looks for activation files in /usr/local/share, /usr/share and /lib (in that order).
 DBUSSERVICEDIR ?= $(PREFIX)/share/dbus-1/system-services
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
@@ -34,8 +36,8 @@ VERSION = $(shell node -p 'require("./package.json").version')
 # The man pages' date: the last commit's, so that a build is reproducible.
 MANDATE ?= $(shell git log -1 --format=%cs 2>/dev/null || date +%F)
 MANPAGES := $(B)/man/mymachinesd.8 $(B)/man/mymachinesctl.1 $(B)/man/nss-mymachines.8
-# Service files with the installed paths filled in.
-SERVICEFILES := $(B)/mymachinesd.service $(B)/openrc/mymachinesd $(B)/sysv/mymachinesd
+# Service files get the installed paths at install time: they depend on PREFIX.
+SUBST = sed -e 's|@bindir@|$(BINDIR)|g'
 
 .PHONY: all build demo check bench install uninstall deb clean
 
@@ -51,15 +53,11 @@ build: node_modules/.package-lock.json
 	@command -v gcc >/dev/null || { echo "make: gcc is missing: run 'scripts/install-deps' (as root) or install gcc first" >&2; exit 1; }
 	$(TSC) -p tsconfig.json
 	$(MAKE) -C nss-module
-	$(MAKE) --no-print-directory $(MANPAGES) $(SERVICEFILES)
+	$(MAKE) --no-print-directory $(MANPAGES)
 
 $(B)/man/%: doc/man/%.md package.json
 	@mkdir -p $(@D)
-	$(MARKED_MAN) --version $(VERSION) --manual mymachines --date $(MANDATE) $< > $@.tmp && mv $@.tmp $@
-
-$(B)/%: data/%.in Makefile
-	@mkdir -p $(@D)
-	sed -e 's|@bindir@|$(BINDIR)|g' -e 's|@version@|$(VERSION)|g' $< > $@.tmp && mv $@.tmp $@
+	$(MARKED_MAN) --version $(VERSION) --no-breaks --manual mymachines --date $(MANDATE) $< > $@.tmp && mv $@.tmp $@
 
 demo:
 	scripts/install-deps build
@@ -78,21 +76,26 @@ install: build
 	node scripts/copy-runtime.js $(DESTDIR)$(PKGDIR)
 	ln -sf ../lib/mymachines/bin/mymachinesd $(DESTDIR)$(BINDIR)/mymachinesd
 	ln -sf ../lib/mymachines/bin/mymachinesctl $(DESTDIR)$(BINDIR)/mymachinesctl
-	install -D -m 0644 data/org.freedesktop.machine1.conf $(DESTDIR)$(DBUSPOLICYDIR)/org.freedesktop.machine1.conf
+	install -D -m 0644 data/org.freedesktop.machine1.conf $(DESTDIR)$(DBUSPOLICYDIR)/$(DBUSPOLICYNAME)
 	install -D -m 0644 data/org.freedesktop.machine1.service $(DESTDIR)$(DBUSSERVICEDIR)/org.freedesktop.machine1.service
-	install -D -m 0644 $(B)/mymachinesd.service $(DESTDIR)$(SYSTEMDUNITDIR)/mymachinesd.service
+	install -d $(DESTDIR)$(SYSTEMDUNITDIR)
+	$(SUBST) data/mymachinesd.service.in > $(DESTDIR)$(SYSTEMDUNITDIR)/mymachinesd.service
 	install -D -m 0644 data/bash-completion/mymachinesctl $(DESTDIR)$(BASHCOMPLETIONDIR)/mymachinesctl
 	install -D -m 0644 $(B)/man/mymachinesd.8 $(DESTDIR)$(MANDIR)/man8/mymachinesd.8
 	install -D -m 0644 $(B)/man/nss-mymachines.8 $(DESTDIR)$(MANDIR)/man8/nss-mymachines.8
 	install -D -m 0644 $(B)/man/mymachinesctl.1 $(DESTDIR)$(MANDIR)/man1/mymachinesctl.1
 	ln -sf nss-mymachines.8 $(DESTDIR)$(MANDIR)/man8/libnss_mymachines.so.2.8
-	case "$(INITSCRIPT)" in openrc|sysv) install -D -m 0755 $(B)/$(INITSCRIPT)/mymachinesd $(DESTDIR)$(INITDIR)/mymachinesd;; none) ;; *) echo "INITSCRIPT must be openrc, sysv or none" >&2; exit 1;; esac
+	case "$(INITSCRIPT)" in \
+	  openrc|sysv) install -d $(DESTDIR)$(INITDIR) && $(SUBST) data/$(INITSCRIPT)/mymachinesd.in > $(DESTDIR)$(INITDIR)/mymachinesd && chmod 0755 $(DESTDIR)$(INITDIR)/mymachinesd;; \
+	  none) ;; \
+	  *) echo "make: INITSCRIPT must be openrc, sysv or none" >&2; exit 1;; \
+	esac
 	$(MAKE) -C nss-module install DESTDIR=$(DESTDIR)
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/mymachinesd $(DESTDIR)$(BINDIR)/mymachinesctl
 	rm -rf $(DESTDIR)$(PKGDIR)
-	rm -f $(DESTDIR)$(DBUSPOLICYDIR)/org.freedesktop.machine1.conf $(DESTDIR)$(DBUSSERVICEDIR)/org.freedesktop.machine1.service
+	rm -f $(DESTDIR)$(DBUSPOLICYDIR)/$(DBUSPOLICYNAME) $(DESTDIR)$(DBUSSERVICEDIR)/org.freedesktop.machine1.service
 	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/mymachinesd.service $(DESTDIR)$(BASHCOMPLETIONDIR)/mymachinesctl
 	rm -f $(DESTDIR)$(MANDIR)/man8/mymachinesd.8 $(DESTDIR)$(MANDIR)/man8/nss-mymachines.8 $(DESTDIR)$(MANDIR)/man8/libnss_mymachines.so.2.8 $(DESTDIR)$(MANDIR)/man1/mymachinesctl.1
 	if grep -qs 'mymachines init script' $(DESTDIR)$(INITDIR)/mymachinesd; then rm -f $(DESTDIR)$(INITDIR)/mymachinesd; fi

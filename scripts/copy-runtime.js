@@ -5,15 +5,18 @@
 //    only a build needs (usocket declares node-gyp and nan as dependencies, but needs them only to
 //    compile its addon, which npm ci has done by then).
 //  - A package with a native addon keeps the .node files that load here and nothing else of its build
-//    output or C sources: koffi ships its addon for 18 systems, of which one runs here.
-import { cpSync, existsSync, readFileSync, rmSync } from 'node:fs';
+//    output, sources or build scripts: koffi ships its addon for 18 systems, of which one runs here.
+//  - No package keeps what only its developers use: tests, examples, documentation sites, dot files
+//    (.npmignore, .eslintrc, .gitattributes); scripts and ELF files are executable, nothing else is.
+import { chmodSync, cpSync, existsSync, openSync, readFileSync, readSync, closeSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const BUILD_ONLY = new Set(['node-gyp', 'nan']);
-const SOURCE = /\.(c|cc|cpp|h|hh|hpp|inc|S|asm|def|cmake|gyp|gypi|mk)$|(^|\/)(Makefile|CMakeLists\.txt|binding\.gyp)$/;
+const DEVELOPERS_ONLY = /(^|\/)(\.[^/]*|tests?|examples?|benchmarks?|docs?|[^/]*\.html)$/;
+const SOURCE = /\.(c|cc|cpp|h|hh|hpp|inc|S|asm|def|cmake|gyp|gypi|mk|py)$|(^|\/)(Makefile|CMakeLists\.txt|binding\.gyp|src)$/;
 
 const dest = process.argv[2];
 if (!dest) {
@@ -59,6 +62,7 @@ for (const key of wanted) {
       const rel = relative(ROOT, src).split(sep).join('/');
       const inner = rel.slice(key.length + 1);
       if (inner.startsWith('node_modules')) return false; // nested packages are copied on their own
+      if (DEVELOPERS_ONLY.test(inner)) return false;
       if (own.length === 0) return true;
       if (SOURCE.test(inner)) return false;
       // Under build/: only the loaded addons and the directories that lead to them.
@@ -67,6 +71,27 @@ for (const key of wanted) {
     },
   });
 }
+
+/** An executable mode on what can be executed (a script, an ELF file) and nothing else; no directory
+ *  left empty by the filters. */
+function tidy(dir) {
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) {
+      tidy(p);
+      if (readdirSync(p).length === 0) rmSync(p, { recursive: true });
+    }
+    else if (e.isFile()) {
+      const head = Buffer.alloc(4);
+      const fd = openSync(p, 'r');
+      readSync(fd, head, 0, 4, 0);
+      closeSync(fd);
+      const runnable = head.subarray(0, 2).equals(Buffer.from('#!')) || head.equals(Buffer.from('\x7fELF', 'latin1'));
+      if (runnable !== Boolean(statSync(p).mode & 0o100)) chmodSync(p, runnable ? 0o755 : 0o644);
+    }
+  }
+}
+tidy(join(dest, 'node_modules'));
 
 cpSync(join(ROOT, 'package.json'), join(dest, 'package.json'));
 cpSync(join(ROOT, 'bin'), join(dest, 'bin'), { recursive: true });
