@@ -49,13 +49,17 @@ node_modules/.package-lock.json: package.json package-lock.json
 	@scripts/check-node
 	npm ci --no-audit --no-fund
 
-build: node_modules/.package-lock.json
+build: dist/.built $(MANPAGES)
 	@command -v gcc >/dev/null || { echo "make: gcc is missing: run 'scripts/install-deps' (as root) or install gcc first" >&2; exit 1; }
-	$(TSC) -p tsconfig.json
 	$(MAKE) -C nss-module
-	$(MAKE) --no-print-directory $(MANPAGES)
 
-$(B)/man/%: doc/man/%.md package.json
+# Compiled again only when a source changed: a build with nothing to do rewrites nothing under dist/,
+# which running tests read.
+dist/.built: node_modules/.package-lock.json tsconfig.json $(shell find src test bench demo -name '*.ts' 2>/dev/null)
+	$(TSC) -p tsconfig.json
+	@touch $@
+
+$(B)/man/%: doc/man/%.md package.json node_modules/.package-lock.json
 	@mkdir -p $(@D)
 	$(MARKED_MAN) --version $(VERSION) --no-breaks --manual mymachines --date $(MANDATE) $< > $@.tmp && mv $@.tmp $@
 
