@@ -110,5 +110,5 @@ deb: node_modules/.package-lock.json
 	scripts/build-deb
 
 clean:
-	rm -rf dist $(B)
+	rm -rf dist $(B) debian/mymachines debian/.debhelper debian/files debian/*.substvars debian/*.debhelper.log debian/*.debhelper
 	$(MAKE) -C nss-module clean
