@@ -21,6 +21,9 @@ const VERSION = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).ver
 const DEB = join(ROOT, `build/deb/mymachines_${VERSION}_amd64.deb`);
 const TEST_ROOT = join(ROOT, 'build/test-root');
 const R = join(TEST_ROOT, 'mnt');
+// The checkout's build/ inside the root (its own /tmp is a tmpfs, and the checkout may be anywhere).
+const IN_ROOT = '/srv/mymachines-build';
+const inRootPath = (hostPath: string) => hostPath.replace(join(ROOT, 'build'), IN_ROOT);
 const POSTINST = join(ROOT, 'debian/mymachines.postinst');
 const POSTRM = join(ROOT, 'debian/mymachines.postrm');
 
@@ -49,6 +52,8 @@ mount --rbind /sys "$2/sys"
 mount --rbind /dev "$2/dev"
 mount -t tmpfs tmpfs "$2/run"
 mount -t tmpfs tmpfs "$2/tmp"
+mkdir -p "$2${IN_ROOT}"
+mount --bind -o ro "$3" "$2${IN_ROOT}"
 # Nothing that a package installs is started by its maintainer scripts.
 printf '#!/bin/sh\\nexit 101\\n' > "$2/usr/sbin/policy-rc.d"
 chmod 755 "$2/usr/sbin/policy-rc.d"
@@ -61,7 +66,7 @@ before(async () => {
   mkdirSync(R, { recursive: true });
   holder = spawn('unshare', ['--mount', '--propagation', 'private', '--', 'sleep', 'infinity'], { stdio: 'ignore' });
   await waitFor('the holder namespace', async () => ((await run('readlink', [`/proc/${holder!.pid}/ns/mnt`])).stdout !== (await run('readlink', ['/proc/self/ns/mnt'])).stdout ? true : undefined));
-  const s = await inNs(['sh', '-c', SETUP, 'sh', join(TEST_ROOT, 'layer'), R], { chroot: false });
+  const s = await inNs(['sh', '-c', SETUP, 'sh', join(TEST_ROOT, 'layer'), R, join(ROOT, 'build')], { chroot: false });
   assert.equal(s.code, 0, s.stderr);
 });
 
@@ -153,8 +158,8 @@ let nsswitchBefore = '';
 test("the package replaces Debian's libnss-mymachines, which has a file of the same name (Conflicts, Replaces, Provides)", async () => {
   nsswitchBefore = await readInRoot('/etc/nsswitch.conf');
   const theirs = await debianDeb('libnss-mymachines');
-  await mustInRoot(['dpkg', '-i', theirs]);
-  const r = await inRoot(['dpkg', '-i', DEB]);
+  await mustInRoot(['dpkg', '-i', inRootPath(theirs)]);
+  const r = await inRoot(['dpkg', '-i', inRootPath(DEB)]);
   assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.match(r.stdout + r.stderr, /dpkg: yes, will remove libnss-mymachines:amd64 in favour of mymachines/);
   assert.equal(await mustInRoot(['dpkg-query', '-W', '-f', '${Status}', 'libnss-mymachines']), 'install ok config-files');
@@ -166,7 +171,7 @@ test("the package replaces Debian's libnss-mymachines, which has a file of the s
 });
 
 test('install: the files, the services enabled, systemd-container’s activation file diverted, nsswitch.conf', async () => {
-  const out = await mustInRoot(['dpkg', '-i', DEB]);
+  const out = await mustInRoot(['dpkg', '-i', inRootPath(DEB)]);
   assert.match(out, /mymachines: added mymachines to \/etc\/nsswitch.conf: hosts:/);
   assert.equal((await inRoot(['test', '-e', '/run/mymachines/io.systemd.Machine'])).code, 1, 'not started (policy-rc.d)');
   const files = (await mustInRoot(['dpkg', '-L', 'mymachines'])).split('\n');
@@ -250,7 +255,7 @@ function processGone(pid: number): boolean {
 
 test("the OpenRC script under Debian's OpenRC: start, status, a crash restarted by supervise-daemon, stop", async () => {
   const debs = await Promise.all(['libeinfo1', 'librc1', 'insserv', 'openrc'].map(debianDeb));
-  await mustInRoot(['dpkg', '-i', ...debs]);
+  await mustInRoot(['dpkg', '-i', ...debs.map(inRootPath)]);
   // make install INITSCRIPT=openrc's script for this package's paths, beside the package's LSB one.
   const script = readFileSync(join(ROOT, 'data/openrc/mymachinesd.in'), 'utf8').replaceAll('@bindir@', '/usr/bin');
   writeFileSync(join(scratch, 'openrc'), script);
