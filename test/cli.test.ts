@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { findCgroupMounts } from '../src/registry/linux/cgroup.js';
 import { VarlinkClient } from '../src/varlink/client.js';
 import { makeContainer, removeAllContainers, type Container } from './helpers/container.js';
-import { CTL, startDaemon, type Daemon } from './helpers/daemon.js';
+import { CTL, ROOT, startDaemon, type Daemon } from './helpers/daemon.js';
 import { run, waitFor, type RunResult } from './helpers/run.js';
 
 const NO_SOCKET = '/nonexistent/mymachines.sock';
@@ -155,10 +155,13 @@ Commands:
   kill NAME [--whom leader|all] [--signal SIG]
                                    send a signal (default SIGTERM to all)
   watch [--json]                   print machines as they come, change and go
+  doctor [--state-dir DIR]         check the setup that lookups of machines need, and say how to
+                                   fix what is wrong (exit status 0 only when all is well)
 
 Options:
   --socket PATH    the daemon's socket (default: $MYMACHINES_SOCKET or /run/mymachines/io.systemd.Machine)
   -h, --help       show this help (also after a command)
+  --version        show the version
 
 Environment:
   MYMACHINESCTL_TIMEOUT=SEC   how long to wait for the daemon to accept and to answer (default: 25)
@@ -175,6 +178,7 @@ const VERB_USAGE: Record<string, string> = {
   terminate: 'terminate NAME...',
   kill: 'kill NAME [--whom leader|all] [--signal SIG]',
   watch: 'watch [--json]',
+  doctor: 'doctor [--state-dir DIR]',
 };
 
 const PROPS = 'Name, Id, Timestamp, TimestampMonotonic, Service, Unit, Leader, Class, RootDirectory, NetworkInterfaces, Addresses, UIDShift, State';
@@ -237,6 +241,12 @@ describe('mymachinesctl without a daemon', { timeout: 120_000 }, () => {
       const r = await ctl(['kill', 'a', '--signal', sig], { MYMACHINES_SOCKET: NO_SOCKET });
       failed(r, `cannot reach mymachinesd at ${NO_SOCKET}: no such socket (is it running?)`, sig);
     }
+  });
+
+  test('--version prints the version and exits 0', async () => {
+    const r = await ctl(['--version']);
+    const version = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version;
+    assert.deepEqual([r.code, r.stdout, r.stderr], [0, `mymachinesctl ${version}\n`, '']);
   });
 
   test('--help for the tool and after each command exits 0', async () => {

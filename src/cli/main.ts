@@ -4,6 +4,7 @@ import { constants } from 'node:os';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { VarlinkClient } from '../varlink/client.js';
 import { VarlinkError } from '../varlink/errors.js';
+import { doctor, report } from './doctor.js';
 import { PROPERTY_NAMES, listTable, properties, statusText, type MachineJson } from './format.js';
 
 const DEFAULT_SOCKET = '/run/mymachines/io.systemd.Machine';
@@ -27,10 +28,13 @@ Commands:
   kill NAME [--whom leader|all] [--signal SIG]
                                    send a signal (default SIGTERM to all)
   watch [--json]                   print machines as they come, change and go
+  doctor [--state-dir DIR]         check the setup that lookups of machines need, and say how to
+                                   fix what is wrong (exit status 0 only when all is well)
 
 Options:
   --socket PATH    the daemon's socket (default: $MYMACHINES_SOCKET or ${DEFAULT_SOCKET})
   -h, --help       show this help (also after a command)
+  --version        show the version
 
 Environment:
   MYMACHINESCTL_TIMEOUT=SEC   how long to wait for the daemon to accept and to answer (default: ${DEFAULT_TIMEOUT_S})
@@ -44,14 +48,16 @@ class Failure extends Error {}
 type Options = NonNullable<ParseArgsConfig['options']>;
 /** What a command does once connected. */
 type Action = (c: VarlinkClient) => Promise<void>;
+/** What a command that connects (or not) by itself does; gives the exit status. */
+type Standalone = (socket: string, timeoutMs: number) => Promise<number>;
 
-interface Verb {
+export interface Verb {
   usage: string;
   options: Options;
   minArgs: number;
   maxArgs: number;
   /** Checks the arguments, throwing UsageError, before anything is sent; returns what to do then. */
-  prepare(args: string[], v: Record<string, any>): Action;
+  prepare(args: string[], v: Record<string, any>): Action | { standalone: Standalone };
 }
 
 const out = (s: string) => void process.stdout.write(s);
@@ -111,7 +117,7 @@ const eachName = (verb: string, method: string): Verb => ({
   },
 });
 
-const verbs: Record<string, Verb> = {
+export const verbs: Record<string, Verb> = {
   list: {
     usage: 'list [--all] [--json]',
     options: { all: { type: 'boolean' }, json: { type: 'boolean' } },
@@ -209,9 +215,31 @@ const verbs: Record<string, Verb> = {
       throw Object.assign(new Error('the watch ended'), { code: 'ECONNRESET' }); // only the daemon ends it
     },
   },
+  doctor: {
+    usage: 'doctor [--state-dir DIR]',
+    options: { 'state-dir': { type: 'string' } },
+    minArgs: 0,
+    maxArgs: 0,
+    prepare(_a, v) {
+      const stateDir: string = v['state-dir'] ?? '/run/systemd/machines';
+      if (!isAbsolute(stateDir)) throw new UsageError(`invalid --state-dir '${esc(stateDir)}': must be an absolute path`);
+      // Its own connections: an unreachable daemon is one of the findings, not a failure to start.
+      return {
+        standalone: async (socket, timeoutMs) => {
+          const checks = await doctor({ socket, stateDir, timeoutMs, env: process.env });
+          out(report(checks));
+          return checks.every((c) => c.ok) ? 0 : 1;
+        },
+      };
+    },
+  },
 };
 
-const GLOBAL: Options = { socket: { type: 'string' }, help: { type: 'boolean', short: 'h' } };
+export const GLOBAL: Options = { socket: { type: 'string' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' } };
+
+function version(): string {
+  return JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')).version;
+}
 
 /** parseArgs, with every mistake a UsageError in our words. */
 function parse(args: string[], options: Options): { values: Record<string, any>; positionals: string[] } {
@@ -271,6 +299,7 @@ async function main(argv: string[]): Promise<number> {
   const pre = parse(argv.slice(0, cut), GLOBAL).values;
   if (!first) {
     if (pre.help) return out(HELP), 0;
+    if (pre.version) return out(`mymachinesctl ${version()}\n`), 0;
     throw new UsageError('no command given');
   }
   const name = argv[cut];
@@ -284,6 +313,7 @@ async function main(argv: string[]): Promise<number> {
   const ms = timeoutMs();
   const socket: string = values.socket ?? pre.socket ?? (process.env.MYMACHINES_SOCKET || DEFAULT_SOCKET);
   if (socket === '') throw new UsageError('option --socket needs a value');
+  if ('standalone' in action) return action.standalone(socket, ms);
   let client: VarlinkClient;
   try {
     client = await VarlinkClient.connect(socket, { timeoutMs: ms, callTimeoutMs: ms });
@@ -300,15 +330,18 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-main(process.argv.slice(2)).then(
-  (code) => (process.exitCode = code),
-  (e) => {
-    if (e instanceof UsageError) {
-      process.stderr.write(`mymachinesctl: ${e.message}\nTry 'mymachinesctl --help'.\n`);
-      process.exitCode = 2;
-    } else {
-      process.stderr.write(`mymachinesctl: ${e instanceof Failure ? e.message : (e as Error).message}\n`);
-      process.exitCode = 1;
-    }
-  },
-);
+/** Runs mymachinesctl with these arguments (bin/mymachinesctl); sets the exit status. */
+export function runCli(argv: string[]): void {
+  main(argv).then(
+    (code) => (process.exitCode = code),
+    (e) => {
+      if (e instanceof UsageError) {
+        process.stderr.write(`mymachinesctl: ${e.message}\nTry 'mymachinesctl --help'.\n`);
+        process.exitCode = 2;
+      } else {
+        process.stderr.write(`mymachinesctl: ${e instanceof Failure ? e.message : (e as Error).message}\n`);
+        process.exitCode = 1;
+      }
+    },
+  );
+}

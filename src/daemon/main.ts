@@ -16,6 +16,7 @@ import { userDatabaseHandlers, userDatabaseInterface } from '../userdb/varlink-u
 import { VarlinkServer, isLive } from '../varlink/server.js';
 import { makeLogger } from './logging.js';
 import { HELP, parseOptions, UsageError, type DaemonOptions } from './options.js';
+import { serviceManager } from './sd-notify.js';
 
 export const SOCKET_NAME = 'io.systemd.Machine';
 
@@ -31,6 +32,7 @@ async function run(opts: DaemonOptions): Promise<void> {
   takeDirectory(opts.runtimeDir, 'runtime directory');
   takeDirectory(opts.stateDir, 'state directory');
   const log = makeLogger(opts.logLevel);
+  const manager = serviceManager(); // systemd's Type=notify: told when the sockets answer
   let registry: Registry | undefined;
   let server: VarlinkServer | undefined;
   let bus: { stop(): void } | undefined;
@@ -41,6 +43,7 @@ async function run(opts: DaemonOptions): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'stopping');
+    manager?.notify('STOPPING=1');
     bus?.stop();
     await dns?.close();
     await server?.close();
@@ -50,6 +53,8 @@ async function run(opts: DaemonOptions): Promise<void> {
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+  // Node.js would exit on SIGHUP; there is no configuration file to reload (flags need a restart).
+  process.on('SIGHUP', () => log.info({ signal: 'SIGHUP' }, 'nothing to reload: options are flags, which need a restart'));
   try {
     await start();
   } catch (e) {
@@ -124,7 +129,11 @@ async function run(opts: DaemonOptions): Promise<void> {
       const [{ serveMachine1 }, { busAddress }] = await Promise.all([import('./serve-dbus.js'), import('../dbus/bus-service.js')]);
       if (!stopping) bus = serveMachine1(registry, log, busAddress(opts.bus, process.env));
     }
-    log.info({ socket: socketPath, stateDir: opts.stateDir, machines: registry.list().length - 1 }, 'ready');
+    const machines = registry.list().length - 1;
+    log.info({ socket: socketPath, stateDir: opts.stateDir, machines }, 'ready');
+    const failed = manager?.notify(`READY=1\nSTATUS=Serving ${machines} machine${machines === 1 ? '' : 's'} on ${socketPath}`);
+    if (failed) log.warn({ error: failed.message }, 'cannot tell the service manager that the daemon is ready');
+    manager?.startWatchdog();
   }
 }
 
