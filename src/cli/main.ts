@@ -1,6 +1,7 @@
 // mymachinesctl: the registry from the command line, over the daemon's Varlink socket.
 import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
+import { isAbsolute } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { VarlinkClient } from '../varlink/client.js';
 import { VarlinkError } from '../varlink/errors.js';
