@@ -183,7 +183,7 @@ describe('one daemon per runtime directory', () => {
             client.close();
           }
           return true;
-        });
+        }, 20_000);
         assert.equal(c, true);
         assert.equal(winner.exitCode, null, `round ${round}: the winner runs`);
         assert.match(outputs[loser](), new RegExp(`^mymachinesd: another mymachinesd \\(PID ${winner.pid}\\) is already running on the (runtime|state) directory ${dir}/(run|machines)\\n$`), `round ${round}`);
