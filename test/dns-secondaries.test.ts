@@ -35,16 +35,6 @@ function sleeper(): number {
   return p.pid!;
 }
 
-/** The log lines of a daemon (JSON) that say `msg`. */
-function logLines(d: Daemon, msg: string): Record<string, unknown>[] {
-  return d
-    .output()
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as Record<string, unknown>)
-    .filter((o) => o.msg === msg);
-}
-
 describe('DNS zones copied by BIND and Knot', () => {
   let ns: NetNs;
   let dir: string;
@@ -120,20 +110,20 @@ describe('DNS zones copied by BIND and Knot', () => {
       assert.equal(await serialAt(server, H1), await serialAt('127.0.0.2', H1), server);
       assert.equal((await q(server, [`nosuch.${H1}`, 'A'])).status, 'NXDOMAIN', server);
     }
-    const axfrs = logLines(host1, 'dns zone transfer sent').filter((l) => l.zone === H1 && l.type === 'AXFR');
+    const axfrs = host1.logLines('dns zone transfer sent').filter((l) => l.zone === H1 && l.type === 'AXFR');
     assert.deepEqual(axfrs.map((l) => [l.client, l.key]).sort(), [[BIND, 'xfr'], [KNOT, 'xfr']]);
   });
 
   test('a peer that is not allowed is refused; so is a wrong key; neither secondary gets the zone', async () => {
     await waitFor('the refusals in the logs', () => {
-      const refused = logLines(host2, 'dns zone transfer refused: not in --dns-transfer-allow').map((l) => l.client);
-      const badSig = logLines(host1, 'dns request with a bad TSIG signature refused').filter((l) => l.error === 'BADSIG').map((l) => l.client);
+      const refused = host2.logLines('dns zone transfer refused: not in --dns-transfer-allow').map((l) => l.client);
+      const badSig = host1.logLines('dns request with a bad TSIG signature refused').filter((l) => l.error === 'BADSIG').map((l) => l.client);
       return [BAD_BIND, BAD_KNOT].every((c) => refused.includes(c) && badSig.includes(c)) ? true : undefined;
     }, 10_000);
     for (const server of [BAD_BIND, BAD_KNOT]) {
       for (const name of [`web.${H1}`, `api.${H2}`]) assert.equal((await q(server, [name, 'A'])).status, 'SERVFAIL', `${name} on ${server}`);
     }
-    const transfers = [...logLines(host1, 'dns zone transfer sent'), ...logLines(host2, 'dns zone transfer sent')];
+    const transfers = [...host1.logLines('dns zone transfer sent'), ...host2.logLines('dns zone transfer sent')];
     assert.deepEqual(transfers.filter((l) => l.client === BAD_BIND || l.client === BAD_KNOT), []);
     // What the secondaries say of it.
     assert.match(servers[2].output(), /zone h1\.machines\.test\/IN: refresh: failure trying primary 127\.0\.0\.2#53 \(source 127\.0\.0\.6#0\): tsig indicates error/);
@@ -157,7 +147,7 @@ describe('DNS zones copied by BIND and Knot', () => {
     }
     const after = Number(await serialAt('127.0.0.2', H1));
     assert.ok(after > before, `serial ${before} -> ${after}`);
-    const ixfr = (client: string, from: number) => logLines(host1, 'dns zone transfer sent').filter((l) => l.zone === H1 && l.client === client && l.from === from && l.incremental === true);
+    const ixfr = (client: string, from: number) => host1.logLines('dns zone transfer sent').filter((l) => l.zone === H1 && l.client === client && l.from === from && l.incremental === true);
     for (const server of [BIND, KNOT]) assert.equal(ixfr(server, before).length, 1, `an IXFR from ${before} to ${server}`);
 
     assert.equal((await host1.ctl(['unregister', 'new'])).code, 0);
@@ -188,7 +178,7 @@ describe('DNS zones copied by BIND and Knot', () => {
       assert.equal(Number(await serialAt(server, H1)), s2, server);
       assert.deepEqual((await q(server, [`web.${H1}`, 'A'])).answer, [a(`web.${H1}`, '10.77.87.10')], server);
     }
-    const full = logLines(host1, 'dns zone transfer sent').filter((l) => l.zone === H1 && l.type === 'IXFR' && l.from === s1 && l.incremental === false);
+    const full = host1.logLines('dns zone transfer sent').filter((l) => l.zone === H1 && l.type === 'IXFR' && l.from === s1 && l.incremental === false);
     assert.deepEqual(full.map((l) => l.client).sort(), [BIND, KNOT]);
   });
 

@@ -54,15 +54,6 @@ function sleeper(): number {
   return p.pid!;
 }
 
-function logLines(d: Daemon, msg: string): Record<string, unknown>[] {
-  return d
-    .output()
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as Record<string, unknown>)
-    .filter((o) => o.msg === msg);
-}
-
 // A TSIG signer of the test's own (RFC 8945), independent of the daemon's, for requests dig cannot make.
 function nameWire(name: string): Buffer {
   return Buffer.concat([...name.split('.').map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)])), Buffer.from([0])]);
@@ -280,7 +271,7 @@ describe('DNS zones: transfers', () => {
     assert.deepEqual(badsig.replies.map((m) => [rcodeOf(m), tsigError(m)]), [[9, 16]], 'NOTAUTH, BADSIG: even from an allowed address');
     const badkey = await tcpAsk(port, [sign(query(3, ZONE, 'AXFR'), { name: 'other', secret: key.secret })], 1);
     assert.deepEqual(badkey.replies.map((m) => [rcodeOf(m), tsigError(m)]), [[9, 17]]);
-    const logged = logLines(d, 'dns request with a bad TSIG signature refused').map((l) => [l.client, l.key, l.error]);
+    const logged = d.logLines('dns request with a bad TSIG signature refused').map((l) => [l.client, l.key, l.error]);
     assert.deepEqual(logged.slice(-2), [['127.0.0.2', 'xfr', 'BADSIG'], ['127.0.0.2', 'other', 'BADKEY']]);
     // dig's own view of a wrong key.
     const out = await digText('127.0.0.1', port, ['-b', '127.0.0.1', '-y', `hmac-sha256:xfr:${wrong.secret}`, ZONE, 'AXFR']);
@@ -314,7 +305,7 @@ describe('DNS zones: transfers', () => {
     const u = await udpAsk(port, ixfr(7, s0));
     assert.deepEqual(dnsPacket.decode(u!).answers!.map((a) => [a.type, a.type === 'SOA' && a.data.serial]), [['SOA', s2]]);
     assert.equal(rcodeOf((await udpAsk(port, query(8, ZONE, 'AXFR')))!), 5);
-    const log = logLines(d, 'dns zone transfer sent').filter((l) => l.type === 'IXFR');
+    const log = d.logLines('dns zone transfer sent').filter((l) => l.type === 'IXFR');
     assert.deepEqual(log.slice(-5).map((l) => [l.from, l.incremental]), [[s0, true], [s1, true], [s2, false], [(s2 + 1000) >>> 0, false], [(s2 - 100000) >>> 0, false]]);
   });
 
@@ -377,7 +368,7 @@ describe('DNS zones: transfers', () => {
       const spanMs = sent.at(-1)!.at - t0;
       assert.ok(sent.length <= Math.ceil(spanMs / 500) + 2, `${sent.length} NOTIFYs in ${spanMs} ms (storm ${stormMs} ms)`);
       assert.ok(sent.length >= 1);
-      const versions = logLines(d, 'dns zone changed').filter((l) => l.zone === ZONE && (l.time as number) >= t0);
+      const versions = d.logLines('dns zone changed').filter((l) => l.zone === ZONE && (l.time as number) >= t0);
       assert.ok(versions.length <= Math.ceil(spanMs / 200) + 2, `${versions.length} versions in ${spanMs} ms`);
     } finally {
       await Promise.all(leaders.pids.map((_, i) => c.call('io.systemd.Machine.Unregister', { name: `storm${i}` }).catch(() => {})));
@@ -418,7 +409,7 @@ describe('DNS zones: transfers', () => {
     assert.equal((await d.ctl(['register', 'web2', '--class', 'vm', '--leader', String(sleeper()), '--address', '10.77.90.12'])).code, 0);
     await waitFor('a new serial', async () => ((await serial()) !== s0 ? true : undefined));
     assert.ok((await serial()) > s0);
-    const warnings = [...logLines(d, 'dns zone serials not read: starting them afresh'), ...logLines(d, 'dns zone serials not saved')].map((l) => [l.msg, l.error]);
+    const warnings = [...d.logLines('dns zone serials not read: starting them afresh'), ...d.logLines('dns zone serials not saved')].map((l) => [l.msg, l.error]);
     assert.deepEqual(warnings, [['dns zone serials not read: starting them afresh', 'EINVAL'], ['dns zone serials not saved', 'EISDIR']], 'each said once');
     assert.deepEqual(readdirSync(d.stateDir).filter((n) => n.startsWith('.#')), [], 'no temporary file left');
     rmSync(file, { recursive: true });
@@ -480,9 +471,9 @@ describe('DNS zones: a zone of thousands of machines', () => {
       const messages = Number(/XFR size: \d+ records \(messages (\d+)/.exec(other)?.[1]);
       assert.ok(messages > 5, `${messages} messages`);
       // The server gives up on it after 10 s without progress; the client, paused, sees that once it reads.
-      await waitFor('the stalled transfer ended', () => logLines(d, 'dns zone transfer ended by the client, or stalled and closed').some((l) => l.zone === '1.9.0.0.7.7.d.f.ip6.arpa') || undefined, 15_000);
+      await waitFor('the stalled transfer ended', () => d.logLines('dns zone transfer ended by the client, or stalled and closed').some((l) => l.zone === '1.9.0.0.7.7.d.f.ip6.arpa') || undefined, 15_000);
       assert.ok(Date.now() - t0 > 8000, `ended after ${Date.now() - t0} ms`);
-      const sent = logLines(d, 'dns zone transfer sent').filter((l) => l.zone === '1.9.0.0.7.7.d.f.ip6.arpa').length;
+      const sent = d.logLines('dns zone transfer sent').filter((l) => l.zone === '1.9.0.0.7.7.d.f.ip6.arpa').length;
       assert.ok(sent < 24, `${sent} of the 24 transfers sent whole`);
       // Once it reads again, it finds the connection closed.
       stalled.stdin!.end();

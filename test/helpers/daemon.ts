@@ -22,6 +22,8 @@ export interface Daemon {
   proc: ChildProcess;
   /** What the daemon wrote on stdout (its JSON log) and stderr. */
   output(): string;
+  /** The lines of its JSON log whose message is `msg`, parsed. */
+  logLines(msg: string): Record<string, unknown>[];
   /** mymachinesctl against this daemon. */
   ctl(args: string[], opts?: { env?: NodeJS.ProcessEnv }): Promise<RunResult>;
   /** SIGTERM and wait; returns the exit code. */
@@ -75,6 +77,12 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<Daemon> {
     socket,
     proc,
     output: () => out,
+    logLines: (msg) =>
+      out
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((o) => o.msg === msg),
     ctl: (a, opts) => run(CTL, ['--socket', socket, ...a], { env: opts?.env }),
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
