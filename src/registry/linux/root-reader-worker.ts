@@ -1,7 +1,7 @@
 // Runs in a worker thread of root-reader.ts: reads small files below a process's root directory, with
 // blocking system calls. A container's root may be a FUSE or NFS mount that stops answering; then this
 // thread waits with it, and root-reader.ts gives up on it and uses another one: nothing else waits.
-import { closeSync, fstatSync, readSync } from 'node:fs';
+import { fstatSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import * as c from './libc.js';
 
@@ -44,7 +44,8 @@ function read(r: ReadRequest): ReadReply {
         if (n > r.maxBytes) return { id: r.id, error: 'too-large', message: path };
         return { id: r.id, path, text: buf.toString('utf8', 0, n) };
       } finally {
-        closeSync(fd);
+        // Through libc as it was opened: Node warns when a worker closes a descriptor its fs did not open.
+        c.close(fd);
       }
     }
     return { id: r.id, error: 'none' };
