@@ -24,6 +24,7 @@ all: build
 build:
 	npx tsc -p tsconfig.json
 	$(MAKE) -C nss-module
+	$(MAKE) -C helper
 
 demo:
 	scripts/install-deps build
@@ -47,6 +48,7 @@ install: build
 	ln -sf ../lib/mymachines/bin/mymachinesctl $(DESTDIR)$(PREFIX)/bin/mymachinesctl
 	install -D -m 0644 data/org.freedesktop.machine1.conf $(DESTDIR)$(DBUSPOLICYDIR)/org.freedesktop.machine1.conf
 	$(MAKE) -C nss-module install DESTDIR=$(DESTDIR)
+	$(MAKE) -C helper install DESTDIR=$(DESTDIR) LIBEXECDIR=$(PKGDIR)/libexec
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/mymachinesd $(DESTDIR)$(PREFIX)/bin/mymachinesctl
@@ -57,3 +59,4 @@ uninstall:
 clean:
 	rm -rf dist
 	$(MAKE) -C nss-module clean
+	$(MAKE) -C helper clean

@@ -4,6 +4,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { checkPrivateDirectory } from '../registry/linux/private-dir.js';
 import { lockDirectory } from './instance-lock.js';
 import { findCgroupMounts, systemdIsPid1, Cgroups } from '../registry/linux/cgroup.js';
+import { MachineOperations } from '../registry/machine-ops.js';
 import { Registry, type ScopeAllocator } from '../registry/registry.js';
 import { machineHandlers, machineInterface } from '../registry/varlink-machine.js';
 import { Resolver } from '../resolver/resolver.js';
@@ -122,7 +123,7 @@ async function run(opts: DaemonOptions): Promise<void> {
     // D-Bus is optional: an unreachable bus is warned about and retried, never fatal.
     if (opts.bus !== 'none') {
       const [{ serveMachine1 }, { busAddress }] = await Promise.all([import('./serve-dbus.js'), import('../dbus/bus-service.js')]);
-      if (!stopping) bus = serveMachine1(registry, log, busAddress(opts.bus, process.env));
+      if (!stopping) bus = serveMachine1(registry, new MachineOperations(registry, log), log, busAddress(opts.bus, process.env));
     }
     log.info({ socket: socketPath, stateDir: opts.stateDir, machines: registry.list().length - 1 }, 'ready');
   }

@@ -8,6 +8,7 @@ import { type IdKind, mapFromMachine, mapToMachine } from './id-mapping.js';
 import { close as closeFd } from './linux/libc.js';
 import { pidOfPidfd, processPidfdId } from './linux/leader.js';
 import { type Machine, uidShift } from './machine.js';
+import { type MachineOperations, OperationError } from './machine-ops.js';
 import type { Registry, ScopeProperty } from './registry.js';
 import type { RegisterRequest } from './validate.js';
 import { busLabelEscape, busLabelUnescape } from '../dbus/bus-label.js';
@@ -40,6 +41,9 @@ const ERROR_NAMES: Record<Exclude<RegistryErrorKind, 'System'>, string> = {
 export function toBusError(e: unknown): BusError | undefined {
   // systemd's own errors (and JobFailed) go on with their names, as machined passes them on.
   if (e instanceof SystemdError) return new BusError(e.busName, e.message);
+  // machined 252 has no D-Bus names for these: a user that is not there is an argument at fault, a
+  // container without a getty is one where it cannot be done.
+  if (e instanceof OperationError) return new BusError(e.operation === 'NoSuchUser' ? E.InvalidArgs : E.NotSupported, e.message);
   // A leader's pidfd ID that names no process (any more): machined cannot pin it (ESRCH), named so.
   if (e instanceof RegistryError && e.field === 'leaderPidfdId') return new BusError('org.freedesktop.DBus.Error.UnixProcessIdUnknown', e.message);
   if (e instanceof SystemError) return new BusError(errnoErrorName(e.code), e.message);
@@ -74,9 +78,61 @@ const notBuilt = (what: string) => (members: Record<string, [string, string]>) =
     }),
   );
 const images = notBuilt('images');
-const ptys = notBuilt('PTYs, logins and shells');
-const copies = notBuilt('bind mounts and copies');
-const rootDir = notBuilt('root directory file descriptors');
+
+/** machined's copy flags (CopyFromMachineWithFlags, CopyToMachineWithFlags): only REPLACE. */
+const COPY_REPLACE = 1n;
+function copyFlags(flags: bigint | number): boolean {
+  const f = BigInt(flags);
+  if (f & ~COPY_REPLACE) throw new BusError(E.InvalidArgs, `Invalid copy flags 0x${f.toString(16)}`);
+  return f === COPY_REPLACE;
+}
+
+/** The Manager's and the Machine object's PTY, shell, copy, bind and root directory methods, on
+ *  MachineOperations: Manager methods take the machine's name first, the Machine's are on `m`. Only root
+ *  may call them (machined asks polkit, which refuses an unprivileged caller without an agent). */
+function operations(reg: Registry, ops: MachineOperations, prefix: 'manager' | 'machine'): Record<string, MethodDef<any>> {
+  const nameArg = prefix === 'manager' ? 'name:s ' : '';
+  const target = async (t: Machine | null, c: Caller, args: any[]): Promise<[string, any[]]> => {
+    const name = prefix === 'manager' ? (args.shift() as string) : t!.name;
+    return [(await changeable(reg, c, name)).name, args];
+  };
+  const pty = (open: (name: string, a: any[]) => Promise<{ fd: number; path: string }>) => async (t: Machine | null, c: Caller, ...a: any[]) => {
+    const [name, rest] = await target(t, c, a);
+    const { fd, path } = await open(name, rest);
+    return [fd, path];
+  };
+  const member = (manager: string, machine: string) => (prefix === 'manager' ? manager : machine);
+  const copy = (direction: 'to' | 'from', withFlags: boolean) => async (t: Machine | null, c: Caller, ...a: any[]) => {
+    const [name, [source, destination, flags]] = await target(t, c, a);
+    await ops.copy(name, direction, { source, destination, replace: withFlags ? copyFlags(flags) : false });
+  };
+  return {
+    [member('OpenMachinePTY', 'OpenPTY')]: { in: nameArg.trim(), out: 'pty:h pty_path:s', call: pty((n) => ops.openPty(n, 'tty')) },
+    [member('OpenMachineLogin', 'OpenLogin')]: { in: nameArg.trim(), out: 'pty:h pty_path:s', call: pty((n) => ops.openPty(n, 'login')) },
+    [member('OpenMachineShell', 'OpenShell')]: {
+      in: `${nameArg}user:s path:s args:as environment:as`,
+      out: 'pty:h pty_path:s',
+      call: pty((n, [user, path, args, environment]) => ops.openPty(n, 'shell', { user, path, args, environment })),
+    },
+    [member('BindMountMachine', 'BindMount')]: {
+      in: `${nameArg}source:s destination:s read_only:b mkdir:b`,
+      out: '',
+      call: async (t, c, ...a) => {
+        const [name, [source, destination, readOnly, mkdir]] = await target(t, c, a);
+        await ops.bindMount(name, { source, destination, readOnly, mkdir });
+      },
+    },
+    [member('CopyFromMachine', 'CopyFrom')]: { in: `${nameArg}source:s destination:s`, out: '', call: copy('from', false) },
+    [member('CopyToMachine', 'CopyTo')]: { in: `${nameArg}source:s destination:s`, out: '', call: copy('to', false) },
+    [member('CopyFromMachineWithFlags', 'CopyFromWithFlags')]: { in: `${nameArg}source:s destination:s flags:t`, out: '', call: copy('from', true) },
+    [member('CopyToMachineWithFlags', 'CopyToWithFlags')]: { in: `${nameArg}source:s destination:s flags:t`, out: '', call: copy('to', true) },
+    [member('OpenMachineRootDirectory', 'OpenRootDirectory')]: {
+      in: nameArg.trim(),
+      out: 'fd:h',
+      call: async (t, c, ...a) => [ops.openRootDirectory((await target(t, c, a))[0])],
+    },
+  };
+}
 
 function mapTo(reg: Registry, kind: IdKind, outer: number): unknown[] {
   const { machine, id } = mapToMachine(reg, kind, outer);
@@ -200,7 +256,7 @@ async function changeable(reg: Registry, caller: Caller, name: string): Promise<
   return m;
 }
 
-function managerInterface(reg: Registry): InterfaceDef<null> {
+function managerInterface(reg: Registry, ops: MachineOperations): InterfaceDef<null> {
   const get = (name: string) => reg.mustGet(name);
   return {
     name: MANAGER,
@@ -254,19 +310,7 @@ function managerInterface(reg: Registry): InterfaceDef<null> {
       GetMachineAddresses: { in: 'name:s', out: 'addresses:a(iay)', call: (_t, _c, name) => addresses(reg, get(name)) },
       GetMachineSSHInfo: { in: 'name:s', out: 'ssh_address:s ssh_private_key_path:s', call: (_t, _c, name) => sshInfo(get(name)) },
       GetMachineOSRelease: { in: 'name:s', out: 'fields:a{ss}', call: (_t, _c, name) => osRelease(reg, get(name)) },
-      ...ptys({
-        OpenMachinePTY: ['name:s', 'pty:h pty_path:s'],
-        OpenMachineLogin: ['name:s', 'pty:h pty_path:s'],
-        OpenMachineShell: ['name:s user:s path:s args:as environment:as', 'pty:h pty_path:s'],
-      }),
-      ...copies({
-        BindMountMachine: ['name:s source:s destination:s read_only:b mkdir:b', ''],
-        CopyFromMachine: ['name:s source:s destination:s', ''],
-        CopyToMachine: ['name:s source:s destination:s', ''],
-        CopyFromMachineWithFlags: ['name:s source:s destination:s flags:t', ''],
-        CopyToMachineWithFlags: ['name:s source:s destination:s flags:t', ''],
-      }),
-      ...rootDir({ OpenMachineRootDirectory: ['name:s', 'fd:h'] }),
+      ...operations(reg, ops, 'manager'),
       GetMachineUIDShift: { in: 'name:s', out: 'shift:u', call: (_t, _c, name) => [uidShiftOf(get(name))] },
       ...images({
         RemoveImage: ['name:s', ''],
@@ -296,7 +340,7 @@ function managerInterface(reg: Registry): InterfaceDef<null> {
   };
 }
 
-function machineInterface(reg: Registry): InterfaceDef<Machine> {
+function machineInterface(reg: Registry, ops: MachineOperations): InterfaceDef<Machine> {
   return {
     name: MACHINE,
     methods: {
@@ -306,19 +350,7 @@ function machineInterface(reg: Registry): InterfaceDef<Machine> {
       GetOSRelease: { in: '', out: 'fields:a{ss}', call: (m) => osRelease(reg, reg.mustGet(m.name)) },
       GetUIDShift: { in: '', out: 'shift:u', call: (m) => [uidShiftOf(m)] },
       GetSSHInfo: { in: '', out: 'ssh_address:s ssh_private_key_path:s', call: (m) => sshInfo(m) },
-      ...ptys({
-        OpenPTY: ['', 'pty:h pty_path:s'],
-        OpenLogin: ['', 'pty:h pty_path:s'],
-        OpenShell: ['user:s path:s args:as environment:as', 'pty:h pty_path:s'],
-      }),
-      ...copies({
-        BindMount: ['source:s destination:s read_only:b mkdir:b', ''],
-        CopyFrom: ['source:s destination:s', ''],
-        CopyTo: ['source:s destination:s', ''],
-        CopyFromWithFlags: ['source:s destination:s flags:t', ''],
-        CopyToWithFlags: ['source:s destination:s flags:t', ''],
-      }),
-      ...rootDir({ OpenRootDirectory: ['', 'fd:h'] }),
+      ...operations(reg, ops, 'machine'),
     },
     properties: {
       Name: { type: 's', emits: 'const', get: (m) => m.name },
@@ -350,9 +382,9 @@ function machineInterface(reg: Registry): InterfaceDef<Machine> {
 }
 
 /** The objects of org.freedesktop.machine1, plus `extra` objects at fixed paths (LogControl1). */
-export function machine1Tree(reg: Registry, extra: Record<string, BusObject>): ObjectTree {
-  const manager: BusObject = { target: null, interfaces: [managerInterface(reg)] };
-  const machine = machineInterface(reg);
+export function machine1Tree(reg: Registry, extra: Record<string, BusObject>, ops: MachineOperations): ObjectTree {
+  const manager: BusObject = { target: null, interfaces: [managerInterface(reg, ops)] };
+  const machine = machineInterface(reg, ops);
   return {
     async find(path, caller) {
       if (path === MANAGER_PATH) return manager;
