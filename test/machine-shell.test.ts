@@ -118,6 +118,13 @@ test('machinectl shell as a user of the container: its UID, groups, home and env
   assert.deepEqual(r.stdout.replace(/\r/g, '').trim().split('\n'), ['1000', '1000 2000', '/home/app', '/home/app app hello']);
 });
 
+test('the program gets the PTY as 0, 1 and 2 and no other descriptor', async () => {
+  const r = await machinectl(['shell', 'bb1', '/bin/ls', '/proc/self/fd']);
+  assert.equal(r.code, 0, r.stderr);
+  // 3 is ls's own, reading the directory.
+  assert.deepEqual(r.stdout.replace(/\r/g, '').trim().split(/\s+/), ['0', '1', '2', '3']);
+});
+
 test('machinectl shell in a user-namespaced container: root inside is the shifted UID outside', async () => {
   const r = await machinectl(['shell', 'bb2', '/bin/sh', '-c', 'cat /etc/marker; id -u; cat /proc/self/uid_map; sleep 0.2; echo done']);
   assert.equal(r.code, 0, r.stderr);

@@ -4,6 +4,7 @@ import { constants } from 'node:os';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { VarlinkClient } from '../varlink/client.js';
 import { VarlinkError } from '../varlink/errors.js';
+import { imageVerbs } from './image-verbs.js';
 import { PROPERTY_NAMES, listTable, properties, statusText, type MachineJson } from './format.js';
 
 const DEFAULT_SOCKET = '/run/mymachines/io.systemd.Machine';
@@ -27,6 +28,11 @@ Commands:
   kill NAME [--whom leader|all] [--signal SIG]
                                    send a signal (default SIGTERM to all)
   watch [--json]                   print machines as they come, change and go
+  images [--all] [--json]          list the OS images of the pool (--all: hidden ones and .host)
+  clone NAME NEW-NAME [--read-only]  copy an image
+  rename NAME NEW-NAME             rename an image
+  remove NAME...                   remove images
+  read-only NAME [BOOL]            mark an image read-only (or writable: no)
 
 Options:
   --socket PATH    the daemon's socket (default: $MYMACHINES_SOCKET or ${DEFAULT_SOCKET})
@@ -211,6 +217,8 @@ const verbs: Record<string, Verb> = {
   },
 };
 
+Object.assign(verbs, imageVerbs);
+
 const GLOBAL: Options = { socket: { type: 'string' }, help: { type: 'boolean', short: 'h' } };
 
 /** parseArgs, with every mistake a UsageError in our words. */
@@ -280,7 +288,13 @@ async function main(argv: string[]): Promise<number> {
   if (values.help || pre.help) return out(`Usage: mymachinesctl [--socket PATH] ${verb.usage}\n`), 0;
   if (positionals.length < verb.minArgs) throw new UsageError(`${name}: missing argument; usage: ${verb.usage}`);
   if (positionals.length > verb.maxArgs) throw new UsageError(`${name}: too many arguments; usage: ${verb.usage}`);
-  const action = verb.prepare(positionals, values);
+  let action: Action;
+  try {
+    action = verb.prepare(positionals, values);
+  } catch (e) {
+    if ((e as { usage?: boolean }).usage) throw new UsageError(`${name}: ${(e as Error).message}`);
+    throw e;
+  }
   const ms = timeoutMs();
   const socket: string = values.socket ?? pre.socket ?? (process.env.MYMACHINES_SOCKET || DEFAULT_SOCKET);
   if (socket === '') throw new UsageError('option --socket needs a value');

@@ -12,14 +12,13 @@ import { type MachineOperations, OperationError } from './machine-ops.js';
 import type { Registry, ScopeProperty } from './registry.js';
 import type { RegisterRequest } from './validate.js';
 import { busLabelEscape, busLabelUnescape } from '../dbus/bus-label.js';
-import { BusError, type BusObject, type BusService, type Caller, E, type InterfaceDef, type MethodDef, type ObjectTree, errnoErrorName } from '../dbus/bus-service.js';
+import { BusError, type BusObject, type BusService, type Caller, E, type InterfaceDef, type MethodDef, type ObjectTree, type PropertyDef, errnoErrorName } from '../dbus/bus-service.js';
 
 export const BUS_NAME = 'org.freedesktop.machine1';
 export const MANAGER_PATH = '/org/freedesktop/machine1';
 const MANAGER = 'org.freedesktop.machine1.Manager';
 const MACHINE = 'org.freedesktop.machine1.Machine';
 const MACHINE_PREFIX = '/org/freedesktop/machine1/machine/';
-const UINT64_MAX = 0xffffffffffffffffn;
 /** VMADDR_CID_ANY: machined's VSockCID when a machine has none. */
 const VSOCK_CID_ANY = 0xffffffff;
 
@@ -65,19 +64,6 @@ function idFromBytes(id: Buffer): string {
   if (id.length !== 0 && id.length !== 16) throw new BusError(E.InvalidArgs, 'Invalid machine ID parameter: expected 0 or 16 bytes');
   return id.every((b) => b === 0) ? '' : id.toString('hex');
 }
-
-/** Methods of machined's that are not built here, by member: [in, out]. Present (introspection, signature
- *  checks), each answering NotSupported with a message that names it. */
-const notBuilt = (what: string) => (members: Record<string, [string, string]>) =>
-  Object.fromEntries(
-    Object.entries(members).map(([member, [i, out]]): [string, MethodDef<any>] => {
-      const call = () => {
-        throw new BusError(E.NotSupported, `${member} is not supported by mymachinesd yet: ${what} are not built.`);
-      };
-      return [member, { in: i, out, call }];
-    }),
-  );
-const images = notBuilt('images');
 
 /** machined's copy flags (CopyFromMachineWithFlags, CopyToMachineWithFlags): only REPLACE. */
 const COPY_REPLACE = 1n;
@@ -256,20 +242,18 @@ async function changeable(reg: Registry, caller: Caller, name: string): Promise<
   return m;
 }
 
-function managerInterface(reg: Registry, ops: MachineOperations): InterfaceDef<null> {
+function managerInterface(reg: Registry, ops: MachineOperations, more: ManagerMembers): InterfaceDef<null> {
   const get = (name: string) => reg.mustGet(name);
   return {
     name: MANAGER,
     methods: {
       GetMachine: { in: 'name:s', out: 'machine:o', call: (_t, _c, name) => [machinePath(get(name).name)] },
-      ...images({ GetImage: ['name:s', 'image:o'] }),
       GetMachineByPID: {
         in: 'pid:u',
         out: 'machine:o',
         call: async (_t, c, pid: number) => [machinePath((await reg.byPid(pid === 0 ? (await c.creds()).pid : pid)).name)],
       },
       ListMachines: { in: '', out: 'machines:a(ssso)', call: () => [reg.list().map((m) => [m.name, m.class, m.service, machinePath(m.name)])] },
-      ListImages: { in: '', out: 'images:a(ssbttto)', call: () => [[]] },
       CreateMachine: {
         in: 'name:s id:ay service:s class:s leader:u root_directory:s scope_properties:a(sv)',
         out: 'path:o',
@@ -311,31 +295,14 @@ function managerInterface(reg: Registry, ops: MachineOperations): InterfaceDef<n
       GetMachineSSHInfo: { in: 'name:s', out: 'ssh_address:s ssh_private_key_path:s', call: (_t, _c, name) => sshInfo(get(name)) },
       GetMachineOSRelease: { in: 'name:s', out: 'fields:a{ss}', call: (_t, _c, name) => osRelease(reg, get(name)) },
       ...operations(reg, ops, 'manager'),
+      ...more.methods,
       GetMachineUIDShift: { in: 'name:s', out: 'shift:u', call: (_t, _c, name) => [uidShiftOf(get(name))] },
-      ...images({
-        RemoveImage: ['name:s', ''],
-        RenameImage: ['name:s new_name:s', ''],
-        CloneImage: ['name:s new_name:s read_only:b', ''],
-        MarkImageReadOnly: ['name:s read_only:b', ''],
-        GetImageHostname: ['name:s', 'hostname:s'],
-        GetImageMachineID: ['name:s', 'id:ay'],
-        GetImageMachineInfo: ['name:s', 'machine_info:a{ss}'],
-        GetImageOSRelease: ['name:s', 'os_release:a{ss}'],
-        SetPoolLimit: ['size:t', ''],
-        SetImageLimit: ['name:s size:t', ''],
-        CleanPool: ['mode:s', 'images:a(st)'],
-      }),
       MapFromMachineUser: { in: 'name:s uid_inner:u', out: 'uid_outer:u', call: (_t, _c, name, uid) => [mapFromMachine(reg, 'user', name, uid)] },
       MapToMachineUser: { in: 'uid_outer:u', out: 'machine_name:s machine_path:o uid_inner:u', call: (_t, _c, uid) => mapTo(reg, 'user', uid) },
       MapFromMachineGroup: { in: 'name:s gid_inner:u', out: 'gid_outer:u', call: (_t, _c, name, gid) => [mapFromMachine(reg, 'group', name, gid)] },
       MapToMachineGroup: { in: 'gid_outer:u', out: 'machine_name:s machine_path:o gid_inner:u', call: (_t, _c, gid) => mapTo(reg, 'group', gid) },
     },
-    properties: {
-      PoolPath: { type: 's', emits: 'false', get: () => '/var/lib/machines' },
-      // No image pool yet: unknown, as machined says on a pool that is not btrfs.
-      PoolUsage: { type: 't', emits: 'false', get: () => UINT64_MAX },
-      PoolLimit: { type: 't', emits: 'false', get: () => UINT64_MAX },
-    },
+    properties: { ...more.properties },
     signals: { MachineNew: 'machine:s path:o', MachineRemoved: 'machine:s path:o' },
   };
 }
@@ -382,14 +349,27 @@ function machineInterface(reg: Registry, ops: MachineOperations): InterfaceDef<M
 }
 
 /** The objects of org.freedesktop.machine1, plus `extra` objects at fixed paths (LogControl1). */
-export function machine1Tree(reg: Registry, extra: Record<string, BusObject>, ops: MachineOperations): ObjectTree {
-  const manager: BusObject = { target: null, interfaces: [managerInterface(reg, ops)] };
+/** Members that other parts add to the Manager (the image pool's methods and properties). */
+export interface ManagerMembers {
+  methods: Record<string, MethodDef<null>>;
+  properties: Record<string, PropertyDef<null>>;
+}
+
+/** Objects that other parts serve below machine1's paths (the images). */
+export interface MoreObjects {
+  find(path: string): Promise<BusObject | undefined>;
+  paths(): readonly string[];
+  mapError(e: unknown): BusError | undefined;
+}
+
+export function machine1Tree(reg: Registry, extra: Record<string, BusObject>, ops: MachineOperations, more: ManagerMembers & MoreObjects): ObjectTree {
+  const manager: BusObject = { target: null, interfaces: [managerInterface(reg, ops, more)] };
   const machine = machineInterface(reg, ops);
   return {
     async find(path, caller) {
       if (path === MANAGER_PATH) return manager;
       if (extra[path]) return extra[path];
-      if (!path.startsWith(MACHINE_PREFIX)) return undefined;
+      if (!path.startsWith(MACHINE_PREFIX)) return more.find(path);
       const label = path.slice(MACHINE_PREFIX.length);
       let m: Machine | undefined;
       // `self`: the caller's own machine (machined shadows a machine really named "self" the same way).
@@ -400,8 +380,8 @@ export function machine1Tree(reg: Registry, extra: Record<string, BusObject>, op
       }
       return m && { target: m, interfaces: [machine] };
     },
-    paths: () => [MANAGER_PATH, ...Object.keys(extra), ...reg.list().map((m) => machinePath(m.name))],
-    mapError: toBusError,
+    paths: () => [MANAGER_PATH, ...Object.keys(extra), ...reg.list().map((m) => machinePath(m.name)), ...more.paths()],
+    mapError: (e) => toBusError(e) ?? more.mapError(e),
   };
 }
 

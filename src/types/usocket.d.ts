@@ -3,9 +3,7 @@ declare module 'usocket' {
   import { Duplex } from 'node:stream';
   class USocket extends Duplex {
     constructor(opts: { fd?: number; path?: string });
-    write(chunk: Buffer | { data?: Buffer; fds?: number[]; callback?: () => void }, cb?: (err?: Error | null) => void): boolean;
-    on(event: 'fds', listener: (fds: number[]) => void): this;
-    on(event: string, listener: (...args: any[]) => void): this;
+    /** 'fds' (number[]) comes with the descriptors of what is read next. */
   }
   const usocket: { USocket: typeof USocket };
   export default usocket;
