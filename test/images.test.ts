@@ -42,12 +42,12 @@ before(async () => {
   chmodSync(dir, 0o755);
   pool = join(dir, 'pool');
   mkdirSync(pool);
-  await must('mount', ['-t', 'tmpfs', '-o', 'size=24m,mode=0700', 'tmpfs', pool]);
+  await must('mount', ['-t', 'tmpfs', '-o', 'size=48m,mode=0700', 'tmpfs', pool]);
   makeTree('tree1', {
     'etc/hostname': 'tree-one\n',
     'etc/machine-id': `${ID}\n`,
     'etc/machine-info': 'PRETTY_HOSTNAME="Tree One"\nDEPLOYMENT=test\n',
-    'usr/lib/os-release': 'ID=treeos\nNAME="Tree OS"\nVERSION_ID=1\n',
+    'usr/lib/os-release': 'ID=treeos\nNAME="Tree OS"\nPRETTY_NAME="Tree OS 1"\nVERSION_ID=1\n',
   });
   // An os-release link that leaves the image resolves inside it (no host file is read).
   await must('ln', ['-s', '/usr/lib/os-release', join(pool, 'tree1/etc/os-release')]);
@@ -91,12 +91,12 @@ test('machinectl image-status and the image object: hostname, machine ID, machin
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /Hostname: tree-one/);
   assert.match(r.stdout, /Machine ID: 0123456789abcdef0123456789abcdef/);
-  assert.match(r.stdout, /OS: Tree OS/);
+  assert.match(r.stdout, /OS: Tree OS 1/);
   assert.match(r.stdout, new RegExp(`Path: ${pool}/tree1`));
   const path = '/org/freedesktop/machine1/image/tree1';
   assert.deepEqual(await callMgr('GetImage', 's', ['tree1']), [path]);
   assert.deepEqual(await client.call(path, IMAGE, 'GetMachineInfo'), [{ PRETTY_HOSTNAME: 'Tree One', DEPLOYMENT: 'test' }]);
-  assert.deepEqual(await callMgr('GetImageOSRelease', 's', ['tree1']), [{ ID: 'treeos', NAME: 'Tree OS', VERSION_ID: '1' }]);
+  assert.deepEqual(await callMgr('GetImageOSRelease', 's', ['tree1']), [{ ID: 'treeos', NAME: 'Tree OS', PRETTY_NAME: 'Tree OS 1', VERSION_ID: '1' }]);
   assert.deepEqual(await callMgr('GetImageMachineID', 's', ['tree1']), [Buffer.from(ID, 'hex')]);
   const props = await must('busctl', ['--json=short', 'get-property', 'org.freedesktop.machine1', path, IMAGE, 'Name', 'Type', 'ReadOnly', 'Path'], { env: bus.env });
   assert.deepEqual(props.trim().split('\n').map((l) => JSON.parse(l).data), ['tree1', 'directory', false, `${pool}/tree1`]);
@@ -141,7 +141,7 @@ test('refusals: an existing name, bad names, the host image, an image in use, no
     ['MarkImageReadOnly', 'sb', ['.host', false], 'System.Error.EROFS'],
     ['SetImageLimit', 'st', ['tree1', 1000000n], 'org.freedesktop.DBus.Error.NotSupported'],
     ['CleanPool', 's', ['bogus'], 'org.freedesktop.DBus.Error.InvalidArgs'],
-  ] as [string, string, unknown[], string][]) assert.equal(await errorName(callMgr(member, sig, args)), want, `${member} ${JSON.stringify(args)}`);
+  ] as [string, string, unknown[], string][]) assert.equal(await errorName(callMgr(member, sig, args)), want, `${member} ${args.map(String).join(' ')}`);
   // A machine running from the image keeps it.
   const c = await makeContainer({ hostNetwork: true });
   await callMgr('RegisterMachine', 'sayssus', ['user1', Buffer.alloc(16), 'test', 'container', c.pid, join(pool, 'tree1')]);
@@ -154,7 +154,7 @@ test('refusals: an existing name, bad names, the host image, an image in use, no
 });
 
 test('a clone that fills the disk fails with ENOSPC and leaves no image and no temporary tree', async () => {
-  makeTree('big', { 'data/blob': 'x'.repeat(14 * 1024 * 1024) });
+  makeTree('big', { 'data/blob': 'x'.repeat(30 * 1024 * 1024) });
   const r = await machinectl(['clone', 'big', 'big2']);
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /No space left on device/);
@@ -191,7 +191,7 @@ test('io.systemd.MachineImage over Varlink: List, Update, Clone, Remove, SetPool
     const one = await v.call('io.systemd.MachineImage.List', { name: 'tree1', acquireMetadata: 'yes' });
     assert.equal(one.hostname, 'tree-one');
     assert.equal(one.machineId, ID);
-    assert.deepEqual(one.OSRelease, ['ID=treeos', 'NAME=Tree OS', 'VERSION_ID=1']);
+    assert.deepEqual(one.OSRelease, ['ID=treeos', 'NAME=Tree OS', 'PRETTY_NAME=Tree OS 1', 'VERSION_ID=1']);
     assert.deepEqual(one.machineInfo, ['PRETTY_HOSTNAME=Tree One', 'DEPLOYMENT=test']);
     const err = async (method: string, params: object) => v.call(`io.systemd.MachineImage.${method}`, params).then(() => 'no error', (e) => e.name);
     assert.equal(await err('List', {}), 'org.varlink.service.ExpectedMore');

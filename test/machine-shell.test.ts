@@ -91,6 +91,8 @@ before(async () => {
 });
 
 after(async () => {
+  // Whatever a failed test left running in the machines goes with them.
+  for (const m of ['bb1', 'bb2', 'hostroot']) await client?.call(MGR_PATH, MGR, 'TerminateMachine', 's', [m]).catch(() => undefined);
   client?.close();
   await daemon?.stop();
   daemon?.cleanup();

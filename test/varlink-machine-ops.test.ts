@@ -133,21 +133,23 @@ test('mymachines-enter under valgrind: no memory errors or leaks in pty, shell, 
   const wrapper = join(dir, 'enter-valgrind');
   writeFileSync(wrapper, `#!/bin/sh\nexec valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --log-file=${logs}/vg.%p ${join(process.cwd(), 'helper/build/mymachines-enter')} "$@"\n`, { mode: 0o755 });
   process.env.MYMACHINES_ENTER = wrapper;
+  const results: string[] = [];
   try {
     const tty = await c.callWithFds(`${M}.Open`, { name: 'v1', mode: 'tty' });
     closeSync(tty.fds[0]);
     const sh = await c.callWithFds(`${M}.Open`, { name: 'v1', mode: 'shell', path: '/bin/true' });
     closeSync(sh.fds[0]);
     writeFileSync(join(dir, 'vg.txt'), 'valgrind\n');
-    assert.equal(await errorOf('CopyTo', { name: 'v1', source: join(dir, 'vg.txt'), destination: '/tmp/vg.txt' }), 'no error');
-    assert.equal(await errorOf('CopyFrom', { name: 'v1', source: '/bin', destination: join(dir, 'vg-bin') }), 'no error');
-    assert.equal(await errorOf('CopyTo', { name: 'v1', source: join(dir, 'vg.txt'), destination: '/tmp/vg.txt' }), 'io.systemd.System');
-    assert.equal(await errorOf('BindMount', { name: 'v1', source: join(dir, 'share'), destination: '/mnt/vg', mkdir: true }), 'no error');
-    assert.equal(await errorOf('Open', { name: 'v1', mode: 'shell', user: 'ghost', path: '/bin/sh' }), 'io.systemd.Machine.NoSuchUser');
+    results.push(await errorOf('CopyTo', { name: 'v1', source: join(dir, 'vg.txt'), destination: '/tmp/vg.txt' }));
+    results.push(await errorOf('CopyFrom', { name: 'v1', source: '/bin', destination: join(dir, 'vg-bin') }));
+    results.push(await errorOf('CopyTo', { name: 'v1', source: join(dir, 'vg.txt'), destination: '/tmp/vg.txt' }));
+    results.push(await errorOf('BindMount', { name: 'v1', source: join(dir, 'share'), destination: '/mnt/vg', mkdir: true }));
+    results.push(await errorOf('Open', { name: 'v1', mode: 'shell', user: 'ghost', path: '/bin/sh' }));
   } finally {
     delete process.env.MYMACHINES_ENTER;
   }
   const found = readdirSync(logs);
-  assert.ok(found.length >= 7, `valgrind ran ${found.length} times`);
   for (const f of found) assert.equal(readFileSync(join(logs, f), 'utf8'), '', `valgrind log ${f}`);
+  assert.deepEqual(results, ['no error', 'no error', 'io.systemd.System', 'no error', 'io.systemd.Machine.NoSuchUser']);
+  assert.ok(found.length >= 7, `valgrind ran ${found.length} times`);
 });

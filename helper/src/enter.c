@@ -6,7 +6,11 @@
  *   mymachines-enter login LEADER CGROUP PTY
  *   mymachines-enter bind  LEADER SOURCE DEST ro|rw mkdir|nomkdir
  *   mymachines-enter copy  LEADER to|from SOURCE DEST replace|noreplace SHIFT RANGE
+ *   mymachines-enter bridge LEADER SOCKET
  *
+ * bridge connects to the Unix socket SOCKET inside the container (in its user and mount namespaces and
+ * root, so that the server there sees its own root as the peer) and relays stdin and stdout to it: a
+ * D-Bus "unixexec:" transport to the container's system bus, as systemd-stdio-bridge is for sd-bus.
  * The answer goes to fd 3 (a Unix socket the daemon made): one message "ok TEXT" or
  * "error ERRNONAME MESSAGE", with the PTY master as SCM_RIGHTS for pty. Then fd 3 is closed.
  * shell and login stay to wait for the program and exit with its status (128+N for signal N).
@@ -21,7 +25,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <poll.h>
+#include <sys/syscall.h>
 #include <sys/ioctl.h>
+#include <sys/un.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -272,8 +280,77 @@ static _Noreturn void child_fail(int err_fd, int err, const char *what) {
     _exit(127);
 }
 
+/* Sends sig to every process of session `sid`, as the host's /proc (procfd) shows them. */
+static void signal_session(int procfd, pid_t sid, int sig) {
+    int fd = dup(procfd);
+    if (fd < 0) return;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return;
+    }
+    rewinddir(d);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        char *end;
+        long pid = strtol(de->d_name, &end, 10);
+        if (*end || pid <= 0) continue;
+        char path[64], buf[512];
+        snprintf(path, sizeof path, "%ld/stat", pid);
+        int sfd = openat(procfd, path, O_RDONLY | O_CLOEXEC);
+        if (sfd < 0) continue;
+        ssize_t n = read(sfd, buf, sizeof buf - 1);
+        close(sfd);
+        if (n <= 0) continue;
+        buf[n] = 0;
+        /* pid (comm) state ppid pgrp session ...: comm may hold anything but the last ')'. */
+        char *p = strrchr(buf, ')');
+        int ppid, pgrp, session;
+        char state;
+        if (p && sscanf(p + 1, " %c %d %d %d", &state, &ppid, &pgrp, &session) == 4 && session == sid) kill((pid_t)pid, sig);
+    }
+    closedir(d);
+}
+
+/* Waits for the program; when its terminal hangs up (the caller closed the PTY's master), its session
+ * gets SIGHUP, and SIGKILL what is left after 2 s: nothing stays behind a closed session. */
+static int wait_program(pid_t child, const char *pty, int procfd) {
+    int pidfd = (int)syscall(SYS_pidfd_open, child, 0);
+    int tty = open(pty, O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+    int hung = 0;
+    for (;;) {
+        struct pollfd p[2] = {{.fd = pidfd, .events = POLLIN}, {.fd = hung ? -1 : tty, .events = 0}};
+        int r = poll(p, 2, hung ? 2000 : -1);
+        if (r < 0 && errno == EINTR) continue;
+        if (pidfd < 0 || r < 0 || (p[0].revents & POLLIN)) break;
+        if (r == 0) { /* 2 s after the hangup */
+            signal_session(procfd, child, SIGKILL);
+            break;
+        }
+        if (p[1].revents & (POLLHUP | POLLERR | POLLNVAL)) {
+            hung = 1;
+            signal_session(procfd, child, SIGHUP);
+            signal_session(procfd, child, SIGCONT);
+        }
+    }
+    int status = 0;
+    while (waitpid(child, &status, 0) < 0) {
+        if (errno != EINTR) {
+            status = 1 << 8;
+            break;
+        }
+    }
+    if (tty >= 0) close(tty);
+    if (pidfd >= 0) close(pidfd);
+    if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+    return WEXITSTATUS(status);
+}
+
 static int spawn_on_pty(const char *leader_s, const char *cgroup, const char *who, const char *pty, const char *path, char **args) {
     struct target t;
+    /* The host's /proc, kept across entering: the session's processes are found there at hangup. */
+    int procfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (procfd < 0) fail(errno, "cannot open /proc");
     open_target(&t, parse_pid(leader_s), 1);
     if (*cgroup) {
         /* Into the machine's cgroup before its cgroup namespace: the path is the host's. */
@@ -350,11 +427,9 @@ static int spawn_on_pty(const char *leader_s, const char *cgroup, const char *wh
     /* The daemon reads our exit status: the program's. */
     close(0);
     close(1);
-    while (waitpid(child, &status, 0) < 0) {
-        if (errno != EINTR) return 1;
-    }
-    if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-    return WEXITSTATUS(status);
+    int code = wait_program(child, pty, procfd);
+    close(procfd);
+    return code;
 }
 
 static int cmd_shell(char **argv, int argc) {
@@ -430,7 +505,48 @@ static int cmd_copy(char **argv) {
     return 0;
 }
 
+/* Copies what is readable on `from` to `to`; 0 at the end of input, -1 on an error. */
+static int relay(int from, int to) {
+    char buf[65536];
+    ssize_t n = read(from, buf, sizeof buf);
+    if (n < 0) return errno == EINTR || errno == EAGAIN ? 1 : -1;
+    if (n == 0) return 0;
+    for (ssize_t off = 0; off < n;) {
+        ssize_t w = write(to, buf + off, (size_t)(n - off));
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return -1;
+        off += w;
+    }
+    return 1;
+}
+
+static int cmd_bridge(char **argv) {
+    struct target t;
+    open_target(&t, parse_pid(argv[0]), 0);
+    enter_target(&t);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(argv[1]) >= sizeof sa.sun_path) return 2;
+    memcpy(sa.sun_path, argv[1], strlen(argv[1]) + 1);
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        fprintf(stderr, "mymachines-enter: cannot connect to %s in the machine: %s\n", argv[1], strerror(errno));
+        return 1;
+    }
+    struct pollfd p[2] = {{.fd = 0, .events = POLLIN}, {.fd = s, .events = POLLIN}};
+    for (;;) {
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR) continue;
+            return 1;
+        }
+        if (p[0].revents && relay(0, s) <= 0) break;
+        if (p[1].revents && relay(s, 1) <= 0) break;
+    }
+    close(s);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 4 && strcmp(argv[1], "bridge") == 0) return cmd_bridge(argv + 2);
     /* The reply socket must be there: without it nobody hears us. */
     struct stat st;
     if (fstat(REPLY_FD, &st) < 0 || !S_ISSOCK(st.st_mode)) {

@@ -181,8 +181,9 @@ export class ImagePool {
     }
   }
 
+  /** Whether an image of that name exists (callers hold the name's reservation). */
   private async taken(name: string): Promise<boolean> {
-    return (await this.get(name).then(() => true, () => false)) || this.reserved.has(name);
+    return this.get(name).then(() => true, () => false);
   }
 
   private fileName(img: Image, name: string): string {

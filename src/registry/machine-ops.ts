@@ -7,7 +7,8 @@ import { posix } from 'node:path';
 import { RegistryError, SystemError, invalid } from './errors.js';
 import { findCgroupMounts, cgroupPlaceOf } from './linux/cgroup.js';
 import { hasServiceManager } from './linux/container-root.js';
-import { HelperError, runHelper } from './linux/enter.js';
+import { NoServiceManager, startServiceGetty, startServiceShell } from './linux/container-systemd.js';
+import { HelperError, helperPath, runHelper } from './linux/enter.js';
 import { O_CLOEXEC, O_DIRECTORY, O_RDONLY, close, errno, errnoName, open } from './linux/libc.js';
 import { type Machine, uidShift } from './machine.js';
 import type { Registry } from './registry.js';
@@ -135,8 +136,22 @@ export class MachineOperations {
     return { user, path, args, environment };
   }
 
-  /** Starts the getty (login) or the program (shell) on the PTY, and returns once it runs. */
+  /** Starts the getty (login) or the program (shell) on the PTY: through the container's systemd where
+   *  it runs one (as machined), else directly; returns once it runs. */
   private async startOnPty(m: Machine, leader: number, pty: string, mode: 'login' | 'shell', req?: Required<ShellRequest>): Promise<void> {
+    if (this.shellWay(m) === 'service-manager') {
+      try {
+        const r = req ?? { user: 'root', path: '', args: [], environment: [] };
+        if (mode === 'login') await startServiceGetty(helperPath(), leader, pty);
+        else await startServiceShell(helperPath(), leader, pty, { user: r.user, path: r.path || '/bin/sh', args: r.path ? [...r.args] : ['-sh'], environment: [...r.environment] });
+        this.log.info({ machine: m.name, mode, pty, way: 'service-manager' }, `${mode} started in machine`);
+        return;
+      } catch (e) {
+        // No bus to ask after all (it went, or never answers): the direct way still works.
+        if (!(e instanceof NoServiceManager)) throw serviceError(e, m.name, mode);
+        this.log.warn({ machine: m.name, error: e.message }, "the machine's service manager cannot be asked; starting directly");
+      }
+    }
     const cgroup = await this.cgroupDir(m);
     let args: string[];
     const env: NodeJS.ProcessEnv = { TERM: 'vt220' };
@@ -209,6 +224,13 @@ export class MachineOperations {
     }
     return fd;
   }
+}
+
+/** A refusal of the container's systemd (a D-Bus error: no such user, a failed unit) with its name. */
+function serviceError(e: unknown, machine: string, mode: string): unknown {
+  const err = e as { type?: string; text?: string; message?: string };
+  if (!err?.type) return e;
+  return new RegistryError('Failed', `Cannot start ${mode === 'login' ? 'a login' : 'a shell'} in machine '${machine}': ${err.type}: ${err.text ?? err.message}`);
 }
 
 function checkShellPath(p: string): string {

@@ -66,11 +66,14 @@ export class VarlinkClient {
   private partial: Buffer[] = [];
   private partialBytes = 0;
   private failure?: Error; // set once the connection is gone
-  /** Descriptors received and not yet given to a reply: they go with the next reply that ends. */
+  /** Descriptors that came with the message still incomplete: they go with it when it ends. */
   private fds: number[] = [];
+  /** Those of the last read: the kernel ends a read with the bytes they came with, so they belong to
+   *  the message that holds the last byte read. */
+  private fresh: number[] = [];
 
   private constructor(private readonly socket: Conn, private readonly callTimeoutMs?: number) {
-    socket.on('fds', (fds: number[]) => this.fds.push(...fds));
+    socket.on('fds', (fds: number[]) => this.fresh.push(...fds));
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
     socket.on('error', (err) => this.fail(err));
     socket.on('close', () => this.fail(connectionError('varlink connection closed', 'ECONNRESET')));
@@ -192,11 +195,14 @@ export class VarlinkClient {
       const call = this.pending[0];
       if (!reply || !call) return this.fail(connectionError('varlink: protocol error in reply', 'EPROTO'));
       reply.fds = this.fds.splice(0);
+      if (start === chunk.length) reply.fds.push(...this.fresh.splice(0));
       clearTimeout(call.timer);
       // An error ends a call even if it claims to continue.
       if (!reply.continues || reply.error !== undefined) this.pending.shift();
       call.reply(reply);
     }
+    // Descriptors of an incomplete message wait for its end.
+    this.fds.push(...this.fresh.splice(0));
     if (start < chunk.length && !this.failure) {
       this.partial.push(chunk.subarray(start));
       this.partialBytes += chunk.length - start;
@@ -210,6 +216,7 @@ export class VarlinkClient {
     this.failure = err;
     this.socket.destroy();
     closeAll(this.fds.splice(0));
+    closeAll(this.fresh.splice(0));
     for (const call of this.pending.splice(0)) {
       clearTimeout(call.timer);
       call.fail(err);
