@@ -232,7 +232,7 @@ test('mymachinesctl images, clone, read-only, rename, remove, with --json', asyn
   assert.equal(r.code, 0, r.stderr);
   r = await daemon.ctl(['remove', 'c2']);
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /No image 'c2' known/);
+  assert.equal(r.stderr, "mymachinesctl: no image 'c2' known\n");
   r = await daemon.ctl(['clone', 'tree1', 'bad/name']);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /newName/);

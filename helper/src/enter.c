@@ -315,29 +315,31 @@ static void signal_session(int procfd, pid_t sid, int sig) {
 /* Waits for the program; when its terminal hangs up (the caller closed the PTY's master), its session
  * gets SIGHUP, and SIGKILL what is left after 2 s: nothing stays behind a closed session. */
 static int wait_program(pid_t child, const char *pty, int procfd) {
+    /* Without a pidfd (an old kernel, or valgrind), the child is polled for every 100 ms. */
     int pidfd = (int)syscall(SYS_pidfd_open, child, 0);
     int tty = open(pty, O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
-    int hung = 0;
-    for (;;) {
-        struct pollfd p[2] = {{.fd = pidfd, .events = POLLIN}, {.fd = hung ? -1 : tty, .events = 0}};
-        int r = poll(p, 2, hung ? 2000 : -1);
-        if (r < 0 && errno == EINTR) continue;
-        if (pidfd < 0 || r < 0 || (p[0].revents & POLLIN)) break;
-        if (r == 0) { /* 2 s after the hangup */
-            signal_session(procfd, child, SIGKILL);
-            break;
-        }
-        if (p[1].revents & (POLLHUP | POLLERR | POLLNVAL)) {
-            hung = 1;
-            signal_session(procfd, child, SIGHUP);
-            signal_session(procfd, child, SIGCONT);
-        }
-    }
     int status = 0;
-    while (waitpid(child, &status, 0) < 0) {
-        if (errno != EINTR) {
+    int hung_ms = -1; /* time since the hangup, once there was one */
+    for (;;) {
+        pid_t w = waitpid(child, &status, WNOHANG);
+        if (w == child) break;
+        if (w < 0 && errno != EINTR) {
             status = 1 << 8;
             break;
+        }
+        struct pollfd p[2] = {{.fd = pidfd, .events = POLLIN}, {.fd = hung_ms >= 0 ? -1 : tty, .events = 0}};
+        int r = poll(p, 2, pidfd < 0 || hung_ms >= 0 ? 100 : -1);
+        if (r < 0 && errno != EINTR) r = 0;
+        if (hung_ms >= 0 && (hung_ms += 100) >= 2000) {
+            signal_session(procfd, child, SIGKILL);
+            while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+            }
+            break;
+        }
+        if (hung_ms < 0 && r > 0 && (p[1].revents & (POLLHUP | POLLERR | POLLNVAL))) {
+            hung_ms = 0;
+            signal_session(procfd, child, SIGHUP);
+            signal_session(procfd, child, SIGCONT);
         }
     }
     if (tty >= 0) close(tty);
