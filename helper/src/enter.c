@@ -6,11 +6,12 @@
  *   mymachines-enter login LEADER CGROUP PTY
  *   mymachines-enter bind  LEADER SOURCE DEST ro|rw mkdir|nomkdir
  *   mymachines-enter copy  LEADER to|from SOURCE DEST replace|noreplace SHIFT RANGE
- *   mymachines-enter bridge LEADER SOCKET
+ *   mymachines-enter bridge LEADER SOCKET NAME
  *
  * bridge connects to the Unix socket SOCKET inside the container (in its user and mount namespaces and
- * root, so that the server there sees its own root as the peer) and relays stdin and stdout to it: a
- * D-Bus "unixexec:" transport to the container's system bus, as systemd-stdio-bridge is for sd-bus.
+ * root, so that the server there sees its own root as the peer), answers ok, and relays between it and
+ * the first connection from its parent (the daemon) to the abstract socket NAME: the daemon's way to the
+ * container's system bus, as systemd-stdio-bridge is sd-bus's.
  * The answer goes to fd 3 (a Unix socket the daemon made): one message "ok TEXT" or
  * "error ERRNONAME MESSAGE", with the PTY master as SCM_RIGHTS for pty. Then fd 3 is closed.
  * shell and login stay to wait for the program and exit with its status (128+N for signal N).
@@ -29,6 +30,7 @@
 #include <poll.h>
 #include <sys/syscall.h>
 #include <sys/ioctl.h>
+#include <stddef.h>
 #include <sys/un.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -46,6 +48,8 @@
 static const char *const NAMESPACES[] = {"cgroup", "ipc", "uts", "net", "pid", "time", "mnt", "user"};
 #define N_NS (sizeof NAMESPACES / sizeof NAMESPACES[0])
 
+static void reply_fds(const int *fds, int nfds, const char *text, int n);
+
 /* Sends the one answer (with an fd if fd >= 0) and closes the reply socket. */
 static void reply(int fd, const char *fmt, ...) {
     char text[1024];
@@ -55,21 +59,25 @@ static void reply(int fd, const char *fmt, ...) {
     va_end(ap);
     if (n < 0) n = 0;
     if ((size_t)n >= sizeof text) n = sizeof text - 1;
-    struct iovec iov = {.iov_base = text, .iov_len = (size_t)n};
+    reply_fds(&fd, fd >= 0 ? 1 : 0, text, n);
+}
+
+static void reply_fds(const int *fds, int nfds, const char *text, int n) {
+    struct iovec iov = {.iov_base = (char *)text, .iov_len = (size_t)n};
     union {
-        char buf[CMSG_SPACE(sizeof(int))];
+        char buf[CMSG_SPACE(2 * sizeof(int))];
         struct cmsghdr align;
     } control;
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (fd >= 0) {
+    if (nfds > 0) {
         memset(&control, 0, sizeof control);
         msg.msg_control = control.buf;
-        msg.msg_controllen = sizeof control.buf;
+        msg.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
         struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
         c->cmsg_level = SOL_SOCKET;
         c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &fd, sizeof(int));
+        c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+        memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
     }
     while (sendmsg(REPLY_FD, &msg, MSG_NOSIGNAL) < 0 && errno == EINTR) {
     }
@@ -168,14 +176,23 @@ static int open_pty(char *path, size_t len) {
     return master;
 }
 
-static int cmd_pty(char **argv) {
+/* With "peer", the terminal's other end too, opened inside (for a service manager to take as its
+ * program's standard input and output). */
+static int cmd_pty(char **argv, int n) {
     struct target t;
     open_target(&t, parse_pid(argv[0]), 0);
     enter_target(&t);
     char path[PATH_MAX];
-    int master = open_pty(path, sizeof path);
-    reply(master, "ok %s", path);
-    close(master);
+    int fds[2] = {open_pty(path, sizeof path), -1};
+    if (n > 1 && strcmp(argv[1], "peer") == 0) {
+        fds[1] = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (fds[1] < 0) fail(errno, "cannot open %s", path);
+    }
+    char text[PATH_MAX + 4];
+    int len = snprintf(text, sizeof text, "ok %s", path);
+    reply_fds(fds, fds[1] >= 0 ? 2 : 1, text, len);
+    close(fds[0]);
+    if (fds[1] >= 0) close(fds[1]);
     return 0;
 }
 
@@ -507,48 +524,111 @@ static int cmd_copy(char **argv) {
     return 0;
 }
 
-/* Copies what is readable on `from` to `to`; 0 at the end of input, -1 on an error. */
+/* Copies what is readable on `from` to `to`, with the descriptors it carries (D-Bus passes them);
+ * 0 at the end of input, -1 on an error. */
 static int relay(int from, int to) {
     char buf[65536];
-    ssize_t n = read(from, buf, sizeof buf);
+    union {
+        char buf[CMSG_SPACE(32 * sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    struct iovec iov = {.iov_base = buf, .iov_len = sizeof buf};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf};
+    ssize_t n = recvmsg(from, &msg, MSG_CMSG_CLOEXEC);
     if (n < 0) return errno == EINTR || errno == EAGAIN ? 1 : -1;
     if (n == 0) return 0;
+    int fds[32];
+    int nfds = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (int i = 0; i < k && nfds < 32; i++) memcpy(&fds[nfds++], CMSG_DATA(c) + (size_t)i * sizeof(int), sizeof(int));
+    }
+    int r = 1;
     for (ssize_t off = 0; off < n;) {
-        ssize_t w = write(to, buf + off, (size_t)(n - off));
+        struct iovec out = {.iov_base = buf + off, .iov_len = (size_t)(n - off)};
+        union {
+            char buf[CMSG_SPACE(32 * sizeof(int))];
+            struct cmsghdr align;
+        } oc;
+        struct msghdr m = {.msg_iov = &out, .msg_iovlen = 1};
+        if (nfds > 0 && off == 0) {
+            memset(&oc, 0, sizeof oc);
+            m.msg_control = oc.buf;
+            m.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
+            struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+            c->cmsg_level = SOL_SOCKET;
+            c->cmsg_type = SCM_RIGHTS;
+            c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+            memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
+        }
+        ssize_t w = sendmsg(to, &m, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR) continue;
-        if (w < 0) return -1;
+        if (w < 0) {
+            r = -1;
+            break;
+        }
         off += w;
     }
-    return 1;
+    for (int i = 0; i < nfds; i++) close(fds[i]);
+    return r;
+}
+
+/* Relays between a and b until either ends. */
+static void relay_both(int a, int b) {
+    struct pollfd p[2] = {{.fd = a, .events = POLLIN}, {.fd = b, .events = POLLIN}};
+    for (;;) {
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR) continue;
+            return;
+        }
+        if (p[0].revents && relay(a, b) <= 0) return;
+        if (p[1].revents && relay(b, a) <= 0) return;
+    }
 }
 
 static int cmd_bridge(char **argv) {
+    /* Listening in the host's network namespace (abstract names are per network namespace), before
+     * entering: only the daemon that started us may connect, once. */
+    struct sockaddr_un host = {.sun_family = AF_UNIX};
+    size_t nlen = strlen(argv[2]);
+    if (nlen == 0 || nlen + 1 >= sizeof host.sun_path) fail_plain("EINVAL", "bad bridge name");
+    memcpy(host.sun_path + 1, argv[2], nlen);
+    socklen_t hlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + nlen);
+    int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (l < 0 || bind(l, (struct sockaddr *)&host, hlen) < 0 || listen(l, 4) < 0) fail(errno, "cannot listen for the daemon");
     struct target t;
     open_target(&t, parse_pid(argv[0]), 0);
     enter_target(&t);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(argv[1]) >= sizeof sa.sun_path) return 2;
+    if (strlen(argv[1]) >= sizeof sa.sun_path) fail_plain("EINVAL", "socket path too long");
     memcpy(sa.sun_path, argv[1], strlen(argv[1]) + 1);
     int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof sa) < 0) {
-        fprintf(stderr, "mymachines-enter: cannot connect to %s in the machine: %s\n", argv[1], strerror(errno));
-        return 1;
-    }
-    struct pollfd p[2] = {{.fd = 0, .events = POLLIN}, {.fd = s, .events = POLLIN}};
+    if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof sa) < 0) fail(errno, "cannot connect to %s in the machine", argv[1]);
+    reply(-1, "ok");
     for (;;) {
-        if (poll(p, 2, -1) < 0) {
-            if (errno == EINTR) continue;
-            return 1;
+        struct pollfd p = {.fd = l, .events = POLLIN};
+        int r = poll(&p, 1, 10000);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return 1; /* nobody came */
+        int c = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        if (c < 0) continue;
+        struct ucred cred;
+        socklen_t clen = sizeof cred;
+        if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 || cred.pid != getppid()) {
+            close(c);
+            continue;
         }
-        if (p[0].revents && relay(0, s) <= 0) break;
-        if (p[1].revents && relay(s, 1) <= 0) break;
+        close(l);
+        relay_both(c, s);
+        close(c);
+        close(s);
+        return 0;
     }
-    close(s);
-    return 0;
 }
 
 int main(int argc, char **argv) {
-    if (argc == 4 && strcmp(argv[1], "bridge") == 0) return cmd_bridge(argv + 2);
+
     /* The reply socket must be there: without it nobody hears us. */
     struct stat st;
     if (fstat(REPLY_FD, &st) < 0 || !S_ISSOCK(st.st_mode)) {
@@ -560,10 +640,11 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     char **rest = argv + 2;
     int n = argc - 2;
-    if (strcmp(cmd, "pty") == 0 && n == 1) return cmd_pty(rest);
+    if (strcmp(cmd, "pty") == 0 && (n == 1 || n == 2)) return cmd_pty(rest, n);
     if (strcmp(cmd, "shell") == 0) return cmd_shell(rest, n);
     if (strcmp(cmd, "login") == 0 && n == 3) return cmd_login(rest);
     if (strcmp(cmd, "bind") == 0 && n == 5) return cmd_bind(rest);
     if (strcmp(cmd, "copy") == 0 && n == 7) return cmd_copy(rest);
+    if (strcmp(cmd, "bridge") == 0 && n == 3) return cmd_bridge(rest);
     fail_plain("EINVAL", "unknown command or wrong number of arguments: %s", cmd);
 }

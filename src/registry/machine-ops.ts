@@ -8,7 +8,7 @@ import { RegistryError, SystemError, invalid } from './errors.js';
 import { findCgroupMounts, cgroupPlaceOf } from './linux/cgroup.js';
 import { hasServiceManager } from './linux/container-root.js';
 import { NoServiceManager, startServiceGetty, startServiceShell } from './linux/container-systemd.js';
-import { HelperError, helperPath, runHelper } from './linux/enter.js';
+import { HelperError, runHelper } from './linux/enter.js';
 import { O_CLOEXEC, O_DIRECTORY, O_RDONLY, close, errno, errnoName, open } from './linux/libc.js';
 import { type Machine, uidShift } from './machine.js';
 import type { Registry } from './registry.js';
@@ -104,21 +104,25 @@ export class MachineOperations {
     const m = this.container(name, 'Opening PTYs');
     const req = mode === 'shell' ? this.checkShell(shell) : undefined;
     const leader = this.leader(m);
-    const pty = await runHelper(['pty', String(leader)]).catch((e) => {
+    // A container's systemd takes the terminal's other end as the shell's standard input and output.
+    const peer = mode === 'shell' && this.shellWay(m) === 'service-manager';
+    const pty = await runHelper(['pty', String(leader), ...(peer ? ['peer'] : [])]).catch((e) => {
       throw fromHelper(e, `Cannot allocate a pseudo-terminal in machine '${name}'`);
     });
-    const fd = pty.fds[0];
+    const [fd, slave] = pty.fds;
     const path = pty.text.trim();
-    if (fd === undefined || !path.startsWith('/dev/')) {
+    if (fd === undefined || !path.startsWith('/dev/') || (peer && slave === undefined)) {
       for (const f of pty.fds) close(f);
       throw new RegistryError('Failed', `Cannot allocate a pseudo-terminal in machine '${name}': no descriptor came back`);
     }
     if (mode === 'tty') return { fd, path };
     try {
-      await this.startOnPty(m, leader, path, mode, req);
+      await this.startOnPty(m, leader, path, mode, req, slave);
     } catch (e) {
       close(fd);
       throw e;
+    } finally {
+      if (slave !== undefined) close(slave);
     }
     return { fd, path };
   }
@@ -138,12 +142,12 @@ export class MachineOperations {
 
   /** Starts the getty (login) or the program (shell) on the PTY: through the container's systemd where
    *  it runs one (as machined), else directly; returns once it runs. */
-  private async startOnPty(m: Machine, leader: number, pty: string, mode: 'login' | 'shell', req?: Required<ShellRequest>): Promise<void> {
-    if (this.shellWay(m) === 'service-manager') {
+  private async startOnPty(m: Machine, leader: number, pty: string, mode: 'login' | 'shell', req?: Required<ShellRequest>, slave?: number): Promise<void> {
+    if (this.shellWay(m) === 'service-manager' && (mode === 'login' || slave !== undefined)) {
       try {
         const r = req ?? { user: 'root', path: '', args: [], environment: [] };
-        if (mode === 'login') await startServiceGetty(helperPath(), leader, pty);
-        else await startServiceShell(helperPath(), leader, pty, { user: r.user, path: r.path || '/bin/sh', args: r.path ? [...r.args] : ['-sh'], environment: [...r.environment] });
+        if (mode === 'login') await startServiceGetty(leader, pty);
+        else await startServiceShell(leader, pty, slave!, { user: r.user, path: r.path || '/bin/sh', args: r.path ? [...r.args] : ['-sh'], environment: [...r.environment] });
         this.log.info({ machine: m.name, mode, pty, way: 'service-manager' }, `${mode} started in machine`);
         return;
       } catch (e) {
