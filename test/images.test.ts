@@ -238,3 +238,47 @@ test('mymachinesctl images, clone, read-only, rename, remove, with --json', asyn
   assert.match(r.stderr, /newName/);
   assert.equal(existsSync(join(pool, 'c2')), false);
 });
+
+test('btrfs: subvolumes are images of their own type; clone is a snapshot; read-only is the subvolume property; quotas', async () => {
+  const img = join(dir, 'btrfs.img');
+  writeFileSync(img, '');
+  truncateSync(img, 256 * 1024 * 1024);
+  await must('mkfs.btrfs', ['-q', img]);
+  const loop = (await must('losetup', ['--find', '--show', img])).trim();
+  const mnt = join(dir, 'btrfs');
+  mkdirSync(mnt);
+  let d2: Daemon | undefined;
+  try {
+    await must('mount', [loop, mnt]);
+    await must('btrfs', ['quota', 'enable', mnt]);
+    await must('btrfs', ['subvolume', 'create', join(mnt, 'sub1')]);
+    writeFileSync(join(mnt, 'sub1/hello'), 'subvolume\n');
+    d2 = await startDaemon({ args: ['--image-pool', mnt] });
+    const v = await VarlinkClient.connect(join(d2.machineImageDir, 'io.systemd.MachineImage'));
+    try {
+      const list = async () => {
+        const out: Record<string, unknown>[] = [];
+        for await (const r of v.callMore('io.systemd.MachineImage.List', {})) out.push(r);
+        return out.filter((i) => i.name !== '.host').map((i) => [i.name, i.type, i.readOnly]);
+      };
+      assert.deepEqual(await list(), [['sub1', 'subvolume', false]]);
+      await v.call('io.systemd.MachineImage.Clone', { name: 'sub1', newName: 'sub2' });
+      assert.equal((await must('btrfs', ['subvolume', 'show', join(mnt, 'sub2')])).includes('Parent UUID'), true);
+      await v.call('io.systemd.MachineImage.Update', { name: 'sub2', readOnly: true, limit: 100 * 1024 * 1024 });
+      assert.deepEqual(await list(), [['sub1', 'subvolume', false], ['sub2', 'subvolume', true]]);
+      assert.throws(() => writeFileSync(join(mnt, 'sub2/new'), 'x'), { code: 'EROFS' });
+      assert.match(await must('btrfs', ['qgroup', 'show', '-re', mnt]), /104857600|100\.00MiB/);
+      await v.call('io.systemd.MachineImage.SetPoolLimit', { limit: 200 * 1024 * 1024 });
+      await v.call('io.systemd.MachineImage.Remove', { name: 'sub2' });
+      assert.deepEqual(await list(), [['sub1', 'subvolume', false]]);
+      assert.deepEqual(readdirSync(mnt), ['sub1']);
+    } finally {
+      v.close();
+    }
+  } finally {
+    await d2?.stop();
+    d2?.cleanup();
+    await run('umount', [mnt]);
+    await run('losetup', ['-d', loop]);
+  }
+});
