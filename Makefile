@@ -53,6 +53,7 @@ node_modules/.package-lock.json: package.json package-lock.json
 build: dist/.built $(MANPAGES)
 	@command -v gcc >/dev/null || { echo "make: gcc is missing: run 'scripts/install-deps' (as root) or install gcc first" >&2; exit 1; }
 	$(MAKE) -C nss-module
+	$(MAKE) -C helper
 
 # Compiled again only when a source changed: a build with nothing to do rewrites nothing under dist/,
 # which running tests read.
@@ -97,6 +98,7 @@ install: build
 	  *) echo "make: INITSCRIPT must be openrc, sysv or none" >&2; exit 1;; \
 	esac
 	$(MAKE) -C nss-module install DESTDIR=$(DESTDIR)
+	$(MAKE) -C helper install DESTDIR=$(DESTDIR) LIBEXECDIR=$(PKGDIR)/libexec
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/mymachinesd $(DESTDIR)$(BINDIR)/mymachinesctl
@@ -114,3 +116,4 @@ deb: node_modules/.package-lock.json
 clean:
 	rm -rf dist $(B) debian/mymachines debian/.debhelper debian/files debian/*.substvars debian/*.debhelper.log debian/*.debhelper
 	$(MAKE) -C nss-module clean
+	$(MAKE) -C helper clean

@@ -155,6 +155,11 @@ Commands:
   kill NAME [--whom leader|all] [--signal SIG]
                                    send a signal (default SIGTERM to all)
   watch [--json]                   print machines as they come, change and go
+  images [--all] [--json]          list the OS images of the pool (--all: hidden ones and .host)
+  clone NAME NEW-NAME [--read-only]  copy an image
+  rename NAME NEW-NAME             rename an image
+  remove NAME...                   remove images
+  read-only NAME [BOOL]            mark an image read-only (or writable: no)
   doctor [--state-dir DIR]         check the setup that lookups of machines need, and say how to
                                    fix what is wrong (exit status 0 only when all is well)
 
@@ -178,6 +183,11 @@ const VERB_USAGE: Record<string, string> = {
   terminate: 'terminate NAME...',
   kill: 'kill NAME [--whom leader|all] [--signal SIG]',
   watch: 'watch [--json]',
+  images: 'images [--all] [--json]',
+  clone: 'clone NAME NEW-NAME [--read-only]',
+  rename: 'rename NAME NEW-NAME',
+  remove: 'remove NAME...',
+  'read-only': 'read-only NAME [BOOL]',
   doctor: 'doctor [--state-dir DIR]',
 };
 
@@ -187,6 +197,9 @@ describe('mymachinesctl without a daemon', { timeout: 120_000 }, () => {
   test('usage errors exit 2 with one line and the hint, before anything is sent', async () => {
     const cases: [string[], string][] = [
       [['--bogus', 'list'], "unknown option '--bogus'"],
+      [['read-only', 'x', 'maybe'], "read-only: invalid boolean 'maybe'; usage: read-only NAME [BOOL]"],
+      [['clone', 'a'], 'clone: missing argument; usage: clone NAME NEW-NAME [--read-only]'],
+      [['images', 'x'], 'images: too many arguments; usage: images [--all] [--json]'],
       [['-x', 'list'], "unknown option '-x'"],
       [['--socket'], 'option --socket needs a value'],
       [['--socket', '--help'], 'option --socket needs a value'],

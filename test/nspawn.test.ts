@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import { startDaemon, type Daemon } from './helpers/daemon.js';
 import { must, waitFor } from './helpers/run.js';
 import { VarlinkClient } from '../src/varlink/client.js';
-import { type Bus, busClient, errorName, startBus, systemdNsArgv } from './helpers/dbus.js';
+import { type Bus, busClient, errorName, runInSystemdNs, startBus, systemdNsArgv } from './helpers/dbus.js';
 
 const MGR = 'org.freedesktop.machine1.Manager';
 const NAME = 'nsp-test';
@@ -84,6 +84,11 @@ test('systemd-nspawn --register=yes --keep-unit --private-users=pick --network-v
       await varlink.close();
     }
     assert.deepEqual(await client.call('/org/freedesktop/machine1', MGR, 'MapToMachineUser', 'u', [shift + 5]), [NAME, PATH, 5]);
+
+    // machinectl shell into it: busybox, no systemd inside, so directly, in its PID namespace as its root.
+    const sh = await runInSystemdNs(bus, daemon.stateDir, ['sh', '-c', 'exec "$@" </dev/null', 'sh', 'machinectl', '-q', 'shell', NAME, '/bin/sh', '-c', 'cat /usr/lib/os-release; id -u; test -e /proc/1/comm && echo pid1=$(cat /proc/1/comm)']);
+    assert.equal(sh.code, 0, sh.stderr);
+    assert.deepEqual(sh.stdout.replace(/\r/g, '').trim().split('\n'), ['ID=busybox', 'NAME=BusyBox', '0', 'pid1=sh']);
 
     // The container ends: nspawn exits and the machine is gone.
     writeFileSync(join(root, 'var/stop'), '');

@@ -628,3 +628,95 @@ test('close() finishes calls in flight, aborts waiting ones and unlinks its sock
   await server.close(); // a second close() is harmless
   await assert.rejects(VarlinkClient.connect(path), { code: 'ENOENT' });
 });
+
+// File descriptors with replies (SCM_RIGHTS), as sd-varlink passes them: each lands with its own reply,
+// in order with the replies before and after it, and none stays open in the server.
+const FDS: InterfaceDef = {
+  name: 'org.example.fds',
+  methods: {
+    Open: { in: { text: t.string, n: t.optional(t.int) }, out: { fileDescriptor: t.int, more: t.optional(t.array(t.int)) } },
+    Stream: { in: { n: t.int }, out: { i: t.int, fileDescriptor: t.optional(t.int) } },
+    Big: { in: { bytes: t.int }, out: { data: t.string } },
+    OpenThenFail: { in: {}, out: {} },
+  },
+};
+
+/** A descriptor of a file that holds `text` (already unlinked). */
+function pipeWith(text: string): number {
+  const dir = fs.mkdtempSync(join(tmp, 'fd-'));
+  const path = join(dir, 'f');
+  fs.writeFileSync(path, text);
+  const fd = fs.openSync(path, 'r');
+  fs.rmSync(dir, { recursive: true });
+  return fd;
+}
+
+const openFds = () => fs.readdirSync('/proc/self/fd').length;
+
+test('descriptors pass with replies: by index, in order among other replies, closed in the server', async (t) => {
+  const server = new VarlinkServer({ vendor: 'Example', product: 'fds', version: '1', url: '' });
+  server.addInterface(FDS, {
+    Open: (p: { text: string; n?: number }, ctx) => {
+      const fileDescriptor = ctx.pushFd(pipeWith(p.text));
+      const more = Array.from({ length: p.n ?? 0 }, (_, i) => ctx.pushFd(pipeWith(`${p.text}${i}`)));
+      return p.n ? { fileDescriptor, more } : { fileDescriptor };
+    },
+    Stream: async (p: { n: number }, ctx) => {
+      for (let i = 0; i < p.n; i++) {
+        // Every other reply carries a descriptor naming its number.
+        if (i % 2) ctx.notify({ i, fileDescriptor: ctx.pushFd(pipeWith(String(i))) });
+        else ctx.notify({ i });
+      }
+      return { i: p.n };
+    },
+    Big: (p: { bytes: number }) => ({ data: 'x'.repeat(p.bytes) }),
+    OpenThenFail: (_p, ctx) => {
+      ctx.pushFd(pipeWith('never'));
+      throw new VarlinkError('org.example.fds.Failed');
+    },
+  });
+  const path = socketPath();
+  await server.listen(path);
+  t.after(() => server.close());
+  const base = openFds();
+  const c = await VarlinkClient.connect(path, { acceptFds: true });
+  const read = (fd: number) => {
+    try {
+      return fs.readFileSync(fd, 'utf8');
+    } finally {
+      fs.closeSync(fd);
+    }
+  };
+  const one = await c.callWithFds('org.example.fds.Open', { text: 'hello' });
+  assert.deepEqual(one.parameters, { fileDescriptor: 0 });
+  assert.equal(one.fds.length, 1);
+  assert.equal(read(one.fds[0]), 'hello');
+  // Several with one reply, in the order pushed.
+  const three = await c.callWithFds('org.example.fds.Open', { text: 'm', n: 2 });
+  assert.deepEqual(three.parameters, { fileDescriptor: 0, more: [1, 2] });
+  assert.deepEqual(three.fds.map(read), ['m', 'm0', 'm1']);
+  // Pipelined behind a large reply that is still leaving: each descriptor comes with its own reply.
+  const big = c.callWithFds('org.example.fds.Big', { bytes: 3_000_000 });
+  const after1 = c.callWithFds('org.example.fds.Open', { text: 'after big' });
+  const after2 = c.callWithFds('org.example.fds.Big', { bytes: 10 });
+  assert.equal((await big).fds.length, 0);
+  assert.equal((await big).parameters.data.length, 3_000_000);
+  const a1 = await after1;
+  assert.equal(read(a1.fds[0]), 'after big');
+  assert.deepEqual((await after2).fds, []);
+  // A `more` call: the descriptors of the odd replies, none with the even ones (callMore closes what it gets).
+  const stream = await VarlinkClient.connect(path, { acceptFds: true });
+  const seen: number[] = [];
+  for await (const r of stream.callMore('org.example.fds.Stream', { n: 6 })) seen.push(r.i);
+  assert.deepEqual(seen, [0, 1, 2, 3, 4, 5, 6]);
+  await stream.close();
+  // An error reply carries none: the descriptor pushed before the error is closed.
+  await assert.rejects(c.call('org.example.fds.OpenThenFail'), { name: 'org.example.fds.Failed' });
+  // A client that does not take descriptors still gets its reply (the kernel drops them).
+  const plain = await VarlinkClient.connect(path);
+  assert.deepEqual(await plain.call('org.example.fds.Open', { text: 'dropped' }), { fileDescriptor: 0 });
+  await plain.close();
+  await c.close();
+  await sleep(100);
+  assert.equal(openFds(), base, 'no descriptor stays open, in the server or in the client');
+});

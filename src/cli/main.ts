@@ -6,6 +6,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { VarlinkClient } from '../varlink/client.js';
 import { VarlinkError } from '../varlink/errors.js';
 import { doctor, report } from './doctor.js';
+import { imageVerbs } from './image-verbs.js';
 import { PROPERTY_NAMES, listTable, properties, statusText, type MachineJson } from './format.js';
 
 const DEFAULT_SOCKET = '/run/mymachines/io.systemd.Machine';
@@ -29,6 +30,11 @@ Commands:
   kill NAME [--whom leader|all] [--signal SIG]
                                    send a signal (default SIGTERM to all)
   watch [--json]                   print machines as they come, change and go
+  images [--all] [--json]          list the OS images of the pool (--all: hidden ones and .host)
+  clone NAME NEW-NAME [--read-only]  copy an image
+  rename NAME NEW-NAME             rename an image
+  remove NAME...                   remove images
+  read-only NAME [BOOL]            mark an image read-only (or writable: no)
   doctor [--state-dir DIR]         check the setup that lookups of machines need, and say how to
                                    fix what is wrong (exit status 0 only when all is well)
 
@@ -236,6 +242,8 @@ export const verbs: Record<string, Verb> = {
   },
 };
 
+Object.assign(verbs, imageVerbs);
+
 export const GLOBAL: Options = { socket: { type: 'string' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' } };
 
 function version(): string {
@@ -310,7 +318,13 @@ async function main(argv: string[]): Promise<number> {
   if (values.help || pre.help) return out(`Usage: mymachinesctl [--socket PATH] ${verb.usage}\n`), 0;
   if (positionals.length < verb.minArgs) throw new UsageError(`${name}: missing argument; usage: ${verb.usage}`);
   if (positionals.length > verb.maxArgs) throw new UsageError(`${name}: too many arguments; usage: ${verb.usage}`);
-  const action = verb.prepare(positionals, values);
+  let action: ReturnType<Verb['prepare']>;
+  try {
+    action = verb.prepare(positionals, values);
+  } catch (e) {
+    if ((e as { usage?: boolean }).usage) throw new UsageError(`${name}: ${(e as Error).message}`);
+    throw e;
+  }
   const ms = timeoutMs();
   const socket: string = values.socket ?? pre.socket ?? (process.env.MYMACHINES_SOCKET || DEFAULT_SOCKET);
   if (socket === '') throw new UsageError('option --socket needs a value');

@@ -4,6 +4,9 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { checkPrivateDirectory } from '../registry/linux/private-dir.js';
 import { lockDirectory } from './instance-lock.js';
 import { findCgroupMounts, systemdIsPid1, Cgroups } from '../registry/linux/cgroup.js';
+import { ImagePool } from '../images/pool.js';
+import { MACHINE_IMAGE_SOCKET, machineImageHandlers, machineImageInterface } from '../images/varlink-machine-image.js';
+import { MachineOperations } from '../registry/machine-ops.js';
 import { Registry, type ScopeAllocator } from '../registry/registry.js';
 import { machineHandlers, machineInterface } from '../registry/varlink-machine.js';
 import { Resolver } from '../resolver/resolver.js';
@@ -34,6 +37,7 @@ async function run(opts: DaemonOptions): Promise<void> {
   const log = makeLogger(opts.logLevel);
   const manager = serviceManager(); // systemd's Type=notify: told when the sockets answer
   let registry: Registry | undefined;
+  let pool: ImagePool | undefined;
   let server: VarlinkServer | undefined;
   let bus: { stop(): void } | undefined;
   let dns: { close(): Promise<void> } | undefined;
@@ -97,6 +101,11 @@ async function run(opts: DaemonOptions): Promise<void> {
     server.addInterface(resolveInterface, resolveHandlers(resolver));
     server.addInterface(userDatabaseInterface, userDatabaseHandlers(new UserRecords(registry)));
     server.addInterface(resolveHookInterface, resolveHookHandlers(registry, resolver));
+    const reg = registry;
+    // A running machine's root in an image keeps it from being renamed, removed or cleaned.
+    const inUse = (path: string) => reg.list().some((m) => m.class !== 'host' && m.rootDirectory !== '' && (m.rootDirectory === path || m.rootDirectory.startsWith(`${path}/`)));
+    pool = new ImagePool({ path: opts.imagePool, inUse, log });
+    server.addInterface(machineImageInterface, machineImageHandlers(pool));
     // DNS for clients that bypass NSS; an address that cannot be had stops the start (exit 1).
     if (opts.dns.length > 0) {
       const { DnsServer } = await import('../resolver/dns-server.js');
@@ -120,6 +129,13 @@ async function run(opts: DaemonOptions): Promise<void> {
         if (!stopping) throw new Error(`cannot serve the resolve hook socket ${hookSocket}: ${(err as Error).message}; stop whatever holds it (systemd-machined?) or start with --resolve-hook-dir ''`);
       });
     }
+    // io.systemd.MachineImage where machined 258+ serves it (only that interface there).
+    if (opts.machineImageDir !== '') {
+      const imageSocket = join(opts.machineImageDir, MACHINE_IMAGE_SOCKET);
+      await server.listen(imageSocket, 0o666, [machineImageInterface.name]).catch((err) => {
+        if (!stopping) throw new Error(`cannot serve ${imageSocket}: ${(err as Error).message}; stop whatever holds it (systemd-machined?) or start with --machine-image-dir ''`);
+      });
+    }
     await server.listen(socketPath, 0o666).catch((err) => {
       if (!stopping) throw new Error(`cannot serve ${socketPath}: ${(err as Error).message}`); // else stop() is ending the process
     });
@@ -127,7 +143,7 @@ async function run(opts: DaemonOptions): Promise<void> {
     // D-Bus is optional: an unreachable bus is warned about and retried, never fatal.
     if (opts.bus !== 'none') {
       const [{ serveMachine1 }, { busAddress }] = await Promise.all([import('./serve-dbus.js'), import('../dbus/bus-service.js')]);
-      if (!stopping) bus = serveMachine1(registry, log, busAddress(opts.bus, process.env));
+      if (!stopping) bus = serveMachine1(registry, new MachineOperations(registry, log), pool!, log, busAddress(opts.bus, process.env));
     }
     const machines = registry.list().length - 1;
     log.info({ socket: socketPath, stateDir: opts.stateDir, machines }, 'ready');

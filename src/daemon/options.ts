@@ -18,6 +18,10 @@ export interface DaemonOptions {
   dnsZones: string[];
   /** Their NS, TTL, transfers, NOTIFY and TSIG keys. */
   dnsZoneOptions: DnsZoneOptions;
+  /** The image pool (machined's /var/lib/machines). */
+  imagePool: string;
+  /** Where io.systemd.MachineImage is served (machined 258+'s /run/systemd/machine); '' turns it off. */
+  machineImageDir: string;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
@@ -64,6 +68,10 @@ Options:
                            address of its family, signed with the key if one is named (repeatable)
   --dns-tsig-key FILE      TSIG keys (hmac-sha256) in BIND's format, as tsig-keygen writes them
                            (repeatable); requests signed with them are checked, their answers signed
+  --image-pool DIR         the directory of OS images that list-images, clone, rename, remove and
+                           read-only work on (default: /var/lib/machines)
+  --machine-image-dir DIR  where to serve io.systemd.MachineImage (Varlink) for systemd 258+ clients
+                           (default: /run/systemd/machine; '' turns it off)
   -h, --help               show this help
   --version                show the version
 
@@ -100,6 +108,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): DaemonOpti
         'dns-transfer-allow': { type: 'string', multiple: true },
         'dns-notify': { type: 'string', multiple: true },
         'dns-tsig-key': { type: 'string', multiple: true },
+        'image-pool': { type: 'string' },
+        'machine-image-dir': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
       },
@@ -123,6 +133,10 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): DaemonOpti
   if (userdbDir !== '' && !userdbDir.startsWith('/')) throw new UsageError("--userdb-dir must be an absolute path or ''");
   const resolveHookDir = v['resolve-hook-dir'] ?? '/run/systemd/resolve.hook';
   if (resolveHookDir !== '' && !resolveHookDir.startsWith('/')) throw new UsageError("--resolve-hook-dir must be an absolute path or ''");
+  const imagePool = v['image-pool'] ?? '/var/lib/machines';
+  if (!imagePool.startsWith('/')) throw new UsageError('--image-pool must be an absolute path');
+  const machineImageDir = v['machine-image-dir'] ?? '/run/systemd/machine';
+  if (machineImageDir !== '' && !machineImageDir.startsWith('/')) throw new UsageError("--machine-image-dir must be an absolute path or ''");
   const dns: DnsListen[] = [];
   for (const text of v.dns ?? []) {
     let l: DnsListen;
@@ -179,5 +193,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): DaemonOpti
     dns,
     dnsZones,
     dnsZoneOptions,
+    imagePool,
+    machineImageDir,
   };
 }

@@ -3,12 +3,16 @@
 import { BusService, type BusLog } from '../dbus/bus-service.js';
 import { LOG_CONTROL_PATH, type LevelLogger, logControlObject } from '../dbus/log-control.js';
 import { BUS_NAME, announceMachines, machine1Tree } from '../registry/dbus-machine1.js';
+import { imageBusError, imageManagerMembers, imageObjects } from '../images/dbus-image1.js';
+import type { ImagePool } from '../images/pool.js';
+import type { MachineOperations } from '../registry/machine-ops.js';
 import type { Registry } from '../registry/registry.js';
 
 /** Serves org.freedesktop.machine1 and LogControl1 on the bus at `address` (see busAddress), for as long
  *  as the daemon runs: the bus may come and go. */
-export function serveMachine1(reg: Registry, log: BusLog & LevelLogger, address: string | undefined): BusService {
-  const tree = machine1Tree(reg, { [LOG_CONTROL_PATH]: logControlObject(log, 'mymachinesd') });
+export function serveMachine1(reg: Registry, ops: MachineOperations, pool: ImagePool, log: BusLog & LevelLogger, address: string | undefined): BusService {
+  const images = { ...imageManagerMembers(pool), ...imageObjects(pool), mapError: imageBusError };
+  const tree = machine1Tree(reg, { [LOG_CONTROL_PATH]: logControlObject(log, 'mymachinesd') }, ops, images);
   const service = new BusService({ address, name: BUS_NAME, tree, log });
   announceMachines(reg, service);
   service.start();

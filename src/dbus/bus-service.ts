@@ -12,6 +12,7 @@
 // So every method call is dispatched here (MessageBus.addMethodHandler), from plain tables of interfaces;
 // dbus-next is used for the connection and the wire format only.
 import { EventEmitter } from 'node:events';
+import { closeSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { getSystemErrorMap } from 'node:util';
 import dbus from 'dbus-next';
@@ -203,6 +204,44 @@ function errorText(e: unknown): string {
     return `${err.syscall ? `${err.syscall}: ` : ''}${text} (${err.code})`;
   }
   return err?.message ?? String(e);
+}
+
+/** The top-level 'h' values of a reply (a method's out descriptors: OpenMachinePTY's "hs"). */
+function outFds(sig: string, body: unknown[]): number[] {
+  const fds: number[] = [];
+  let i = 0;
+  for (let pos = 0; pos < sig.length; i++) {
+    const end = completeType(sig, pos);
+    if (sig[pos] === 'h' && typeof body[i] === 'number') fds.push(body[i] as number);
+    pos = end;
+  }
+  return fds;
+}
+
+/** The end of the single complete type that starts at `pos`. */
+function completeType(sig: string, pos: number): number {
+  const c = sig[pos];
+  if (c === 'a') return completeType(sig, pos + 1);
+  if (c !== '(' && c !== '{') return pos + 1;
+  let depth = 0;
+  for (let p = pos; p < sig.length; p++) {
+    if (sig[p] === '(' || sig[p] === '{') depth++;
+    else if ((sig[p] === ')' || sig[p] === '}') && --depth === 0) return p + 1;
+  }
+  return sig.length;
+}
+
+function closeFds(fds: number[]): void {
+  for (const fd of fds) closeSync(fd);
+}
+
+/** dbus-next hands a message's descriptors to the socket when it writes it, which may be later than
+ *  send() when earlier messages wait: the descriptors are closed once nothing waits any more. */
+function closeWhenSent(bus: dbus.MessageBus, fds: number[], tries = 0): void {
+  if (fds.length === 0) return;
+  const stream = (bus as unknown as { _connection?: { stream?: { writableLength?: number; destroyed?: boolean } } })._connection?.stream;
+  if (!stream || stream.destroyed || !stream.writableLength || tries > 1000) return closeFds(fds);
+  setTimeout(() => closeWhenSent(bus, fds, tries + 1), 10);
 }
 
 /** A connection made by openBus. */
@@ -412,11 +451,15 @@ export class BusService extends EventEmitter<BusServiceEvents> {
     let err: BusError;
     try {
       const { sig, body } = await this.handle(msg, this.caller(bus, msg));
-      if (!wantsReply) return;
+      // Descriptors in the reply are handed over: ours are closed once they have been sent.
+      const fds = outFds(sig, body);
+      if (!wantsReply) return closeFds(fds);
       try {
         send(Message.newMethodReturn(msg, sig, body));
+        closeWhenSent(bus, fds);
         return;
       } catch (e) {
+        closeFds(fds);
         // Nothing was written (dbus-next marshals before it writes): the caller gets an error, not silence.
         log.warn({ error: (e as Error).message, path: msg.path, member: msg.member }, 'D-Bus reply cannot be sent');
         err = new BusError(E.Failed, `Cannot send the reply to ${msg.interface ?? ''}.${msg.member}(): ${(e as Error).message}`);

@@ -8,17 +8,17 @@ import { type IdKind, mapFromMachine, mapToMachine } from './id-mapping.js';
 import { close as closeFd } from './linux/libc.js';
 import { pidOfPidfd, processPidfdId } from './linux/leader.js';
 import { type Machine, uidShift } from './machine.js';
+import { type MachineOperations, OperationError } from './machine-ops.js';
 import type { Registry, ScopeProperty } from './registry.js';
 import type { RegisterRequest } from './validate.js';
 import { busLabelEscape, busLabelUnescape } from '../dbus/bus-label.js';
-import { BusError, type BusObject, type BusService, type Caller, E, type InterfaceDef, type MethodDef, type ObjectTree, errnoErrorName } from '../dbus/bus-service.js';
+import { BusError, type BusObject, type BusService, type Caller, E, type InterfaceDef, type MethodDef, type ObjectTree, type PropertyDef, errnoErrorName } from '../dbus/bus-service.js';
 
 export const BUS_NAME = 'org.freedesktop.machine1';
 export const MANAGER_PATH = '/org/freedesktop/machine1';
 const MANAGER = 'org.freedesktop.machine1.Manager';
 const MACHINE = 'org.freedesktop.machine1.Machine';
 const MACHINE_PREFIX = '/org/freedesktop/machine1/machine/';
-const UINT64_MAX = 0xffffffffffffffffn;
 /** VMADDR_CID_ANY: machined's VSockCID when a machine has none. */
 const VSOCK_CID_ANY = 0xffffffff;
 
@@ -40,6 +40,9 @@ const ERROR_NAMES: Record<Exclude<RegistryErrorKind, 'System'>, string> = {
 export function toBusError(e: unknown): BusError | undefined {
   // systemd's own errors (and JobFailed) go on with their names, as machined passes them on.
   if (e instanceof SystemdError) return new BusError(e.busName, e.message);
+  // machined 252 has no D-Bus names for these: a user that is not there is an argument at fault, a
+  // container without a getty is one where it cannot be done.
+  if (e instanceof OperationError) return new BusError(e.operation === 'NoSuchUser' ? E.InvalidArgs : E.NotSupported, e.message);
   // A leader's pidfd ID that names no process (any more): machined cannot pin it (ESRCH), named so.
   if (e instanceof RegistryError && e.field === 'leaderPidfdId') return new BusError('org.freedesktop.DBus.Error.UnixProcessIdUnknown', e.message);
   if (e instanceof SystemError) return new BusError(errnoErrorName(e.code), e.message);
@@ -62,21 +65,60 @@ function idFromBytes(id: Buffer): string {
   return id.every((b) => b === 0) ? '' : id.toString('hex');
 }
 
-/** Methods of machined's that are not built here, by member: [in, out]. Present (introspection, signature
- *  checks), each answering NotSupported with a message that names it. */
-const notBuilt = (what: string) => (members: Record<string, [string, string]>) =>
-  Object.fromEntries(
-    Object.entries(members).map(([member, [i, out]]): [string, MethodDef<any>] => {
-      const call = () => {
-        throw new BusError(E.NotSupported, `${member} is not supported by mymachinesd yet: ${what} are not built.`);
-      };
-      return [member, { in: i, out, call }];
-    }),
-  );
-const images = notBuilt('images');
-const ptys = notBuilt('PTYs, logins and shells');
-const copies = notBuilt('bind mounts and copies');
-const rootDir = notBuilt('root directory file descriptors');
+/** machined's copy flags (CopyFromMachineWithFlags, CopyToMachineWithFlags): only REPLACE. */
+const COPY_REPLACE = 1n;
+function copyFlags(flags: bigint | number): boolean {
+  const f = BigInt(flags);
+  if (f & ~COPY_REPLACE) throw new BusError(E.InvalidArgs, `Invalid copy flags 0x${f.toString(16)}`);
+  return f === COPY_REPLACE;
+}
+
+/** The Manager's and the Machine object's PTY, shell, copy, bind and root directory methods, on
+ *  MachineOperations: Manager methods take the machine's name first, the Machine's are on `m`. Only root
+ *  may call them (machined asks polkit, which refuses an unprivileged caller without an agent). */
+function operations(reg: Registry, ops: MachineOperations, prefix: 'manager' | 'machine'): Record<string, MethodDef<any>> {
+  const nameArg = prefix === 'manager' ? 'name:s ' : '';
+  const target = async (t: Machine | null, c: Caller, args: any[]): Promise<[string, any[]]> => {
+    const name = prefix === 'manager' ? (args.shift() as string) : t!.name;
+    return [(await changeable(reg, c, name)).name, args];
+  };
+  const pty = (open: (name: string, a: any[]) => Promise<{ fd: number; path: string }>) => async (t: Machine | null, c: Caller, ...a: any[]) => {
+    const [name, rest] = await target(t, c, a);
+    const { fd, path } = await open(name, rest);
+    return [fd, path];
+  };
+  const member = (manager: string, machine: string) => (prefix === 'manager' ? manager : machine);
+  const copy = (direction: 'to' | 'from', withFlags: boolean) => async (t: Machine | null, c: Caller, ...a: any[]) => {
+    const [name, [source, destination, flags]] = await target(t, c, a);
+    await ops.copy(name, direction, { source, destination, replace: withFlags ? copyFlags(flags) : false });
+  };
+  return {
+    [member('OpenMachinePTY', 'OpenPTY')]: { in: nameArg.trim(), out: 'pty:h pty_path:s', call: pty((n) => ops.openPty(n, 'tty')) },
+    [member('OpenMachineLogin', 'OpenLogin')]: { in: nameArg.trim(), out: 'pty:h pty_path:s', call: pty((n) => ops.openPty(n, 'login')) },
+    [member('OpenMachineShell', 'OpenShell')]: {
+      in: `${nameArg}user:s path:s args:as environment:as`,
+      out: 'pty:h pty_path:s',
+      call: pty((n, [user, path, args, environment]) => ops.openPty(n, 'shell', { user, path, args, environment })),
+    },
+    [member('BindMountMachine', 'BindMount')]: {
+      in: `${nameArg}source:s destination:s read_only:b mkdir:b`,
+      out: '',
+      call: async (t, c, ...a) => {
+        const [name, [source, destination, readOnly, mkdir]] = await target(t, c, a);
+        await ops.bindMount(name, { source, destination, readOnly, mkdir });
+      },
+    },
+    [member('CopyFromMachine', 'CopyFrom')]: { in: `${nameArg}source:s destination:s`, out: '', call: copy('from', false) },
+    [member('CopyToMachine', 'CopyTo')]: { in: `${nameArg}source:s destination:s`, out: '', call: copy('to', false) },
+    [member('CopyFromMachineWithFlags', 'CopyFromWithFlags')]: { in: `${nameArg}source:s destination:s flags:t`, out: '', call: copy('from', true) },
+    [member('CopyToMachineWithFlags', 'CopyToWithFlags')]: { in: `${nameArg}source:s destination:s flags:t`, out: '', call: copy('to', true) },
+    [member('OpenMachineRootDirectory', 'OpenRootDirectory')]: {
+      in: nameArg.trim(),
+      out: 'fd:h',
+      call: async (t, c, ...a) => [ops.openRootDirectory((await target(t, c, a))[0])],
+    },
+  };
+}
 
 function mapTo(reg: Registry, kind: IdKind, outer: number): unknown[] {
   const { machine, id } = mapToMachine(reg, kind, outer);
@@ -200,20 +242,18 @@ async function changeable(reg: Registry, caller: Caller, name: string): Promise<
   return m;
 }
 
-function managerInterface(reg: Registry): InterfaceDef<null> {
+function managerInterface(reg: Registry, ops: MachineOperations, more: ManagerMembers): InterfaceDef<null> {
   const get = (name: string) => reg.mustGet(name);
   return {
     name: MANAGER,
     methods: {
       GetMachine: { in: 'name:s', out: 'machine:o', call: (_t, _c, name) => [machinePath(get(name).name)] },
-      ...images({ GetImage: ['name:s', 'image:o'] }),
       GetMachineByPID: {
         in: 'pid:u',
         out: 'machine:o',
         call: async (_t, c, pid: number) => [machinePath((await reg.byPid(pid === 0 ? (await c.creds()).pid : pid)).name)],
       },
       ListMachines: { in: '', out: 'machines:a(ssso)', call: () => [reg.list().map((m) => [m.name, m.class, m.service, machinePath(m.name)])] },
-      ListImages: { in: '', out: 'images:a(ssbttto)', call: () => [[]] },
       CreateMachine: {
         in: 'name:s id:ay service:s class:s leader:u root_directory:s scope_properties:a(sv)',
         out: 'path:o',
@@ -254,49 +294,20 @@ function managerInterface(reg: Registry): InterfaceDef<null> {
       GetMachineAddresses: { in: 'name:s', out: 'addresses:a(iay)', call: (_t, _c, name) => addresses(reg, get(name)) },
       GetMachineSSHInfo: { in: 'name:s', out: 'ssh_address:s ssh_private_key_path:s', call: (_t, _c, name) => sshInfo(get(name)) },
       GetMachineOSRelease: { in: 'name:s', out: 'fields:a{ss}', call: (_t, _c, name) => osRelease(reg, get(name)) },
-      ...ptys({
-        OpenMachinePTY: ['name:s', 'pty:h pty_path:s'],
-        OpenMachineLogin: ['name:s', 'pty:h pty_path:s'],
-        OpenMachineShell: ['name:s user:s path:s args:as environment:as', 'pty:h pty_path:s'],
-      }),
-      ...copies({
-        BindMountMachine: ['name:s source:s destination:s read_only:b mkdir:b', ''],
-        CopyFromMachine: ['name:s source:s destination:s', ''],
-        CopyToMachine: ['name:s source:s destination:s', ''],
-        CopyFromMachineWithFlags: ['name:s source:s destination:s flags:t', ''],
-        CopyToMachineWithFlags: ['name:s source:s destination:s flags:t', ''],
-      }),
-      ...rootDir({ OpenMachineRootDirectory: ['name:s', 'fd:h'] }),
+      ...operations(reg, ops, 'manager'),
+      ...more.methods,
       GetMachineUIDShift: { in: 'name:s', out: 'shift:u', call: (_t, _c, name) => [uidShiftOf(get(name))] },
-      ...images({
-        RemoveImage: ['name:s', ''],
-        RenameImage: ['name:s new_name:s', ''],
-        CloneImage: ['name:s new_name:s read_only:b', ''],
-        MarkImageReadOnly: ['name:s read_only:b', ''],
-        GetImageHostname: ['name:s', 'hostname:s'],
-        GetImageMachineID: ['name:s', 'id:ay'],
-        GetImageMachineInfo: ['name:s', 'machine_info:a{ss}'],
-        GetImageOSRelease: ['name:s', 'os_release:a{ss}'],
-        SetPoolLimit: ['size:t', ''],
-        SetImageLimit: ['name:s size:t', ''],
-        CleanPool: ['mode:s', 'images:a(st)'],
-      }),
       MapFromMachineUser: { in: 'name:s uid_inner:u', out: 'uid_outer:u', call: (_t, _c, name, uid) => [mapFromMachine(reg, 'user', name, uid)] },
       MapToMachineUser: { in: 'uid_outer:u', out: 'machine_name:s machine_path:o uid_inner:u', call: (_t, _c, uid) => mapTo(reg, 'user', uid) },
       MapFromMachineGroup: { in: 'name:s gid_inner:u', out: 'gid_outer:u', call: (_t, _c, name, gid) => [mapFromMachine(reg, 'group', name, gid)] },
       MapToMachineGroup: { in: 'gid_outer:u', out: 'machine_name:s machine_path:o gid_inner:u', call: (_t, _c, gid) => mapTo(reg, 'group', gid) },
     },
-    properties: {
-      PoolPath: { type: 's', emits: 'false', get: () => '/var/lib/machines' },
-      // No image pool yet: unknown, as machined says on a pool that is not btrfs.
-      PoolUsage: { type: 't', emits: 'false', get: () => UINT64_MAX },
-      PoolLimit: { type: 't', emits: 'false', get: () => UINT64_MAX },
-    },
+    properties: { ...more.properties },
     signals: { MachineNew: 'machine:s path:o', MachineRemoved: 'machine:s path:o' },
   };
 }
 
-function machineInterface(reg: Registry): InterfaceDef<Machine> {
+function machineInterface(reg: Registry, ops: MachineOperations): InterfaceDef<Machine> {
   return {
     name: MACHINE,
     methods: {
@@ -306,19 +317,7 @@ function machineInterface(reg: Registry): InterfaceDef<Machine> {
       GetOSRelease: { in: '', out: 'fields:a{ss}', call: (m) => osRelease(reg, reg.mustGet(m.name)) },
       GetUIDShift: { in: '', out: 'shift:u', call: (m) => [uidShiftOf(m)] },
       GetSSHInfo: { in: '', out: 'ssh_address:s ssh_private_key_path:s', call: (m) => sshInfo(m) },
-      ...ptys({
-        OpenPTY: ['', 'pty:h pty_path:s'],
-        OpenLogin: ['', 'pty:h pty_path:s'],
-        OpenShell: ['user:s path:s args:as environment:as', 'pty:h pty_path:s'],
-      }),
-      ...copies({
-        BindMount: ['source:s destination:s read_only:b mkdir:b', ''],
-        CopyFrom: ['source:s destination:s', ''],
-        CopyTo: ['source:s destination:s', ''],
-        CopyFromWithFlags: ['source:s destination:s flags:t', ''],
-        CopyToWithFlags: ['source:s destination:s flags:t', ''],
-      }),
-      ...rootDir({ OpenRootDirectory: ['', 'fd:h'] }),
+      ...operations(reg, ops, 'machine'),
     },
     properties: {
       Name: { type: 's', emits: 'const', get: (m) => m.name },
@@ -350,14 +349,27 @@ function machineInterface(reg: Registry): InterfaceDef<Machine> {
 }
 
 /** The objects of org.freedesktop.machine1, plus `extra` objects at fixed paths (LogControl1). */
-export function machine1Tree(reg: Registry, extra: Record<string, BusObject>): ObjectTree {
-  const manager: BusObject = { target: null, interfaces: [managerInterface(reg)] };
-  const machine = machineInterface(reg);
+/** Members that other parts add to the Manager (the image pool's methods and properties). */
+export interface ManagerMembers {
+  methods: Record<string, MethodDef<null>>;
+  properties: Record<string, PropertyDef<null>>;
+}
+
+/** Objects that other parts serve below machine1's paths (the images). */
+export interface MoreObjects {
+  find(path: string): Promise<BusObject | undefined>;
+  paths(): readonly string[];
+  mapError(e: unknown): BusError | undefined;
+}
+
+export function machine1Tree(reg: Registry, extra: Record<string, BusObject>, ops: MachineOperations, more: ManagerMembers & MoreObjects): ObjectTree {
+  const manager: BusObject = { target: null, interfaces: [managerInterface(reg, ops, more)] };
+  const machine = machineInterface(reg, ops);
   return {
     async find(path, caller) {
       if (path === MANAGER_PATH) return manager;
       if (extra[path]) return extra[path];
-      if (!path.startsWith(MACHINE_PREFIX)) return undefined;
+      if (!path.startsWith(MACHINE_PREFIX)) return more.find(path);
       const label = path.slice(MACHINE_PREFIX.length);
       let m: Machine | undefined;
       // `self`: the caller's own machine (machined shadows a machine really named "self" the same way).
@@ -368,8 +380,8 @@ export function machine1Tree(reg: Registry, extra: Record<string, BusObject>): O
       }
       return m && { target: m, interfaces: [machine] };
     },
-    paths: () => [MANAGER_PATH, ...Object.keys(extra), ...reg.list().map((m) => machinePath(m.name))],
-    mapError: toBusError,
+    paths: () => [MANAGER_PATH, ...Object.keys(extra), ...reg.list().map((m) => machinePath(m.name)), ...more.paths()],
+    mapError: (e) => toBusError(e) ?? more.mapError(e),
   };
 }
 

@@ -1,12 +1,15 @@
 // A Varlink client on a Unix socket. Requests are written at once (pipelined); the server answers them in
 // order, so each reply belongs to the oldest call still waiting.
 
+import { closeSync } from 'node:fs';
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import usocket from 'usocket';
 import { VarlinkError } from './errors.js';
 
 const MAX_MESSAGE_BYTES = 16 * 1024 * 1024; // as systemd's client
 
-interface Reply { parameters: Record<string, unknown>; continues: boolean; error?: string }
+interface Reply { parameters: Record<string, unknown>; continues: boolean; error?: string; fds: number[] }
 
 interface Pending {
   reply(r: Reply): void;
@@ -21,7 +24,12 @@ export interface ConnectOptions {
    *  (Watch) come at the server's pace. As replies come in order, a call that times out fails the
    *  connection, and every call on it, with an error of code ETIMEDOUT. */
   callTimeoutMs?: number;
+  /** Take file descriptors that replies carry (SCM_RIGHTS), for callWithFds; other calls close them. */
+  acceptFds?: boolean;
 }
+
+/** The connection's socket: a net.Socket, or a usocket one where descriptors are taken. */
+type Conn = Duplex & { closed?: boolean };
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -38,8 +46,18 @@ function parseReply(raw: Buffer): Reply | undefined {
   if (!isObject(parameters) || typeof continues !== 'boolean' || (error !== undefined && typeof error !== 'string')) {
     return undefined;
   }
-  return { parameters, continues, error };
+  return { parameters, continues, error, fds: [] };
 }
+
+const closeAll = (fds: number[]) => {
+  for (const fd of fds) {
+    try {
+      closeSync(fd);
+    } catch {
+      /* not ours any more */
+    }
+  }
+};
 
 const connectionError = (message: string, code: string) => Object.assign(new Error(message), { code });
 
@@ -48,8 +66,14 @@ export class VarlinkClient {
   private partial: Buffer[] = [];
   private partialBytes = 0;
   private failure?: Error; // set once the connection is gone
+  /** Descriptors that came with the message still incomplete: they go with it when it ends. */
+  private fds: number[] = [];
+  /** Those of the last read: the kernel ends a read with the bytes they came with, so they belong to
+   *  the message that holds the last byte read. */
+  private fresh: number[] = [];
 
-  private constructor(private readonly socket: net.Socket, private readonly callTimeoutMs?: number) {
+  private constructor(private readonly socket: Conn, private readonly callTimeoutMs?: number) {
+    socket.on('fds', (fds: number[]) => this.fresh.push(...fds));
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
     socket.on('error', (err) => this.fail(err));
     socket.on('close', () => this.fail(connectionError('varlink connection closed', 'ECONNRESET')));
@@ -57,7 +81,7 @@ export class VarlinkClient {
 
   static connect(path: string, opts: ConnectOptions = {}): Promise<VarlinkClient> {
     return new Promise((resolve, reject) => {
-      const socket = net.connect(path);
+      const socket: Conn = opts.acceptFds ? new usocket.USocket({ path }) : net.connect(path);
       const failed = (err: Error) => {
         clearTimeout(timer);
         socket.destroy();
@@ -66,7 +90,7 @@ export class VarlinkClient {
       const timer = setTimeout(
         () => failed(connectionError(`varlink: connecting to ${path} timed out`, 'ETIMEDOUT')), opts.timeoutMs ?? 5000);
       socket.once('error', failed);
-      socket.once('connect', () => {
+      socket.once(opts.acceptFds ? 'connected' : 'connect', () => {
         clearTimeout(timer);
         socket.off('error', failed);
         resolve(new VarlinkClient(socket, opts.callTimeoutMs));
@@ -75,12 +99,21 @@ export class VarlinkClient {
   }
 
   /** The parameters of the reply; an error reply is thrown as VarlinkError. */
-  call(method: string, params: object = {}): Promise<any> {
+  async call(method: string, params: object = {}): Promise<any> {
+    const r = await this.callWithFds(method, params);
+    closeAll(r.fds);
+    return r.parameters;
+  }
+
+  /** The reply's parameters and the descriptors it carried (the caller owns them; connect with
+   *  acceptFds). Parameters name them by index, as sd-varlink's (ptyFileDescriptor: 0). */
+  callWithFds(method: string, params: object = {}): Promise<{ parameters: any; fds: number[] }> {
     return new Promise((resolve, reject) => {
       this.send({ method, parameters: params }, {
         reply: (r) => {
+          if (r.error !== undefined || r.continues) closeAll(r.fds);
           if (r.error !== undefined) reject(new VarlinkError(r.error, r.parameters));
-          else if (!r.continues) resolve(r.parameters);
+          else if (!r.continues) resolve({ parameters: r.parameters, fds: r.fds });
         },
         fail: reject,
       });
@@ -98,8 +131,10 @@ export class VarlinkClient {
     };
     try {
       this.send({ method, parameters: params, more: true }, {
-        reply: (r) => push(r.error !== undefined ? { error: new VarlinkError(r.error, r.parameters) }
-                                                 : { value: r.parameters, last: !r.continues }),
+        reply: (r) => {
+          closeAll(r.fds);
+          push(r.error !== undefined ? { error: new VarlinkError(r.error, r.parameters) } : { value: r.parameters, last: !r.continues });
+        },
         fail: (error) => push({ error }),
       });
     } catch (error) {
@@ -159,11 +194,15 @@ export class VarlinkClient {
       const reply = parseReply(raw);
       const call = this.pending[0];
       if (!reply || !call) return this.fail(connectionError('varlink: protocol error in reply', 'EPROTO'));
+      reply.fds = this.fds.splice(0);
+      if (start === chunk.length) reply.fds.push(...this.fresh.splice(0));
       clearTimeout(call.timer);
       // An error ends a call even if it claims to continue.
       if (!reply.continues || reply.error !== undefined) this.pending.shift();
       call.reply(reply);
     }
+    // Descriptors of an incomplete message wait for its end.
+    this.fds.push(...this.fresh.splice(0));
     if (start < chunk.length && !this.failure) {
       this.partial.push(chunk.subarray(start));
       this.partialBytes += chunk.length - start;
@@ -176,6 +215,8 @@ export class VarlinkClient {
     if (this.failure) return;
     this.failure = err;
     this.socket.destroy();
+    closeAll(this.fds.splice(0));
+    closeAll(this.fresh.splice(0));
     for (const call of this.pending.splice(0)) {
       clearTimeout(call.timer);
       call.fail(err);

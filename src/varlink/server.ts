@@ -8,6 +8,7 @@ import net from 'node:net';
 import { dirname } from 'node:path';
 import { INTERNAL_ERROR, VarlinkError, interfaceNotFound, methodNotFound, methodNotImplemented, protocolError } from './errors.js';
 import { peerCredentials, type PeerCredentials } from './peercred.js';
+import { closeFds, sendWithFds } from './fd-passing.js';
 import { describeInterface, t, validate, type InterfaceDef } from './schema.js';
 
 export interface CallContext {
@@ -24,6 +25,10 @@ export interface CallContext {
   interfaces: readonly string[];
   /** Aborted when the client goes away (or stops sending) or the server closes. */
   signal: AbortSignal;
+  /** Hands a file descriptor to the client with the next reply of this call (SCM_RIGHTS, as
+   *  sd_varlink_push_fd); returns its index in that reply's descriptors, which the parameters name.
+   *  The descriptor is the server's from then on: closed once sent, or when it cannot be. */
+  pushFd(fd: number): number;
 }
 
 /** Reply parameters already serialized: a handler that sends the same object often (List's machines)
@@ -109,6 +114,8 @@ interface Connection {
   call?: { done: Promise<void>; abort(): void };
   ended: boolean; // the client sent EOF: it will send nothing more
   closed: boolean;
+  /** While a reply with descriptors waits for the replies before it to leave, what follows waits here. */
+  held?: { text: string; fds: number[] }[];
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
@@ -401,10 +408,13 @@ export class VarlinkServer {
       controller?.abort();
     };
     let finished = false;
+    let fds: number[] = [];
     const reply = (msg: object, last: boolean) => {
-      if (finished || req.oneway) return;
+      const passed = fds;
+      fds = [];
+      if (finished || req.oneway) return closeFds(passed);
       finished = last;
-      this.send(c, msg, last);
+      this.send(c, msg, last, passed);
     };
     const all = this.interfaces;
     const ctx: CallContext = {
@@ -422,18 +432,23 @@ export class VarlinkServer {
         if (!req.more) throw new Error(`${req.method}: notify() in a call without 'more'`);
         reply({ parameters: params, continues: true }, false);
       },
+      pushFd: (fd) => fds.push(fd) - 1,
     };
     let result: ReturnType<Handler>;
     try {
       result = this.run(c, req, ctx);
     } catch (err) {
+      closeFds(fds.splice(0));
       return reply(this.errorReply(req.method, err), true);
     }
     // A handler that answers at once is answered at once: no promise, and the next request follows in pump().
     if (!(result instanceof Promise)) return reply({ parameters: result ?? {} }, true);
     const done = result.then(
       (r) => reply({ parameters: r ?? {} }, true),
-      (err) => reply(this.errorReply(req.method, err), true),
+      (err) => {
+        closeFds(fds.splice(0)); // an error reply carries none
+        reply(this.errorReply(req.method, err), true);
+      },
     ).finally(() => {
       finished = true; // a notify() after the final reply is dropped
       c.call = undefined;
@@ -475,8 +490,8 @@ export class VarlinkServer {
     });
   }
 
-  private send(c: Connection, msg: object, last: boolean): void {
-    if (c.closed) return; // the client went away: its replies are dropped
+  private send(c: Connection, msg: object, last: boolean, fds: number[] = []): void {
+    if (c.closed) return closeFds(fds); // the client went away: its replies are dropped
     c.lastActive = Date.now();
     let text: string;
     try {
@@ -490,6 +505,7 @@ export class VarlinkServer {
       if (!last) return this.finish(c, 'unserializable reply');
       text = JSON.stringify({ error: INTERNAL_ERROR, parameters: {} });
     }
+    if (fds.length || c.held) return this.sendHeld(c, `${text}\0`, fds);
     // The first reply of a tick is written at once; more replies in the same tick (a List's, or
     // pipelined calls') are corked and leave together in one writev rather than one write each.
     if (!c.sentThisTick) {
@@ -503,6 +519,43 @@ export class VarlinkServer {
     }
     c.socket.write(`${text}\0`);
     if (c.socket.writableLength > this.maxOutputBytes) this.finish(c, 'client does not read its replies');
+  }
+
+  /** A reply with descriptors: once everything written before it has left (so that it keeps its place
+   *  among the replies), its first byte goes out with the descriptors in one sendmsg, the rest as usual.
+   *  What is sent meanwhile waits behind it. */
+  private sendHeld(c: Connection, text: string, fds: number[]): void {
+    const start = !c.held;
+    (c.held ??= []).push({ text, fds });
+    if (!start) return;
+    if (c.socket.writableCorked) c.socket.uncork();
+    const step = (tries: number) => {
+      if (c.closed) {
+        for (const h of c.held ?? []) closeFds(h.fds);
+        c.held = undefined;
+        return;
+      }
+      // Still leaving: wait, but not for ever (a client that reads nothing is cut off by send()).
+      if (c.socket.writableLength > 0 && tries < 30_000) return void setTimeout(() => step(tries + 1), 1);
+      while (c.held?.length) {
+        const { text: t, fds: f } = c.held[0];
+        if (f.length) {
+          const buf = Buffer.from(t);
+          const sent = sendWithFds(c.socket, buf.subarray(0, 1), f);
+          if (sent === 'again' && tries < 30_000) return void setTimeout(() => step(tries + 1), 1);
+          closeFds(f);
+          if (sent !== 1) return this.finish(c, 'cannot pass file descriptors');
+          c.held.shift();
+          c.socket.write(buf.subarray(1));
+          if (c.socket.writableLength > 0) return void setTimeout(() => step(0), 1);
+        } else {
+          c.held.shift();
+          c.socket.write(t);
+        }
+      }
+      c.held = undefined;
+    };
+    step(0);
   }
 
   /** Answers a client that broke the protocol with a named error saying how, then closes its

@@ -20,6 +20,9 @@ export interface ContainerOptions {
   /** Make a veth pair with these addresses (prefix lengths /24 and /64 are added). */
   ipv4?: { host: string; inside: string };
   ipv6?: { host: string; inside: string };
+  /** A root directory of its own (with /bin/sh and /bin/sleep, e.g. makeBusyboxRoot's), in mount, UTS
+   *  and IPC namespaces of its own. */
+  root?: string;
 }
 
 export interface Container {
@@ -39,7 +42,8 @@ export async function makeContainer(opts: ContainerOptions = {}): Promise<Contai
   const ns = opts.hostNetwork ? [] : ['--net'];
   const user = opts.idMap ? ['--user'] : [];
   // The leader waits on stdin until its maps are written, then becomes `sleep` (same PID).
-  const child: ChildProcess = spawn('unshare', [...user, ...ns, '--', 'sh', '-c', 'read _; exec sleep infinity'], {
+  const rooted = opts.root ? ['--mount', '--uts', '--ipc', `--root=${opts.root}`] : [];
+  const child: ChildProcess = spawn('unshare', [...user, ...ns, ...rooted, '--', '/bin/sh', '-c', 'read _; exec sleep infinity'], {
     stdio: ['pipe', 'ignore', 'inherit'],
   });
   const pid = child.pid!;

@@ -18,6 +18,9 @@ export interface Daemon {
   userdbDir: string;
   /** Where the resolve hook socket is (io.systemd.Machine in it). */
   resolveHookDir: string;
+  /** The image pool (--image-pool) and where io.systemd.MachineImage is (--machine-image-dir). */
+  poolDir: string;
+  machineImageDir: string;
   socket: string;
   proc: ChildProcess;
   /** What the daemon wrote on stdout (its JSON log) and stderr. */
@@ -61,7 +64,7 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<Daemon> {
   const userdbDir = join(dir, 'userdb');
   const resolveHookDir = join(dir, 'resolve.hook');
   const socket = join(runtimeDir, 'io.systemd.Machine');
-  const args = ['--runtime-dir', runtimeDir, '--state-dir', stateDir, '--userdb-dir', userdbDir, '--resolve-hook-dir', resolveHookDir, '--bus', 'none', '--log-level', 'debug', ...(o.args ?? [])];
+  const args = ['--runtime-dir', runtimeDir, '--state-dir', stateDir, '--userdb-dir', userdbDir, '--resolve-hook-dir', resolveHookDir, '--image-pool', join(dir, 'pool'), '--machine-image-dir', join(dir, 'machine'), '--bus', 'none', '--log-level', 'debug', ...(o.args ?? [])];
   const argv = [...(o.prefix ?? []), DAEMON, ...args];
   const proc = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: o.env ?? process.env });
   let out = '';
@@ -74,6 +77,8 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<Daemon> {
     stateDir,
     userdbDir,
     resolveHookDir,
+    poolDir: join(dir, 'pool'),
+    machineImageDir: join(dir, 'machine'),
     socket,
     proc,
     output: () => out,

@@ -74,3 +74,9 @@ export const flock = libc.func('int flock(int fd, int operation)');
 export const LOCK_EX = 2;
 export const LOCK_NB = 4;
 export const EWOULDBLOCK = 11;
+
+export const socketpair = libc.func('int socketpair(int domain, int type, int protocol, _Out_ int *sv)');
+export const AF_UNIX = 1;
+export const SOCK_STREAM = 1;
+export const SOCK_CLOEXEC = 0o2000000;
+export const O_PATH = 0o10000000;

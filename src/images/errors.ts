@@ -1,0 +1,37 @@
+// The image pool's errors. Each front end maps `kind` to its protocol's name, in one place (dbus-image1.ts,
+// varlink-machine-image.ts).
+import { constants } from 'node:os';
+
+export type ImageErrorKind =
+  | 'NoSuchImage'
+  | 'InvalidParameter'
+  | 'NotSupported'
+  | 'TooManyOperations'
+  /** A system call failed, or machined's errno answer (EEXIST, EBUSY, EROFS, ENOSPC): `code` names it. */
+  | 'System';
+
+export class ImageError extends Error {
+  constructor(
+    readonly kind: ImageErrorKind,
+    message: string,
+    /** The errno name for 'System' (ENOSPC), the field for 'InvalidParameter'. */
+    readonly code = '',
+  ) {
+    super(message);
+  }
+
+  /** The errno's number, for 'System'. */
+  get errno(): number {
+    return (constants.errno as Record<string, number>)[this.code] ?? 5;
+  }
+}
+
+export const noSuchImage = (name: string) => new ImageError('NoSuchImage', `No image '${name}' known`);
+export const systemError = (code: string, message: string) => new ImageError('System', message, code);
+
+/** A Node system error as an ImageError naming what failed; anything else as it is. */
+export function fromNodeError(what: string, e: unknown): unknown {
+  const err = e as NodeJS.ErrnoException;
+  if (typeof err?.code !== 'string' || !/^E[A-Z0-9]+$/.test(err.code)) return e;
+  return systemError(err.code, `${what}: ${err.message.replace(/^[A-Z0-9]+: /, '')}`);
+}
