@@ -82,6 +82,18 @@ export class Resolver {
     return (this.byAddress.get(key(family, bytes)) ?? []).map((e) => (e.address.ifindex ? { name: e.name, ifindex: e.address.ifindex } : { name: e.name }));
   }
 
+  /** Every machine that resolves, in no particular order (for the lookup table). */
+  *entries(): IterableIterator<HostEntry> {
+    yield* this.byName.values();
+  }
+
+  /** Every address that some machine answers with, and the names reverse() gives for it. */
+  *reverseEntries(): IterableIterator<{ family: number; bytes: readonly number[]; names: string[] }> {
+    for (const list of this.byAddress.values()) {
+      yield { family: list[0].address.family, bytes: list[0].address.bytes, names: list.map((e) => e.name) };
+    }
+  }
+
   private index(m: Machine): void {
     this.unindex(m.name);
     if (!resolvable(m)) return;
