@@ -179,7 +179,7 @@ export class TablePublisher {
       this.retrying ??= setInterval(() => this.flush(), RETRY_MS).unref();
       throw e;
     }
-    if (this.failure) this.log.info({ path: this.path }, 'lookup table published again');
+    if (this.failure) this.log.info({ path: this.path }, 'lookup table up to date again');
     this.failure = undefined;
     if (this.retrying) clearInterval(this.retrying);
     this.retrying = undefined;
