@@ -203,11 +203,6 @@ export class TablePublisher {
     this.file = undefined;
   }
 
-  /** The file's size, and the names in its layers (for benchmarks and logs). */
-  stats(): { fileBytes: number; base: number; l1: number; l0: number } {
-    return { fileBytes: this.file?.size ?? 0, base: this.base.machines.size, l1: this.l1.machines.size, l0: this.l0.machines.size };
-  }
-
   private flush(): void {
     try {
       this.publish();
