@@ -121,6 +121,12 @@ describe('NSS hosts through glibc', () => {
     assert.equal((await getent('hosts', '10.77.31.60')).stdout, hostsLines('vm31', ['10.77.31.60']));
   });
 
+  test('an unprivileged process resolves from the same table', async () => {
+    const nobody = ['--reuid', '65534', '--regid', '65534', '--clear-groups', '--'];
+    assert.equal((await env.run('setpriv', [...nobody, 'getent', 'hosts', 'web31'])).stdout, hostsLines('web31', [V6]));
+    assert.equal((await env.run('setpriv', [...nobody, 'getent', 'hosts', V4])).stdout, hostsLines('web31', [V4]));
+  });
+
   test('names in any letter case; the canonical name is the registered one', async () => {
     assert.equal((await getent('hosts', 'WEB31')).stdout, hostsLines('web31', [V6]));
     assert.equal((await getent('ahostsv4', 'Web31')).stdout, ahostsLines('web31', [V4]));
