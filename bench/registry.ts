@@ -1,4 +1,5 @@
-// Registry benchmark: registrations per second through Varlink (1 and 8 clients), List latency and
+// Registry benchmark: registrations per second through Varlink (1 and 8 clients, and 1 client with
+// 10,000 machines registered: each answered only once the lookup table holding it is published), List latency and
 // daemon memory with 1,000 and 10,000 machines, restart-to-ready with 10,000 state files. The calls are
 // made from C (bench/varlink-client.c); List is also timed from the Node.js client, as mymachinesctl
 // makes it.
@@ -77,6 +78,9 @@ async function main(): Promise<void> {
     results.listMs1000 = (await listFromC(d, client, 10)).ms;
     results.rssMB1000 = rssMB(d.proc.pid!);
     await registerAll(d, client, L.pids, 1000, 8);
+    // With 10,000 registered: the last 1,000 again, one client.
+    await unregisterRange(d, N - 1000, N);
+    results.registrationsPerSecond1ClientAt10000 = await registerAll(d, client, L.pids, N - 1000, 1);
     results.listMs10000 = (await listFromC(d, client, 5)).ms;
     results.listMs10000NodeClient = await listMsNode(d, 5);
     results.rssMB10000 = rssMB(d.proc.pid!);
@@ -96,6 +100,7 @@ async function main(): Promise<void> {
   const goals: Record<string, [string, (v: number) => boolean]> = {
     registrationsPerSecond1Client: ['>= 2,000/s', (v) => v >= 2000],
     registrationsPerSecond8Clients: ['>= 2,000/s', (v) => v >= 2000],
+    registrationsPerSecond1ClientAt10000: ['>= 2,000/s', (v) => v >= 2000],
     listMs1000: ['', () => true],
     rssMB1000: ['', () => true],
     listMs10000: ['< 100 ms', (v) => v < 100],

@@ -1,10 +1,13 @@
-// userdb benchmark: getpwnam_r of a vu- name in one process, through our NSS module and through Debian's
-// nss-systemd (both asking our daemon), of a name in /etc/passwd through nss_files, and, as the yardstick,
-// through nss-systemd asking the real systemd-machined (with a private system bus, in a private mount
-// namespace) about the same container. Each lookup is timed on its own by bench/userdb-lookup.c; the
-// sources take turns over several rounds so that other load on the host hits them alike, and the table
-// gives the median of the rounds' medians and of their p99s.
-// Goals: our module under 60 µs median; nss-systemd asking us no slower than asking machined (~200 µs).
+// userdb benchmark: getpwnam_r of a vu- name in one process: through our NSS module alone (`passwd:
+// mymachines`: it answers from the daemon's table) against a name in /etc/passwd through nss_files alone,
+// the baseline, in the same run; through our module after files (`files mymachines`, a host's usual
+// order); and through Debian's nss-systemd, asking our daemon's userdb socket and, as the yardstick,
+// the real systemd-machined (with a private system bus, in a private mount namespace) about the same
+// container. Each lookup is timed on its own by bench/userdb-lookup.c; the sources take turns over
+// several rounds so that other load on the host hits them alike, and the table gives the median of the
+// rounds' medians and of their p99s.
+// Goals: our module at or below nss_files' median (issue 9); nss-systemd asking us no slower than asking
+// machined.
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +16,7 @@ import { startDaemon } from '../test/helpers/daemon.js';
 import { run, type RunResult } from '../test/helpers/run.js';
 import { compile } from './compile.js';
 import { ROOT } from '../test/helpers/daemon.js';
-import { NSS_LIB_DIR, makeUserdbEnv } from '../test/helpers/userdb-env.js';
+import { makeUserdbEnv } from '../test/helpers/userdb-env.js';
 
 const ROUNDS = Number(process.env.USERDB_BENCH_ROUNDS ?? 5);
 const COUNT = Number(process.env.USERDB_BENCH_COUNT ?? 4000);
@@ -73,21 +76,12 @@ try {
     run('unshare', ['-m', '--propagation', 'private', '--', 'sh', '-c', WITH_MACHINED, 'sh', String(c.pid), nsswitch(source), program, NAME, String(COUNT)], { env });
 
   const sources: Source[] = [
-    { what: 'our module -> mymachinesd', name: NAME, goalMedianUs: 60, lookups: (p) => env.run('mymachines', [p, NAME, String(COUNT)]) },
-    { what: 'nss-systemd -> mymachinesd', name: NAME, goalMedianUs: 200, lookups: (p) => env.run('systemd', [p, NAME, String(COUNT)]) },
+    { what: 'our module (passwd: mymachines)', name: NAME, lookups: (p) => env.run('mymachines-only', [p, NAME, String(COUNT)]) },
     { what: 'nss_files, /etc/passwd', name: 'root', lookups: (p) => env.run('files', [p, 'root', String(COUNT)]) },
+    { what: 'our module after files', name: NAME, lookups: (p) => env.run('mymachines', [p, NAME, String(COUNT)]) },
+    { what: 'nss-systemd -> mymachinesd', name: NAME, goalMedianUs: 200, lookups: (p) => env.run('systemd', [p, NAME, String(COUNT)]) },
   ];
-  if (existsSync(MACHINED)) {
-    // The same two clients asking machined: the first row against the second shows the servers alone.
-    sources.push(
-      {
-        what: 'our module -> systemd-machined',
-        name: NAME,
-        lookups: (p) => withMachined('mymachines', p, { ...process.env, LD_LIBRARY_PATH: NSS_LIB_DIR, MYMACHINES_SOCKET: '/run/systemd/userdb/io.systemd.Machine' }),
-      },
-      { what: 'nss-systemd -> systemd-machined', name: NAME, lookups: (p) => withMachined('systemd', p) },
-    );
-  }
+  if (existsSync(MACHINED)) sources.push({ what: 'nss-systemd -> systemd-machined', name: NAME, lookups: (p) => withMachined('systemd', p) });
 
   const load = loadavg()[0];
   const rounds = new Map<Source, { median: number[]; p99: number[] }>(sources.map((s) => [s, { median: [], p99: [] }]));
@@ -103,14 +97,15 @@ try {
   const rows: Row[] = sources.map((s) => ({
     what: s.what, name: s.name, medianUs: median(rounds.get(s)!.median), p99Us: median(rounds.get(s)!.p99), goalMedianUs: s.goalMedianUs,
   }));
-  // The goal through nss-systemd is machined's own figure, measured in the same run where machined is here.
+  // The goals are figures of the same run: nss_files' for our module, machined's through nss-systemd.
+  rows[0].goalMedianUs = Number(rows[1].medianUs.toFixed(1));
   const viaMachined = rows.find((r) => r.what === 'nss-systemd -> systemd-machined');
   if (viaMachined) rows.find((r) => r.what === 'nss-systemd -> mymachinesd')!.goalMedianUs = Number(viaMachined.medianUs.toFixed(1));
 
   console.log(`getpwnam_r in one process: ${ROUNDS} rounds of ${COUNT} lookups per source (load average ${load.toFixed(1)} on ${availableParallelism()} CPUs)\n`);
   console.log(`${'through'.padEnd(34)}${'name'.padEnd(16)}${'median µs'.padStart(10)}${'p99 µs'.padStart(10)}  goal`);
   for (const r of rows) {
-    const goal = r.goalMedianUs === undefined ? '' : `< ${r.goalMedianUs}: ${r.medianUs < r.goalMedianUs ? 'met' : 'MISSED'}`;
+    const goal = r.goalMedianUs === undefined ? '' : `<= ${r.goalMedianUs}: ${r.medianUs <= r.goalMedianUs ? 'met' : 'MISSED'}`;
     console.log(`${r.what.padEnd(34)}${r.name.padEnd(16)}${r.medianUs.toFixed(1).padStart(10)}${r.p99Us.toFixed(1).padStart(10)}  ${goal}`);
   }
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true });

@@ -1,9 +1,10 @@
 // The NSS module's own C-level suite, `make -C nss-module test`, as part of `npm test`: its entry points
-// called directly against a fake daemon (nss-module/test/fake_daemon.py: statuses, ERANGE at every buffer
-// size, the 500 ms bounds, garbage replies, fork, threads, descriptors, signals), the same under valgrind
-// and helgrind, the exported symbols, and getent through glibc with a private nsswitch.conf. It needs
-// python3, valgrind, gcc, make, unshare and getent (test/debian-packages). It fails when the suite fails,
-// with the suite's output in the message.
+// called directly against the tables of a fake daemon (nss-module/test/fake_daemon.py: statuses, ERANGE
+// at every buffer size, tables not to use, hostile and layered tables, a daemon stopped, killed and
+// restarted, 16 threads and fork while the table is replaced, descriptors, signals), the same under
+// valgrind and helgrind, the exported symbols, and getent through glibc with a private nsswitch.conf. It
+// needs python3, valgrind, gcc, make, unshare and getent (test/debian-packages). It fails when the suite
+// fails, with the suite's output in the message.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -21,8 +22,8 @@ test('make -C nss-module test: the C suite, valgrind, helgrind, symbols, glibc',
   const t0 = Date.now();
   const r = await run('make', ['-C', join(ROOT, 'nss-module'), '--no-print-directory', 'test'], {
     timeoutMs: 590_000,
-    // The thread test under memcheck is its slowest part: 16 threads x 300 lookups there (1,000 without
-    // valgrind, 8 x 100 under helgrind) keep the suite at about half a minute on a 2-core machine.
+    // The thread tests under memcheck are its slowest part: 16 threads x 300 lookups and 300 replacements
+    // there (1,000 without valgrind and under helgrind, which runs the replacement tests only).
     env: { ...process.env, VALGRIND_ITERATIONS: process.env.VALGRIND_ITERATIONS ?? '300' },
   });
   const out = `${r.stdout}${r.stderr ? `\n--- stderr ---\n${r.stderr}` : ''}`;

@@ -1,6 +1,6 @@
 #!/bin/sh
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# Runs the reply fuzzer for SECONDS (default 20) from the seed corpus in fuzz/corpus/.
+# Runs the table fuzzer for SECONDS (default 20) from the seed corpus in fuzz/corpus/.
 # New inputs go to a temporary directory (the committed corpus is not changed); a crash
 # is saved under build/fuzz-artifacts/ and makes this script exit non-zero.
 #   fuzz/run.sh [SECONDS]
@@ -13,10 +13,10 @@ make -s -C "$top" fuzz
 work=$(mktemp -d /tmp/nss-mymachines-fuzz.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$top/build/fuzz-artifacts"
-echo "fuzzing the reply parser for $secs s"
-"$top/build/fuzz_reply" \
-	-max_total_time="$secs" -max_len=16384 -timeout=10 -rss_limit_mb=2048 \
-	-dict="$here/reply.dict" -artifact_prefix="$top/build/fuzz-artifacts/" \
+echo "fuzzing the table reader for $secs s"
+"$top/build/fuzz_table" \
+	-max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+	-dict="$here/table.dict" -artifact_prefix="$top/build/fuzz-artifacts/" \
 	-print_final_stats=1 "$work" "$here/corpus" 2>"$work/log" || {
 	rc=$?
 	tail -50 "$work/log" >&2

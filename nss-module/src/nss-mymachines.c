@@ -1,17 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * libnss_mymachines.so.2: hosts, passwd and group entries for the machines registered
- * with mymachinesd, asked over its Varlink socket (io.systemd.Resolve and
- * io.systemd.UserDatabase).
+ * libnss_mymachines.so.2: hosts, passwd and group entries for the machines registered with
+ * mymachinesd, answered from the lookup table that the daemon publishes (mapping.c, table.c).
  *
  * Statuses:
  *   SUCCESS   h_errno NETDB_SUCCESS, errno as it was.
- *   NOTFOUND  the daemon says the name/address/ID is no machine's (or we know without
- *             asking: a name or ID that can never be a machine's or a synthesized
- *             record's); h_errno HOST_NOT_FOUND, errno as it was.
+ *   NOTFOUND  the table has no such name/address/ID (or we know without looking: a name or ID
+ *             that can never be a machine's or a synthesized record's); h_errno HOST_NOT_FOUND,
+ *             errno as it was.
  *   TRYAGAIN  the buffer is too small: errno ERANGE, h_errno NETDB_INTERNAL.
- *   UNAVAIL   the daemon cannot be reached or answered nonsense, or the family is not
- *             supported: errno says why, h_errno NO_RECOVERY.
+ *   UNAVAIL   no table, no running daemon behind it, a table that is not to be trusted or read, or a
+ *             family that is not supported: errno says why, h_errno NO_RECOVERY.
  */
 #include <errno.h>
 #include <grp.h>
@@ -19,12 +18,14 @@
 #include <nss.h>
 #include <pwd.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
-#include "json.h"
-#include "reply.h"
-#include "varlink.h"
+#include "answers.h"
+#include "mapping.h"
+#include "names.h"
+#include "table.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -40,9 +41,6 @@ extern nss_getpwuid_r _nss_mymachines_getpwuid_r EXPORT;
 extern nss_getgrnam_r _nss_mymachines_getgrnam_r EXPORT;
 extern nss_getgrgid_r _nss_mymachines_getgrgid_r EXPORT;
 
-#define SERVICE "io.systemd.Machine"
-#define REQUEST_MAX (NAME_MAX_QUERY * 6 + 256)
-
 /* --- status helpers; errno is restored before *errnop is set, as errnop is usually &errno --- */
 
 static enum nss_status host_status(int r, int saved_errno, int *errnop, int *h_errnop) {
@@ -52,7 +50,7 @@ static enum nss_status host_status(int r, int saved_errno, int *errnop, int *h_e
                 h_errno = 0;
                 return NSS_STATUS_SUCCESS;
         }
-        if (r == LOOKUP_NOTFOUND) {
+        if (r == TABLE_NOTFOUND) {
                 *h_errnop = HOST_NOT_FOUND;
                 return NSS_STATUS_NOTFOUND;
         }
@@ -70,7 +68,7 @@ static enum nss_status record_status(int r, int saved_errno, int *errnop) {
         errno = saved_errno;
         if (r == 0)
                 return NSS_STATUS_SUCCESS;
-        if (r == LOOKUP_NOTFOUND)
+        if (r == TABLE_NOTFOUND)
                 return NSS_STATUS_NOTFOUND;
         if (r == -ERANGE) {
                 *errnop = ERANGE;
@@ -78,83 +76,6 @@ static enum nss_status record_status(int r, int saved_errno, int *errnop) {
         }
         *errnop = -r;
         return NSS_STATUS_UNAVAIL;
-}
-
-/* Errors from the lookup itself never mean "buffer too small"; keep that code for the
- * buffer alone. */
-static int lookup_error(int r) {
-        return r == -ERANGE ? -EBADMSG : r;
-}
-
-/* --- requests --- */
-
-static int resolve_hostname(const char *name, int family, bool no_link_local, struct host_result *h) {
-        char req[REQUEST_MAX], q[NAME_MAX_QUERY * 6 + 3];
-        int n;
-
-        if (json_write_string(q, sizeof q, name) < 0)
-                return LOOKUP_NOTFOUND;
-        if (family == AF_UNSPEC)
-                n = snprintf(req, sizeof req,
-                             "{\"method\":\"io.systemd.Resolve.ResolveHostname\","
-                             "\"parameters\":{\"name\":%s}}", q);
-        else
-                n = snprintf(req, sizeof req,
-                             "{\"method\":\"io.systemd.Resolve.ResolveHostname\","
-                             "\"parameters\":{\"name\":%s,\"family\":%d}}", q, family);
-        if (n < 0 || (size_t) n >= sizeof req)
-                return -EINVAL;
-        h->family = family;
-        h->no_link_local = no_link_local;
-        h->query = name;
-        return lookup_error(varlink_call(req, (size_t) n, parse_hostname_reply, h));
-}
-
-static int resolve_address(const unsigned char *a, size_t len, int af, struct names_result *nr) {
-        char req[REQUEST_MAX];
-        size_t n;
-        int k;
-
-        k = snprintf(req, sizeof req,
-                     "{\"method\":\"io.systemd.Resolve.ResolveAddress\","
-                     "\"parameters\":{\"family\":%d,\"address\":[", af);
-        if (k < 0)
-                return -EINVAL;
-        n = (size_t) k;
-        for (size_t i = 0; i < len; i++) {
-                k = snprintf(req + n, sizeof req - n, "%s%u", i ? "," : "", (unsigned) a[i]);
-                if (k < 0 || (size_t) k >= sizeof req - n)
-                        return -EINVAL;
-                n += (size_t) k;
-        }
-        k = snprintf(req + n, sizeof req - n, "]}}");
-        if (k < 0 || (size_t) k >= sizeof req - n)
-                return -EINVAL;
-        n += (size_t) k;
-        return lookup_error(varlink_call(req, n, parse_address_reply, nr));
-}
-
-/* method: GetUserRecord or GetGroupRecord; key: userName/groupName or uid/gid. */
-static int get_record(const char *method, const char *key, const char *name, long long id,
-                      reply_cb cb, void *result) {
-        char req[REQUEST_MAX], q[NAME_MAX_QUERY * 6 + 3];
-        int n;
-
-        if (name) {
-                if (json_write_string(q, sizeof q, name) < 0)
-                        return LOOKUP_NOTFOUND;
-                n = snprintf(req, sizeof req,
-                             "{\"method\":\"io.systemd.UserDatabase.%s\","
-                             "\"parameters\":{\"%s\":%s,\"service\":\"" SERVICE "\"}}",
-                             method, key, q);
-        } else
-                n = snprintf(req, sizeof req,
-                             "{\"method\":\"io.systemd.UserDatabase.%s\","
-                             "\"parameters\":{\"%s\":%lld,\"service\":\"" SERVICE "\"}}",
-                             method, key, id);
-        if (n < 0 || (size_t) n >= sizeof req)
-                return -EINVAL;
-        return lookup_error(varlink_call(req, (size_t) n, cb, result));
 }
 
 /* --- hosts --- */
@@ -167,18 +88,13 @@ enum nss_status _nss_mymachines_gethostbyname4_r(
                 int32_t *ttlp) {
 
         int saved_errno = errno, r;
-        struct host_result h = {0};
+        struct host_query q = { .name = name, .pat = pat, .buffer = buffer, .buflen = buflen };
 
         if (!valid_host_query(name))
-                return host_status(LOOKUP_NOTFOUND, saved_errno, errnop, h_errnop);
-
-        r = resolve_hostname(name, AF_UNSPEC, false, &h);
-        if (r == 0) {
-                r = fill_addrtuples(&h, pat, buffer, buflen);
-                if (r == 0 && ttlp)
-                        *ttlp = 0;
-        }
-        host_result_free(&h);
+                return host_status(TABLE_NOTFOUND, saved_errno, errnop, h_errnop);
+        r = with_table(answer_host, &q);
+        if (r == 0 && ttlp)
+                *ttlp = 0;
         return host_status(r, saved_errno, errnop, h_errnop);
 }
 
@@ -192,24 +108,20 @@ enum nss_status _nss_mymachines_gethostbyname3_r(
                 char **canonp) {
 
         int saved_errno = errno, r;
-        struct host_result h = {0};
+        struct host_query q = { .name = name, .he = result, .buffer = buffer, .buflen = buflen, .canonp = canonp };
 
         if (af == AF_UNSPEC)
                 af = AF_INET;
         if (af != AF_INET && af != AF_INET6)
                 return host_status(-EAFNOSUPPORT, saved_errno, errnop, h_errnop);
         if (!valid_host_query(name))
-                return host_status(LOOKUP_NOTFOUND, saved_errno, errnop, h_errnop);
-
+                return host_status(TABLE_NOTFOUND, saved_errno, errnop, h_errnop);
         /* A hostent has no room for a scope, without which a link-local address is no use
          * (connect() fails with EINVAL): those are given by gethostbyname4_r only. */
-        r = resolve_hostname(name, af, true, &h);
-        if (r == 0) {
-                r = fill_hostent_addrs(&h, af, result, buffer, buflen, canonp);
-                if (r == 0 && ttlp)
-                        *ttlp = 0;
-        }
-        host_result_free(&h);
+        q.af = af;
+        r = with_table(answer_host, &q);
+        if (r == 0 && ttlp)
+                *ttlp = 0;
         return host_status(r, saved_errno, errnop, h_errnop);
 }
 
@@ -244,20 +156,15 @@ enum nss_status _nss_mymachines_gethostbyaddr2_r(
                 int32_t *ttlp) {
 
         int saved_errno = errno, r;
-        struct names_result nr = {0};
+        struct address_query q = { .addr = addr, .len = len, .af = af, .he = result, .buffer = buffer, .buflen = buflen };
 
         if (af != AF_INET && af != AF_INET6)
                 return host_status(-EAFNOSUPPORT, saved_errno, errnop, h_errnop);
         if (!addr || len != (af == AF_INET ? 4 : 16))
                 return host_status(-EINVAL, saved_errno, errnop, h_errnop);
-
-        r = resolve_address(addr, len, af, &nr);
-        if (r == 0) {
-                r = fill_hostent_names(&nr, addr, len, af, result, buffer, buflen);
-                if (r == 0 && ttlp)
-                        *ttlp = 0;
-        }
-        names_result_free(&nr);
+        r = with_table(answer_address, &q);
+        if (r == 0 && ttlp)
+                *ttlp = 0;
         return host_status(r, saved_errno, errnop, h_errnop);
 }
 
@@ -274,22 +181,23 @@ enum nss_status _nss_mymachines_gethostbyaddr_r(
 
 /* --- passwd and group --- */
 
+static enum nss_status lookup_record(struct record_query *q, int *errnop) {
+        int saved_errno = errno;
+        bool asked = q->name ? (q->kind ? valid_group_query(q->name) : valid_user_query(q->name)) : valid_id_query(q->id);
+
+        if (!asked)
+                return record_status(TABLE_NOTFOUND, saved_errno, errnop);
+        return record_status(with_table(answer_record, q), saved_errno, errnop);
+}
+
 enum nss_status _nss_mymachines_getpwnam_r(
                 const char *name,
                 struct passwd *pwd,
                 char *buffer, size_t buflen,
                 int *errnop) {
 
-        int saved_errno = errno, r;
-        struct user_result u = { .want_name = name };
-
-        if (!valid_user_query(name))
-                return record_status(LOOKUP_NOTFOUND, saved_errno, errnop);
-        r = get_record("GetUserRecord", "userName", name, 0, parse_user_reply, &u);
-        if (r == 0)
-                r = fill_passwd(&u, pwd, buffer, buflen);
-        user_result_free(&u);
-        return record_status(r, saved_errno, errnop);
+        struct record_query q = { .kind = 0, .name = name, .pw = pwd, .buffer = buffer, .buflen = buflen };
+        return lookup_record(&q, errnop);
 }
 
 enum nss_status _nss_mymachines_getpwuid_r(
@@ -298,16 +206,8 @@ enum nss_status _nss_mymachines_getpwuid_r(
                 char *buffer, size_t buflen,
                 int *errnop) {
 
-        int saved_errno = errno, r;
-        struct user_result u = { .want_uid = true, .uid_in = uid };
-
-        if (!valid_id_query(uid))
-                return record_status(LOOKUP_NOTFOUND, saved_errno, errnop);
-        r = get_record("GetUserRecord", "uid", NULL, (long long) uid, parse_user_reply, &u);
-        if (r == 0)
-                r = fill_passwd(&u, pwd, buffer, buflen);
-        user_result_free(&u);
-        return record_status(r, saved_errno, errnop);
+        struct record_query q = { .kind = 0, .id = uid, .pw = pwd, .buffer = buffer, .buflen = buflen };
+        return lookup_record(&q, errnop);
 }
 
 enum nss_status _nss_mymachines_getgrnam_r(
@@ -316,16 +216,8 @@ enum nss_status _nss_mymachines_getgrnam_r(
                 char *buffer, size_t buflen,
                 int *errnop) {
 
-        int saved_errno = errno, r;
-        struct group_result g = { .want_name = name };
-
-        if (!valid_group_query(name))
-                return record_status(LOOKUP_NOTFOUND, saved_errno, errnop);
-        r = get_record("GetGroupRecord", "groupName", name, 0, parse_group_reply, &g);
-        if (r == 0)
-                r = fill_group(&g, gr, buffer, buflen);
-        group_result_free(&g);
-        return record_status(r, saved_errno, errnop);
+        struct record_query q = { .kind = 1, .name = name, .gr = gr, .buffer = buffer, .buflen = buflen };
+        return lookup_record(&q, errnop);
 }
 
 enum nss_status _nss_mymachines_getgrgid_r(
@@ -334,14 +226,6 @@ enum nss_status _nss_mymachines_getgrgid_r(
                 char *buffer, size_t buflen,
                 int *errnop) {
 
-        int saved_errno = errno, r;
-        struct group_result g = { .want_gid = true, .gid_in = gid };
-
-        if (!valid_id_query(gid))
-                return record_status(LOOKUP_NOTFOUND, saved_errno, errnop);
-        r = get_record("GetGroupRecord", "gid", NULL, (long long) gid, parse_group_reply, &g);
-        if (r == 0)
-                r = fill_group(&g, gr, buffer, buflen);
-        group_result_free(&g);
-        return record_status(r, saved_errno, errnop);
+        struct record_query q = { .kind = 1, .id = gid, .gr = gr, .buffer = buffer, .buflen = buflen };
+        return lookup_record(&q, errnop);
 }

@@ -1,6 +1,6 @@
 #!/bin/sh
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# C-level tests of build/libnss_mymachines.so.2 against test/fake_daemon.py:
+# C-level tests of build/libnss_mymachines.so.2 against the tables of test/fake_daemon.py:
 #   1. test_nss (all entry points, failures, bounds, fork, threads)
 #   2. the same under valgrind --leak-check=full --error-exitcode=1, and the thread
 #      and fork tests under helgrind
@@ -49,13 +49,13 @@ echo "== test_nss"
 if [ $valgrind = 1 ]; then
 	if command -v valgrind >/dev/null; then
 		echo "== test_nss under valgrind"
-		TEST_SLOW=1 TEST_ITERATIONS=${VALGRIND_ITERATIONS:-1000} \
+		TEST_SLOW=1 TEST_ITERATIONS=${VALGRIND_ITERATIONS:-1000} TEST_REPLACEMENTS=${VALGRIND_ITERATIONS:-1000} \
 			valgrind -q --leak-check=full --show-leak-kinds=definite,indirect,possible \
 			--errors-for-leak-kinds=definite,indirect,possible --error-exitcode=1 \
 			--child-silent-after-fork=no --track-fds=no \
 			"$bin" "$lib" "$dir"
-		echo "== threads and fork under helgrind (8 x 100)"
-		TEST_SLOW=1 TEST_THREADS=8 TEST_ITERATIONS=100 \
+		echo "== threads and fork under helgrind (16 threads, 1,000 replacements)"
+		TEST_SLOW=1 TEST_THREADS=16 TEST_ITERATIONS=100 \
 			valgrind -q --tool=helgrind --error-exitcode=1 "$bin" "$lib" "$dir" threads fork
 	else
 		echo "valgrind not installed: skipped" >&2
@@ -65,7 +65,7 @@ fi
 if [ $glibc = 1 ]; then
 	if [ "$(id -u)" = 0 ] && unshare -m true 2>/dev/null; then
 		echo "== through glibc (getent), private nsswitch.conf"
-		"$here/glibc.sh" "$top/build" "$dir/ok.sock"
+		"$here/glibc.sh" "$top/build" "$dir/ok/io.systemd.Machine"
 	else
 		echo "not root or no unshare: glibc test skipped" >&2
 	fi

@@ -12,6 +12,8 @@ import { machineHandlers, machineInterface } from '../registry/varlink-machine.j
 import { Resolver } from '../resolver/resolver.js';
 import { resolveHandlers, resolveInterface } from '../resolver/varlink-resolve.js';
 import { resolveHookHandlers, resolveHookInterface } from '../resolver/varlink-resolve-hook.js';
+import { publishedRegistry } from '../table/published-registry.js';
+import { TABLE_NAME, TablePublisher } from '../table/publisher.js';
 // D-Bus (dbus-next) and DNS (dns-packet) code is loaded only when it is used, and D-Bus only once the
 // daemon socket is up: a daemon without them starts sooner, and one with them is not ready later.
 import { UserRecords } from '../userdb/records.js';
@@ -41,6 +43,7 @@ async function run(opts: DaemonOptions): Promise<void> {
   let server: VarlinkServer | undefined;
   let bus: { stop(): void } | undefined;
   let dns: { close(): Promise<void> } | undefined;
+  let table: TablePublisher | undefined;
   // Installed first, so that a SIGTERM during start-up still stops the daemon cleanly.
   let stopping = false;
   const stop = async (signal: string) => {
@@ -52,6 +55,7 @@ async function run(opts: DaemonOptions): Promise<void> {
     await dns?.close();
     await server?.close();
     await registry?.stop();
+    table?.close();
     log.flush?.();
     process.exit(0);
   };
@@ -67,6 +71,7 @@ async function run(opts: DaemonOptions): Promise<void> {
     await dns?.close();
     await server?.close();
     await registry?.stop();
+    table?.close();
     throw e;
   }
 
@@ -96,10 +101,16 @@ async function run(opts: DaemonOptions): Promise<void> {
       url: '',
       log,
     });
-    server.addInterface(machineInterface, machineHandlers(registry));
     const resolver = new Resolver(registry);
+    const users = new UserRecords(registry);
+    // The NSS module answers from this table; published before the socket answers, and before every
+    // answer to a change (published registry), so that a lookup never sees an older one.
+    table = new TablePublisher(join(opts.runtimeDir, TABLE_NAME), { resolver, users, events: registry }, log);
+    table.start();
+    const served = publishedRegistry(registry, table);
+    server.addInterface(machineInterface, machineHandlers(served));
     server.addInterface(resolveInterface, resolveHandlers(resolver));
-    server.addInterface(userDatabaseInterface, userDatabaseHandlers(new UserRecords(registry)));
+    server.addInterface(userDatabaseInterface, userDatabaseHandlers(users));
     server.addInterface(resolveHookInterface, resolveHookHandlers(registry, resolver));
     const reg = registry;
     // A running machine's root in an image keeps it from being renamed, removed or cleaned.
@@ -143,7 +154,7 @@ async function run(opts: DaemonOptions): Promise<void> {
     // D-Bus is optional: an unreachable bus is warned about and retried, never fatal.
     if (opts.bus !== 'none') {
       const [{ serveMachine1 }, { busAddress }] = await Promise.all([import('./serve-dbus.js'), import('../dbus/bus-service.js')]);
-      if (!stopping) bus = serveMachine1(registry, new MachineOperations(registry, log), pool!, log, busAddress(opts.bus, process.env));
+      if (!stopping) bus = serveMachine1(served, new MachineOperations(registry, log), pool!, log, busAddress(opts.bus, process.env));
     }
     const machines = registry.list().length - 1;
     log.info({ socket: socketPath, stateDir: opts.stateDir, machines }, 'ready');

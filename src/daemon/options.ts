@@ -33,8 +33,8 @@ for them by name (libnss_mymachines, io.systemd.Resolve), as users and groups (i
 and over machined's interfaces.
 
 Options:
-  --runtime-dir DIR        directory of the daemon socket io.systemd.Machine
-                           (default: $MYMACHINES_RUNTIME_DIR or /run/mymachines)
+  --runtime-dir DIR        directory of the daemon socket io.systemd.Machine and of the lookup
+                           table nss-table (default: $MYMACHINES_RUNTIME_DIR or /run/mymachines)
   --state-dir DIR          machine state files, machined's format (default: /run/systemd/machines)
   --userdb-dir DIR         where to put the userdb socket for nss-systemd and userdbctl
                            (default: /run/systemd/userdb; '' turns it off)

@@ -94,19 +94,26 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     return this.byName.get(name.toLowerCase());
   }
 
-  /** Every entry, in no particular order. */
+  /** Every machine that resolves, in no particular order (DNS zones, the lookup table). */
   entries(): IterableIterator<HostEntry> {
     return this.byName.values();
   }
 
   /** The registered names of the machines that resolve. */
   names(): string[] {
-    return [...this.byName.values()].map((e) => e.name);
+    return [...this.entries()].map((e) => e.name);
   }
 
   /** The machines answering with this address (ifindex: the scope of an IPv6 link-local one). */
   reverse(family: number, bytes: readonly number[]): { name: string; ifindex?: number }[] {
     return (this.byAddress.get(key(family, bytes)) ?? []).map((e) => (e.address.ifindex ? { name: e.name, ifindex: e.address.ifindex } : { name: e.name }));
+  }
+
+  /** Every address that some machine answers with, and the names reverse() gives for it. */
+  *reverseEntries(): IterableIterator<{ family: number; bytes: readonly number[]; names: string[] }> {
+    for (const list of this.byAddress.values()) {
+      yield { family: list[0].address.family, bytes: list[0].address.bytes, names: list.map((e) => e.name) };
+    }
   }
 
   private index(m: Machine): void {

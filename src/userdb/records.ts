@@ -3,6 +3,7 @@
 // Unlike machined, only running containers with a user namespace count, and name -> ID only gives what
 // ID -> name gives back (machined maps `vu-x-0` of a container without userns to host UID 0).
 import { HOST_ID_RANGE, type IdKind, type MachineSource, outerId, validId } from '../registry/id-mapping.js';
+import type { IdMapLine } from '../registry/linux/proc.js';
 import type { Machine } from '../registry/machine.js';
 
 /** The userdb service name: the socket's file name, which clients send as `service`. */
@@ -76,6 +77,10 @@ class RangeIndex {
     this.segments = undefined;
   }
 
+  all(): readonly Segment[] {
+    return (this.segments ??= this.build());
+  }
+
   find(hostId: number): { machine: Machine; inner: number } | undefined {
     const s = (this.segments ??= this.build());
     let lo = 0;
@@ -96,10 +101,8 @@ class RangeIndex {
   private build(): Segment[] {
     const all: Segment[] = [];
     for (const m of this.src.list()) {
-      if (m.class !== 'container' || m.state !== 'running') continue;
-      for (const l of this.kind === 'user' ? m.uidMap : m.gidMap) {
-        if (l.shift !== 0 && l.range > 0) all.push({ start: l.shift, end: l.shift + l.range, base: l.base, machine: m });
-      }
+      if (!hasRecords(m)) continue;
+      for (const l of ownedLines(this.kind === 'user' ? m.uidMap : m.gidMap)) all.push({ start: l.shift, end: l.shift + l.range, base: l.base, machine: m });
     }
     all.sort((a, b) => a.start - b.start);
     // Where the maps of two machines overlap (a misconfiguration), the range that starts first keeps the
@@ -112,6 +115,17 @@ class RangeIndex {
     }
     return out;
   }
+}
+
+/** Machines with records: running containers (whose maps may still be empty). */
+function hasRecords(m: Machine): boolean {
+  return m.class === 'container' && m.state === 'running';
+}
+
+/** The lines of a uid_map or gid_map that give a machine host IDs of its own: a non-zero shift (a line
+ *  with shift 0 is the identity map of a machine without a user namespace) and a non-empty range. */
+export function ownedLines<T extends IdMapLine>(lines: readonly T[]): T[] {
+  return lines.filter((l) => l.shift !== 0 && l.range > 0);
 }
 
 function userRecord(e: Entry): UserRecord {
@@ -172,6 +186,19 @@ export class UserRecords {
     return e && groupRecord(e);
   }
 
+  /** The ID map lines of machine `name` if it has records (a running container), for the lookup table,
+   *  which derives the records from them as entryById/entryByName do here. */
+  idLines(name: string): { uid: readonly IdMapLine[]; gid: readonly IdMapLine[] } | undefined {
+    const m = this.src.get(name);
+    return m && hasRecords(m) ? { uid: m.uidMap, gid: m.gidMap } : undefined;
+  }
+
+  /** The host ID ranges that lookups by ID search, sorted and disjoint (where two machines' maps overlap,
+   *  the range that starts first keeps the IDs both claim), with the name of the machine each belongs to. */
+  ranges(kind: IdKind): { start: number; end: number; base: number; machine: string }[] {
+    return this.index[kind].all().map((s) => ({ start: s.start, end: s.end, base: s.base, machine: s.machine.name }));
+  }
+
   private entryById(kind: IdKind, hostId: number): Entry | undefined {
     if (!validId(hostId) || hostId < HOST_ID_RANGE) return undefined;
     const owner = this.index[kind].find(hostId);
@@ -190,7 +217,7 @@ export class UserRecords {
     // Canonical decimal only, so that the record's name is the name asked for.
     if (dash <= 0 || !/^(0|[1-9][0-9]{0,9})$/.test(idText)) return undefined;
     const machine = this.src.get(rest.slice(0, dash));
-    if (!machine || machine.class !== 'container' || machine.state !== 'running') return undefined;
+    if (!machine || !hasRecords(machine)) return undefined;
     const hostId = outerId(machine, kind, Number(idText));
     if (hostId === undefined) return undefined;
     // Only what the other direction gives back: a host ID of this machine's user namespace (not an

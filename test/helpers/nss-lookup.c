@@ -15,9 +15,12 @@
  *   nss-lookup fork NAME ADDR           lookups in the parent before fork(), then in the child and in
  *                                       the parent at the same time; prints one line each, exits 0 if
  *                                       all gave ADDR
+ *   nss-lookup serve                    reads a NAME a line, looks it up at once and prints "found" or
+ *                                       "failed" (one process that keeps its modules and table mapped)
  *
  * A lookup succeeds when getaddrinfo(NAME, AF_UNSPEC, SOCK_STREAM) returns 0 and, where ADDR is given,
- * ADDR among its results. */
+ * ADDR among its results. A NAME of the form addr=ADDRESS is a reverse lookup instead (getnameinfo
+ * with NI_NAMEREQD, through gethostbyaddr_r), which succeeds when it gives a name (ADDR: that name). */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -40,10 +43,33 @@ static long long now_ns(void) {
         return ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* A reverse lookup of the address after "addr=": 1 when it gave a name (`want`, if set). */
+static int reverse(const char *text) {
+        struct sockaddr_storage ss = {0};
+        struct sockaddr_in *sin = (struct sockaddr_in *) &ss;
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *) &ss;
+        char host[NI_MAXHOST];
+        socklen_t len;
+
+        if (inet_pton(AF_INET, text, &sin->sin_addr) == 1) {
+                sin->sin_family = AF_INET;
+                len = sizeof *sin;
+        } else if (inet_pton(AF_INET6, text, &sin6->sin6_addr) == 1) {
+                sin6->sin6_family = AF_INET6;
+                len = sizeof *sin6;
+        } else
+                return 0;
+        if (getnameinfo((struct sockaddr *) &ss, len, host, sizeof host, NULL, 0, NI_NAMEREQD) != 0)
+                return 0;
+        return want == NULL || strcmp(host, want) == 0;
+}
+
 /* 1 when the lookup succeeded (and gave `want`, if set). */
 static int lookup(void) {
         struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *res, *ai;
         int found = want == NULL;
+        if (strncmp(name, "addr=", 5) == 0)
+                return reverse(name + 5);
         if (getaddrinfo(name, NULL, &hints, &res) != 0)
                 return 0;
         for (ai = res; ai && !found; ai = ai->ai_next) {
@@ -157,7 +183,20 @@ static int run_fork(void) {
         return ok && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
 }
 
+static int run_serve(void) {
+        char line[1024];
+        while (fgets(line, sizeof line, stdin)) {
+                line[strcspn(line, "\n")] = 0;
+                name = line;
+                printf("%s\n", lookup() ? "found" : "failed");
+                fflush(stdout);
+        }
+        return 0;
+}
+
 int main(int argc, char **argv) {
+        if (argc >= 2 && strcmp(argv[1], "serve") == 0)
+                return run_serve();
         if (argc >= 3 && strcmp(argv[1], "once") == 0) {
                 long long t0 = now_ns();
                 int found;

@@ -2,9 +2,10 @@
 // Each command runs in a mount namespace of its own (unshare -m) where
 //  - a tmpfs over /run/systemd holds only the daemon's userdb socket in /run/systemd/userdb, which is all
 //    nss-systemd and userdbctl ask (they connect to every socket there);
-//  - a private nsswitch.conf is bound over the host's: `files systemd`, `files mymachines` or `files`;
-//  - our module is found through LD_LIBRARY_PATH (before a distribution's libnss_mymachines) and asks the
-//    daemon socket given in MYMACHINES_SOCKET.
+//  - a private nsswitch.conf is bound over the host's: `files systemd`, `files mymachines`, `files` or
+//    `mymachines` alone (source mymachines-only, for the benchmark);
+//  - our module is found through LD_LIBRARY_PATH (before a distribution's libnss_mymachines) and reads the
+//    table beside the daemon socket given in MYMACHINES_SOCKET.
 // The host's own files are never touched. Not a benchmark itself: it prints nothing when run.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,7 +15,7 @@ import { run, type RunResult } from './run.js';
 
 export const NSS_LIB_DIR = join(ROOT, 'nss-module/build');
 
-export type PasswdSource = 'systemd' | 'mymachines' | 'files';
+export type PasswdSource = 'systemd' | 'mymachines' | 'files' | 'mymachines-only';
 
 export interface UserdbEnv {
   /** Runs a command in the private world with `passwd:` and `group:` set to `files <source>`. */
@@ -27,8 +28,8 @@ export interface UserdbEnv {
 /** `socket`: the daemon socket (for our module); `userdbSocket`: its userdb listener (for nss-systemd). */
 export function makeUserdbEnv(o: { socket: string; userdbSocket: string }): UserdbEnv {
   const dir = mkdtempSync(join(tmpdir(), 'mymachines-userdb-'));
-  for (const s of ['systemd', 'mymachines', 'files']) {
-    const line = s === 'files' ? 'files' : `files ${s}`;
+  for (const s of ['systemd', 'mymachines', 'files', 'mymachines-only']) {
+    const line = s === 'files' ? 'files' : s === 'mymachines-only' ? 'mymachines' : `files ${s}`;
     writeFileSync(join(dir, `nsswitch.${s}`), `passwd: ${line}\ngroup: ${line}\n`);
   }
   const command = (source: PasswdSource, cmd: string[]) => {

@@ -1,0 +1,29 @@
+// Many cheap leader processes for tests that register many machines (test/helpers/sleepers.c: spawning
+// thousands of `sleep` costs seconds); stop() ends them all, and so does the end of the test process
+// (they go when their parent's standard input closes).
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ROOT } from './daemon.js';
+
+export async function sleepers(n: number): Promise<{ pids: number[]; stop(): Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'mymachines-sleepers-'));
+  const program = join(dir, 'sleepers');
+  execFileSync('gcc', ['-O2', '-Wall', '-Wextra', '-Werror', join(ROOT, 'test/helpers/sleepers.c'), '-o', program]);
+  const p = spawn(program, [String(n)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const exited = new Promise((r) => p.once('exit', r));
+  let out = '';
+  for await (const chunk of p.stdout!) {
+    out += chunk;
+    if (out.split('\n').length > n) break;
+  }
+  rmSync(dir, { recursive: true, force: true });
+  return {
+    pids: out.trim().split('\n').map(Number),
+    async stop() {
+      p.stdin!.end();
+      await exited;
+    },
+  };
+}
