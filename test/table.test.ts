@@ -351,7 +351,7 @@ describe('write errors of the table: a named error that says what and where, no 
       const last = `full201-${n - 1}`;
       assert.ok(refused, 'no registration was refused on a full file system');
       assert.deepEqual(refused, {
-        name: 'io.systemd.Machine.Failed',
+        name: 'io.systemd.System',
         message: `cannot write the lookup table ${table}: no space left on device (ENOSPC); machine '${last}' was not registered`,
       });
       // Undone: not in the registry, no state file, no answer, no temporary file; the rest is served.
@@ -370,7 +370,7 @@ describe('write errors of the table: a named error that says what and where, no 
       let k = 0;
       for (; k < n - 1 && !withdrawn; k++) withdrawn = await failure(client.call(`${SERVICE}.Unregister`, { name: `full201-${k}` }));
       assert.deepEqual(withdrawn, {
-        name: 'io.systemd.Machine.Failed',
+        name: 'io.systemd.System',
         message: `machine 'full201-${k - 1}' was unregistered, but cannot write the lookup table ${table}: no space left on device (ENOSPC): NSS lookups fail until it can be written`,
       });
       assert.equal(await lookup(`full201-${k - 1}`), 'failed');
@@ -399,7 +399,7 @@ describe('write errors of the table: a named error that says what and where, no 
     const b = await makeContainer({ idMap: [{ base: 0, shift: 0x308000, range: 65536 }], hostNetwork: true });
     await client.call(`${SERVICE}.Register`, { name: 'ro201a', class: 'container', leader: a.pid });
     assert.deepEqual(await failure(client.call(`${SERVICE}.Register`, { name: 'ro201b', class: 'container', leader: b.pid })), {
-      name: 'io.systemd.Machine.Failed',
+      name: 'io.systemd.System',
       message: `cannot create the lookup table ${table}: read-only file system (EROFS); machine 'ro201b' was not registered`,
     });
     const user = async (name: string) => (await records.ask([`pn ${name}`]))[0];
@@ -418,7 +418,7 @@ describe('write errors of the table: a named error that says what and where, no 
     mounts.pop();
     rmSync(d.runtimeDir, { recursive: true });
     assert.deepEqual(await failure(register('gone201', '10.201.9.3')), {
-      name: 'io.systemd.Machine.Failed',
+      name: 'io.systemd.System',
       message: `cannot create the lookup table ${table}: no such file or directory (ENOENT); machine 'gone201' was not registered`,
     });
     // Back: the next change writes a whole table again.

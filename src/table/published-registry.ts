@@ -1,13 +1,20 @@
 // The registry as its front ends (Varlink, D-Bus) see it: a change they make (Register, Unregister,
 // Terminate) returns only once the lookup table holding it is published, so that every lookup that
 // starts after the answer sees it, in every process. When the table cannot be written, the caller gets
-// the registry's named error Failed with a message that says what failed and where: a registration is
+// the registry's named error for a failed system call (its errno) with a message that says what failed and where: a registration is
 // then undone (the table and the registry stay without it); an Unregister or Terminate cannot be, and
 // the old table is withdrawn (lookups fail, UNAVAIL) until the table can be written again.
-import { failed } from '../registry/errors.js';
+import { constants } from 'node:os';
+import { SystemError } from '../registry/errors.js';
 import type { Registry } from '../registry/registry.js';
 import type { TablePublisher } from './publisher.js';
 import { TableWriteError } from './table-file.js';
+
+/** The table's write error as the registry's named error for a failed system call, as a state file's
+ *  (D-Bus System.Error.<ERRNO>, Varlink io.systemd.System with the errno). */
+function systemFailure(e: TableWriteError, message: string): SystemError {
+  return new SystemError(e.code, (constants.errno as Record<string, number>)[e.code] ?? 5, message);
+}
 
 export function publishedRegistry(registry: Registry, table: TablePublisher): Registry {
   const publish = (): TableWriteError | undefined => {
@@ -26,7 +33,7 @@ export function publishedRegistry(registry: Registry, table: TablePublisher): Re
       // Undone: then the table on disk (which never had it) is right again, unless other changes wait.
       await registry.unregister(m.name).catch(() => {});
       if (publish()) table.withdrawIfStale();
-      throw failed(`${e.message}; machine '${m.name}' was not registered`);
+      throw systemFailure(e, `${e.message}; machine '${m.name}' was not registered`);
     }
     return m;
   };
@@ -35,7 +42,7 @@ export function publishedRegistry(registry: Registry, table: TablePublisher): Re
     const e = publish();
     if (e) {
       table.withdrawIfStale();
-      throw failed(`machine '${name}' ${done}, but ${e.message}: NSS lookups fail until it can be written`);
+      throw systemFailure(e, `machine '${name}' ${done}, but ${e.message}: NSS lookups fail until it can be written`);
     }
   };
   const overrides: Partial<Registry> = { register, unregister: afterwards('unregister', 'was unregistered'), terminate: afterwards('terminate', 'is being terminated') };
