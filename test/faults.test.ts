@@ -85,7 +85,7 @@ describe('state directory faults', () => {
       mkdirSync(stateDir);
       chownSync(stateDir, owner, owner);
       chmodSync(stateDir, mode);
-      const r = await run(DAEMON, ['--runtime-dir', join(dir, 'run'), '--state-dir', stateDir, '--userdb-dir', '', '--bus', 'none']);
+      const r = await run(DAEMON, ['--runtime-dir', join(dir, 'run'), '--state-dir', stateDir, '--userdb-dir', '', '--resolve-hook-dir', '', '--machine-dir', '', '--bus', 'none']);
       assert.equal(r.code, 1, r.stderr);
       assert.match(r.stderr, new RegExp(`^mymachinesd: the state directory ${stateDir} ${why}: another user could plant or block files in it\\n$`));
       assert.equal(existsSync(join(dir, 'run', 'io.systemd.Machine')), false, 'nothing was served');
@@ -161,7 +161,7 @@ describe('one daemon per runtime directory', () => {
     for (let round = 0; round < 20; round++) {
       const dir = mkdtempSync(join(tmpdir(), 'mymachines-race-'));
       chmodSync(dir, 0o755);
-      const args = ['--runtime-dir', join(dir, 'run'), '--state-dir', join(dir, 'machines'), '--userdb-dir', join(dir, 'userdb'), '--bus', 'none'];
+      const args = ['--runtime-dir', join(dir, 'run'), '--state-dir', join(dir, 'machines'), '--userdb-dir', join(dir, 'userdb'), '--resolve-hook-dir', '', '--machine-dir', join(dir, 'machine'), '--bus', 'none'];
       const procs = [0, 1].map(() => spawn(DAEMON, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
       const outputs = procs.map((p) => {
         let err = '';
@@ -200,7 +200,7 @@ describe('one daemon per runtime directory', () => {
     chmodSync(dir, 0o755);
     const d = await startDaemon({ dir });
     try {
-      const r = await run(DAEMON, ['--runtime-dir', join(dir, 'run2'), '--state-dir', d.stateDir, '--userdb-dir', '', '--bus', 'none']);
+      const r = await run(DAEMON, ['--runtime-dir', join(dir, 'run2'), '--state-dir', d.stateDir, '--userdb-dir', '', '--resolve-hook-dir', '', '--machine-dir', '', '--bus', 'none']);
       assert.deepEqual([r.code, r.stderr], [1, `mymachinesd: another mymachinesd (PID ${d.proc.pid}) is already running on the state directory ${d.stateDir}\n`]);
       assert.deepEqual(readdirSync(join(dir, 'run2')), [], 'nothing served there');
     } finally {
@@ -211,7 +211,7 @@ describe('one daemon per runtime directory', () => {
 
   test('run as another user than root: it says it needs root', async () => {
     const r = await run('setpriv', ['--reuid', '65534', '--regid', '65534', '--clear-groups', process.execPath, DAEMON, '--bus', 'none']);
-    assert.deepEqual([r.code, r.stderr], [1, "mymachinesd: must run as root: it enters network namespaces, reads the leaders' /proc files, writes cgroups and owns /run/mymachines\n"]);
+    assert.deepEqual([r.code, r.stderr], [1, "mymachinesd: must run as root: it enters network namespaces, reads the leaders' /proc files, writes cgroups and owns /run/mymachines; for a registry of your own machines, start it with --user\n"]);
   });
 });
 

@@ -24,8 +24,8 @@ function version(): string {
 }
 
 async function run(opts: DaemonOptions): Promise<void> {
-  if (process.geteuid?.() !== 0) {
-    throw new Error('must run as root: it enters network namespaces, reads the leaders\' /proc files, writes cgroups and owns /run/mymachines');
+  if (process.geteuid?.() !== 0 && !opts.user) {
+    throw new Error('must run as root: it enters network namespaces, reads the leaders\' /proc files, writes cgroups and owns /run/mymachines; for a registry of your own machines, start it with --user');
   }
   // One daemon per runtime directory and state directory, decided before anything is touched there.
   takeDirectory(opts.runtimeDir, 'runtime directory');
@@ -63,17 +63,25 @@ async function run(opts: DaemonOptions): Promise<void> {
 
   async function start(): Promise<void> {
     const socketPath = join(opts.runtimeDir, SOCKET_NAME);
+    // A user's sockets are the user's alone, as machined --user's.
+    const socketMode = opts.user ? 0o600 : 0o666;
     // Another server of the socket that holds no lock (an older mymachinesd, systemd-machined's own).
     if (await isLive(socketPath)) throw new Error(`another server already answers on ${socketPath}`);
-    const { v2: mount, legacy } = await findCgroupMounts();
-    if (!mount) log.warn({}, 'no cgroup2 hierarchy: creating machines (allocateUnit) is not supported');
     let scopes: ScopeAllocator | undefined;
-    // Where systemd is PID 1 it owns the cgroup tree: scopes are asked of it, as machined does.
-    if (mount && systemdIsPid1()) scopes = new (await import('../registry/linux/systemd-scope.js')).SystemdScopes(mount, legacy);
-    else if (mount) scopes = new Cgroups(mount, legacy);
+    // Per user there is no cgroup to make scopes in: a leader is adopted where it is (adoptUnscoped).
+    if (!opts.user) {
+      const { v2: mount, legacy } = await findCgroupMounts();
+      if (!mount) log.warn({}, 'no cgroup2 hierarchy: creating machines (allocateUnit) is not supported');
+      // Where systemd is PID 1 it owns the cgroup tree: scopes are asked of it, as machined does.
+      if (mount && systemdIsPid1()) scopes = new (await import('../registry/linux/systemd-scope.js')).SystemdScopes(mount, legacy);
+      else if (mount) scopes = new Cgroups(mount, legacy);
+    }
     registry = new Registry({
       stateDir: opts.stateDir,
       scopes,
+      adoptUnscoped: opts.user,
+      // A user's registry has no .host, as machined --user.
+      hostMachine: !opts.user,
       terminateTimeoutMs: opts.terminateTimeoutMs,
       log,
     });
@@ -87,7 +95,8 @@ async function run(opts: DaemonOptions): Promise<void> {
       url: '',
       log,
     });
-    server.addInterface(machineInterface, machineHandlers(registry));
+    // Operations (PTYs, bind mounts, copies, root directories) are another module's; none here yet.
+    server.addInterface(machineInterface, machineHandlers(registry, { owner: process.geteuid?.() ?? 0, operations: {} }));
     const resolver = new Resolver(registry);
     server.addInterface(resolveInterface, resolveHandlers(resolver));
     server.addInterface(userDatabaseInterface, userDatabaseHandlers(new UserRecords(registry)));
@@ -115,7 +124,14 @@ async function run(opts: DaemonOptions): Promise<void> {
         if (!stopping) throw new Error(`cannot serve the resolve hook socket ${hookSocket}: ${(err as Error).message}; stop whatever holds it (systemd-machined?) or start with --resolve-hook-dir ''`);
       });
     }
-    await server.listen(socketPath, 0o666).catch((err) => {
+    // Where machined 258+ serves io.systemd.Machine, for machinectl, nspawn, vmspawn and varlinkctl.
+    if (opts.machineDir !== '') {
+      const machineSocket = join(opts.machineDir, SOCKET_NAME);
+      await server.listen(machineSocket, socketMode, [machineInterface.name]).catch((err) => {
+        if (!stopping) throw new Error(`cannot serve ${machineSocket}: ${(err as Error).message}; stop whatever holds it (systemd-machined?) or start with --machine-dir ''`);
+      });
+    }
+    await server.listen(socketPath, socketMode).catch((err) => {
       if (!stopping) throw new Error(`cannot serve ${socketPath}: ${(err as Error).message}`); // else stop() is ending the process
     });
     if (stopping) return;
@@ -124,7 +140,7 @@ async function run(opts: DaemonOptions): Promise<void> {
       const [{ serveMachine1 }, { busAddress }] = await Promise.all([import('./serve-dbus.js'), import('../dbus/bus-service.js')]);
       if (!stopping) bus = serveMachine1(registry, log, busAddress(opts.bus, process.env));
     }
-    log.info({ socket: socketPath, stateDir: opts.stateDir, machines: registry.list().length - 1 }, 'ready');
+    log.info({ socket: socketPath, stateDir: opts.stateDir, user: opts.user, machines: registry.list().filter((m) => m.class !== 'host').length }, 'ready');
   }
 }
 

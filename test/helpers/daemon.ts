@@ -18,7 +18,11 @@ export interface Daemon {
   userdbDir: string;
   /** Where the resolve hook socket is (io.systemd.Machine in it). */
   resolveHookDir: string;
+  /** Where machined's socket for systemd 258+ clients is (io.systemd.Machine in it). */
+  machineDir: string;
   socket: string;
+  /** The socket in machineDir. */
+  machineSocket: string;
   proc: ChildProcess;
   /** What the daemon wrote on stdout (its JSON log) and stderr. */
   output(): string;
@@ -58,8 +62,9 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<Daemon> {
   const stateDir = join(dir, 'machines');
   const userdbDir = join(dir, 'userdb');
   const resolveHookDir = join(dir, 'resolve.hook');
+  const machineDir = join(dir, 'machine');
   const socket = join(runtimeDir, 'io.systemd.Machine');
-  const args = ['--runtime-dir', runtimeDir, '--state-dir', stateDir, '--userdb-dir', userdbDir, '--resolve-hook-dir', resolveHookDir, '--bus', 'none', '--log-level', 'debug', ...(o.args ?? [])];
+  const args = ['--runtime-dir', runtimeDir, '--state-dir', stateDir, '--userdb-dir', userdbDir, '--resolve-hook-dir', resolveHookDir, '--machine-dir', machineDir, '--bus', 'none', '--log-level', 'debug', ...(o.args ?? [])];
   const argv = [...(o.prefix ?? []), DAEMON, ...args];
   const proc = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: o.env ?? process.env });
   let out = '';
@@ -72,7 +77,9 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<Daemon> {
     stateDir,
     userdbDir,
     resolveHookDir,
+    machineDir,
     socket,
+    machineSocket: join(machineDir, 'io.systemd.Machine'),
     proc,
     output: () => out,
     ctl: (a, opts) => run(CTL, ['--socket', socket, ...a], { env: opts?.env }),
