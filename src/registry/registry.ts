@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { RegistryError, SystemError, invalid, noSuchMachine } from './errors.js';
 import { AF_INET, AF_INET6, type Address, RT_SCOPE_HOST, parseAddress, sortAddresses } from './address.js';
 import * as c from './linux/libc.js';
-import { type Leader, openLeader, processPidfdId } from './linux/leader.js';
+import { type Leader, openLeader, pidfdId, processPidfdId } from './linux/leader.js';
 import { LeaderWatch } from './linux/leader-watch.js';
 import { NetnsWatcher } from './linux/netns.js';
 import { readOsRelease } from './linux/os-release.js';
@@ -545,16 +545,17 @@ function withStartTimes(pids: number[]): Victim[] {
   return out;
 }
 
-/** Signals the process that registered a machine for its leader (whom 'supervisor'), if it is still the
- *  same process (its pidfd ID, where known); ESRCH, as machined, when there is none or it is gone. */
+/** Signals the process that registered a machine for its leader (whom 'supervisor'), if it is surely
+ *  still that process (the same pidfd ID: without one a reused PID could not be told); ESRCH, as
+ *  machined, when there is none or it is gone. */
 function signalSupervisor(m: Machine, sig: number): void {
   const gone = () => new SystemError('ESRCH', c.ESRCH, `Machine '${m.name}' has no supervisor process (any more)`);
   const sup = m.supervisor;
-  if (!sup) throw gone();
+  if (!sup?.pidfdId) throw gone();
   const fd = c.pidfd_open(sup.pid, 0);
   if (fd < 0) throw gone();
   try {
-    if (sup.pidfdId && processPidfdId(sup.pid) !== sup.pidfdId) throw gone();
+    if (pidfdId(fd) !== sup.pidfdId) throw gone();
     if (c.pidfd_send_signal(fd, sig, null, 0) !== 0) {
       if (c.errno() === c.ESRCH) throw gone();
       throw new RegistryError('Failed', `Failed to signal the supervisor of '${m.name}': errno ${c.errno()}`);
