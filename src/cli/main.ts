@@ -67,7 +67,12 @@ const esc = (s: string) => s.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCode
 // Addresses, UID shift and os-release come as List's metadata; 'graceful': those a machine has.
 async function all(c: VarlinkClient): Promise<MachineJson[]> {
   const list: MachineJson[] = [];
-  for await (const m of c.callMore(`${M}.List`, { acquireMetadata: 'graceful' })) list.push(fromList(m));
+  try {
+    for await (const m of c.callMore(`${M}.List`, { acquireMetadata: 'graceful' })) list.push(fromList(m));
+  } catch (e) {
+    // An empty registry (a user's has no .host) answers NoSuchMachine, as machined 262's.
+    if (!(e instanceof VarlinkError && e.name === `${M}.NoSuchMachine`)) throw e;
+  }
   return list.sort((a, b) => a.name.localeCompare(b.name));
 }
 
