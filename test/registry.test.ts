@@ -515,9 +515,15 @@ describe('daemon life cycle', () => {
     r = await run(join(process.cwd(), 'bin/mymachinesd'), ['--resolve-hook-dir', 'relative']);
     assert.equal(r.code, 2);
     assert.equal(r.stderr, "mymachinesd: --resolve-hook-dir must be an absolute path or ''\nTry 'mymachinesd --help'.\n");
+    r = await run(join(process.cwd(), 'bin/mymachinesd'), ['--machine-dir', 'relative']);
+    assert.deepEqual([r.code, r.stderr], [2, "mymachinesd: --machine-dir must be an absolute path or ''\nTry 'mymachinesd --help'.\n"]);
+    r = await run(join(process.cwd(), 'bin/mymachinesd'), ['--user', '--bus', 'none'], { env: { ...process.env, XDG_RUNTIME_DIR: 'run/user/0' } });
+    assert.deepEqual([r.code, r.stderr], [2, "mymachinesd: --user needs $XDG_RUNTIME_DIR, the absolute path of the user's runtime directory (e.g. /run/user/1000)\nTry 'mymachinesd --help'.\n"]);
     r = await run(join(process.cwd(), 'bin/mymachinesd'), ['--help']);
     assert.match(r.stdout, /--runtime-dir DIR/);
     assert.match(r.stdout, /--resolve-hook-dir DIR +where to put the resolve hook socket/);
+    assert.match(r.stdout, /--machine-dir DIR +where to put machined's socket io\.systemd\.Machine/);
+    assert.match(r.stdout, /--user +a registry of the calling user's own machines/);
     await sleep(0);
   });
 });
