@@ -1,8 +1,8 @@
 // systemd 262's clients against mymachinesd, unchanged: machinectl (over D-Bus and our io.systemd.Machine
 // where 262 looks for machined's), userdbctl (our userdb socket), systemd-nspawn --register=yes (through
-// io.systemd.Machine.Register), vmspawn's registration (replayed: QEMU cannot run here) and the control socket it gives.
-// They run in the sid root, where our bus, state files and sockets are bound; machinectl 252 (the host's)
-// asks the same daemon over the same bus.
+// io.systemd.Machine.Register), vmspawn's registration (replayed: QEMU cannot run here) and the control
+// socket it gives. They run in the sid root, where our bus, state files and sockets are bound; machinectl
+// 252 (the host's) asks the same daemon over the same bus.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
