@@ -411,7 +411,8 @@ export function machineHandlers(reg: Registry, opts: MachineHandlerOptions = {})
         controlAddress: p.controlAddress,
         addresses: p.addresses,
         allocateUnit: p.allocateUnit,
-        supervisor: { pid: ctx.peer.pid, pidfdId: processPidfdId(ctx.peer.pid) },
+        // A caller in another PID namespace has no PID here (SO_PEERCRED gives 0): then there is none.
+        supervisor: ctx.peer.pid > 0 ? { pid: ctx.peer.pid, pidfdId: processPidfdId(ctx.peer.pid) } : undefined,
         uid: ctx.peer.uid,
       };
       try {
