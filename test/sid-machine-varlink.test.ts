@@ -141,13 +141,13 @@ before(async () => {
 });
 
 after(async () => {
-  // machined first: it would signal the callers when their machines' leaders go.
-  await theirsWorld?.close();
-  await oursWorld?.close();
-  await daemon?.stop();
-  await removeAllContainers();
-  for (const d of cgroups) rmdirSync(d);
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  // Each step whatever the others did. machined first: it would signal the callers when their machines'
+  // leaders go.
+  const steps = [() => theirsWorld?.close(), () => oursWorld?.close(), () => daemon?.stop(), () => removeAllContainers(),
+    () => cgroups.forEach((d) => rmdirSync(d)), () => dir && rmSync(dir, { recursive: true, force: true })];
+  const failures: unknown[] = [];
+  for (const step of steps) await Promise.resolve().then(step).catch((e) => failures.push(e));
+  if (failures.length) throw failures[0];
 });
 
 /** The interface as `varlinkctl introspect` prints it, without the comments (machined's are systemd's
