@@ -75,16 +75,19 @@ before(async () => {
 });
 
 after(async () => {
-  nss?.close();
-  await world?.close();
-  for (const l of leaders) l.kill('SIGKILL');
-  if (user && user.exitCode === null) {
-    user.kill('SIGTERM');
-    await new Promise((r) => user.once('exit', r));
-  }
-  await system?.stop();
-  system?.cleanup();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  // Each step whatever the others did.
+  const steps = [
+    () => nss?.close(),
+    () => world?.close(),
+    () => leaders.forEach((l) => l.kill('SIGKILL')),
+    () => user && user.exitCode === null && new Promise((r) => (user.once('exit', r), user.kill('SIGTERM'))),
+    () => system?.stop(),
+    () => system?.cleanup(),
+    () => dir && rmSync(dir, { recursive: true, force: true }),
+  ];
+  const failures: unknown[] = [];
+  for (const step of steps) await Promise.resolve().then(step).catch((e) => failures.push(e));
+  if (failures.length) throw failures[0];
 });
 
 test('run as the user: sockets and state under $XDG_RUNTIME_DIR where machined 262 --user has them, the user\'s alone', () => {
