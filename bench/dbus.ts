@@ -34,7 +34,7 @@ async function main(): Promise<void> {
   chmodSync(dir, 0o755);
   mkdirSync(join(dir, 'machines'));
   // /run is a tmpfs on a normal host; so is the state directory here (gone with the private namespace).
-  await must('mount', ['-t', 'tmpfs', 'tmpfs', join(dir, 'machines')]);
+  await must('mount', ['-t', 'tmpfs', '-o', 'mode=0755', 'tmpfs', join(dir, 'machines')]);
   const L = await leaders(N + EXTRA, dir);
   const client = await compile('dbus-client', dir, ['-lsystemd']);
   let bus: Bus | undefined;

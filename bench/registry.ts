@@ -60,7 +60,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'mymachines-bench-'));
   mkdirSync(join(dir, 'machines'));
   // The bench runs in a private mount namespace (npm run bench): this tmpfs is gone with it.
-  await must('mount', ['-t', 'tmpfs', 'tmpfs', join(dir, 'machines')]);
+  await must('mount', ['-t', 'tmpfs', '-o', 'mode=0755', 'tmpfs', join(dir, 'machines')]);
   const N = Number(process.env.BENCH_MACHINES ?? 10_000);
   const L = await leaders(N, dir);
   const client = await compile('varlink-client', dir);

@@ -26,12 +26,12 @@ export async function showUserRecords(ctx: DemoContext): Promise<void> {
     await show('mymachines', ['getent', 'passwd', `vu-${ctx.name}-0`]);
 
     const client = await VarlinkClient.connect(ctx.socket);
-    const { uid } = (await client.call('io.systemd.Machine.MapFromMachineUser', { name: ctx.name, uid: INNER_ID })) as { uid: number };
+    const { uid } = (await client.call('io.systemd.Machine.MapFrom', { name: ctx.name, uid: INNER_ID })) as { uid: number };
     client.close();
     // Written by a process inside the container's user namespace, as UID 1000 there.
     chmodSync(dir, 0o777);
     const file = join(dir, 'written-in-the-container');
-    ctx.say(`UID ${INNER_ID} inside ${ctx.name} writes a file; on the host it is UID ${uid} (MapFromMachineUser)`);
+    ctx.say(`UID ${INNER_ID} inside ${ctx.name} writes a file; on the host it is UID ${uid} (io.systemd.Machine.MapFrom)`);
     await ctx.sh('nsenter', ['-t', String(ctx.pid), '-U', '-S', String(INNER_ID), '-G', String(INNER_ID), '--', 'sh', '-c', `echo hello > ${file}`],
       `nsenter -t ${ctx.pid} -U -S ${INNER_ID} -G ${INNER_ID} -- sh -c 'echo hello > ${file}'`);
     ctx.say('On the host: by number, then by name');

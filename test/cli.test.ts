@@ -433,12 +433,12 @@ describe('mymachinesctl with a daemon', { timeout: 180_000 }, () => {
     }
   });
 
-  test('list --json is an array of the Varlink List objects; --all adds .host', async () => {
+  test('list --json is the machines of the Varlink List, in mymachinesctl\'s shape; --all adds .host', async () => {
     const all = await raw();
-    const out = ok(await d.ctl(['list', '--json']), 'list --json');
-    assert.equal(out, JSON.stringify(all.filter((m) => m.name !== '.host'), null, 2) + '\n');
+    const out = await listJson();
+    assert.deepEqual(out.map((m) => [m.name, m.leader, m.timestamp]), all.filter((m) => m.name !== '.host').map((m) => [m.name, m.leader.pid, m.timestamp]));
     const withHost = await listJson(true);
-    assert.deepEqual(withHost, all);
+    assert.deepEqual(withHost.slice(1), out);
     assert.deepEqual(withHost.map((m) => [m.name, m.class]), [['.host', 'host'], ['vm1', 'vm'], ['web1', 'container']]);
   });
 
@@ -528,7 +528,8 @@ describe('mymachinesctl with a daemon', { timeout: 180_000 }, () => {
       [['register', 'a', '--leader', '0'], 'invalid leader PID 0'],
       [['register', 'a', '--leader', '99999999999'], 'invalid leader PID 99999999999'],
       [['register', 'a', '--leader', L, '--class', 'host'], "invalid machine class 'host': reserved for the host itself"],
-      [['register', 'a', '--leader', L, '--class', 'toaster'], "invalid machine class 'toaster': expected 'container' or 'vm'"],
+      // machined 262's MachineClass type refuses it before the registry sees it (InvalidParameter, no message).
+      [['register', 'a', '--leader', L, '--class', 'toaster'], "invalid parameter 'class'"],
       [['register', 'a', '--leader', L, '--id', 'abc'], "invalid machine id 'abc': expected 32 hexadecimal digits"],
       [['register', 'a', '--leader', L, '--id', 'g'.repeat(32)], `invalid machine id '${'g'.repeat(32)}': expected 32 hexadecimal digits`],
       [['register', 'a', '--leader', L, '--id', '0'.repeat(33)], `invalid machine id '${'0'.repeat(33)}': expected 32 hexadecimal digits`],

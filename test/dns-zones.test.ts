@@ -175,7 +175,7 @@ describe('DNS zones: flags and key files', () => {
         [['--dns-tsig-key', k('ok.key', bindKeyText({ name: 'x', secret })), '--dns-transfer-allow', 'key=y'], "mymachinesd: --dns-transfer-allow: key 'y' is in no --dns-tsig-key file"],
       ];
       for (const [args, stderr] of cases) {
-        const r = await run(DAEMON, ['--runtime-dir', join(dir, 'run'), '--state-dir', join(dir, 'm'), '--userdb-dir', '', '--bus', 'none', '--dns', `127.0.0.1:${port}`, '--dns-zone', ZONE, ...args]);
+        const r = await run(DAEMON, ['--runtime-dir', join(dir, 'run'), '--state-dir', join(dir, 'm'), '--userdb-dir', '', '--resolve-hook-dir', '', '--machine-dir', '', '--bus', 'none', '--dns', `127.0.0.1:${port}`, '--dns-zone', ZONE, ...args]);
         assert.deepEqual({ code: r.code, stderr: r.stderr }, { code: 1, stderr: `${stderr}\n` }, args.join(' '));
       }
     } finally {

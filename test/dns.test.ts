@@ -147,7 +147,7 @@ describe('DNS server: flags', () => {
     await new Promise<void>((r) => held.bind(port, '127.0.0.1', () => r()));
     const dir = mkdtempSync(join(tmpdir(), 'mymachines-dns-'));
     try {
-      const r = await run(DAEMON, ['--runtime-dir', join(dir, 'run'), '--state-dir', join(dir, 'm'), '--userdb-dir', '', '--resolve-hook-dir', '', '--bus', 'none', '--dns', `127.0.0.1:${port}`]);
+      const r = await run(DAEMON, ['--runtime-dir', join(dir, 'run'), '--state-dir', join(dir, 'm'), '--userdb-dir', '', '--resolve-hook-dir', '', '--machine-dir', '', '--bus', 'none', '--dns', `127.0.0.1:${port}`]);
       assert.equal(r.code, 1);
       assert.equal(r.stderr, `mymachinesd: cannot listen for DNS on 127.0.0.1:${port} (udp): EADDRINUSE\n`);
     } finally {

@@ -87,7 +87,7 @@ describe('state directory faults', () => {
       mkdirSync(stateDir);
       chownSync(stateDir, owner, owner);
       chmodSync(stateDir, mode);
-      const r = await run(DAEMON, ['--runtime-dir', join(dir, 'run'), '--state-dir', stateDir, '--userdb-dir', '', '--bus', 'none']);
+      const r = await run(DAEMON, ['--runtime-dir', join(dir, 'run'), '--state-dir', stateDir, '--userdb-dir', '', '--resolve-hook-dir', '', '--machine-dir', '', '--bus', 'none']);
       assert.equal(r.code, 1, r.stderr);
       assert.match(r.stderr, new RegExp(`^mymachinesd: the state directory ${stateDir} ${why}: another user could plant or block files in it\\n$`));
       assert.equal(existsSync(join(dir, 'run', 'io.systemd.Machine')), false, 'nothing was served');
@@ -163,7 +163,7 @@ describe('one daemon per runtime directory', () => {
     for (let round = 0; round < 20; round++) {
       const dir = mkdtempSync(join(tmpdir(), 'mymachines-race-'));
       chmodSync(dir, 0o755);
-      const args = ['--runtime-dir', join(dir, 'run'), '--state-dir', join(dir, 'machines'), '--userdb-dir', join(dir, 'userdb'), '--bus', 'none'];
+      const args = ['--runtime-dir', join(dir, 'run'), '--state-dir', join(dir, 'machines'), '--userdb-dir', join(dir, 'userdb'), '--resolve-hook-dir', '', '--machine-dir', join(dir, 'machine'), '--bus', 'none'];
       const procs = [0, 1].map(() => spawn(DAEMON, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
       const outputs = procs.map((p) => {
         let err = '';
@@ -202,7 +202,7 @@ describe('one daemon per runtime directory', () => {
     chmodSync(dir, 0o755);
     const d = await startDaemon({ dir });
     try {
-      const r = await run(DAEMON, ['--runtime-dir', join(dir, 'run2'), '--state-dir', d.stateDir, '--userdb-dir', '', '--bus', 'none']);
+      const r = await run(DAEMON, ['--runtime-dir', join(dir, 'run2'), '--state-dir', d.stateDir, '--userdb-dir', '', '--resolve-hook-dir', '', '--machine-dir', '', '--bus', 'none']);
       assert.deepEqual([r.code, r.stderr], [1, `mymachinesd: another mymachinesd (PID ${d.proc.pid}) is already running on the state directory ${d.stateDir}\n`]);
       assert.deepEqual(readdirSync(join(dir, 'run2')), [], 'nothing served there');
     } finally {
@@ -213,7 +213,7 @@ describe('one daemon per runtime directory', () => {
 
   test('run as another user than root: it says it needs root', async () => {
     const r = await run('setpriv', ['--reuid', '65534', '--regid', '65534', '--clear-groups', process.execPath, DAEMON, '--bus', 'none']);
-    assert.deepEqual([r.code, r.stderr], [1, "mymachinesd: must run as root: it enters network namespaces, reads the leaders' /proc files, writes cgroups and owns /run/mymachines\n"]);
+    assert.deepEqual([r.code, r.stderr], [1, "mymachinesd: must run as root: it enters network namespaces, reads the leaders' /proc files, writes cgroups and owns /run/mymachines; for a registry of your own machines, start it with --user\n"]);
   });
 });
 
@@ -309,7 +309,7 @@ describe('container roots that stall', () => {
       const list = async (name: string) => {
         const own = await VarlinkClient.connect(d.socket);
         try {
-          const m = (await own.call('io.systemd.Machine.List', { name, acquireMetadata: true })) as { osRelease?: object; osReleaseError?: string };
+          const m = (await own.call('io.systemd.Machine.List', { name, acquireMetadata: 'graceful' })) as { name: string; OSRelease?: string[]; osReleaseError?: string };
           order.push(name);
           return m;
         } finally {
@@ -321,14 +321,14 @@ describe('container roots that stall', () => {
       // ... and meanwhile another machine's metadata, and a registration that makes a cgroup (file
       // operations of the daemon's own).
       const fine = await list('fine');
-      assert.deepEqual(fine.osRelease && Object.keys(fine.osRelease).includes('ID'), true);
+      assert.equal(fine.OSRelease?.some((kv) => kv.startsWith('ID=')), true);
       if (mount) {
         const r = await d.ctl(['register', 'made', '--leader', String(leader()), '--create']);
         assert.equal(r.code, 0, r.stderr);
       } else t.diagnostic('no cgroup2: the registration with a scope is left out');
       assert.deepEqual(order, ['fine'], 'the stalled reads are still under way');
       for (const m of await Promise.all(slow)) {
-        assert.deepEqual([m.osRelease, m.osReleaseError], [undefined, `Cannot read the OS release of machine '${(m as { name?: string }).name}': its root directory did not answer within 2 s`]);
+        assert.deepEqual([m.OSRelease, m.osReleaseError], [undefined, `Cannot read the OS release of machine '${m.name}': its root directory did not answer within 2 s`]);
       }
       // Named, with the reason, where the answer is the metadata itself; and at once for a root still stalled.
       const r = await d.ctl(['status', 'stalled0']);

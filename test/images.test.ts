@@ -183,7 +183,7 @@ test('a long clone does not hold up the daemon: calls made meanwhile are answere
 });
 
 test('io.systemd.MachineImage over Varlink: List, Update, Clone, Remove, SetPoolLimit, CleanPool', async () => {
-  const v = await VarlinkClient.connect(join(daemon.machineImageDir, 'io.systemd.MachineImage'));
+  const v = await VarlinkClient.connect(join(daemon.machineDir, 'io.systemd.MachineImage'));
   try {
     const listed: Record<string, unknown>[] = [];
     for await (const r of v.callMore('io.systemd.MachineImage.List', {})) listed.push(r);
@@ -254,7 +254,7 @@ test('btrfs: subvolumes are images of their own type; clone is a snapshot; read-
     await must('btrfs', ['subvolume', 'create', join(mnt, 'sub1')]);
     writeFileSync(join(mnt, 'sub1/hello'), 'subvolume\n');
     d2 = await startDaemon({ args: ['--image-pool', mnt] });
-    const v = await VarlinkClient.connect(join(d2.machineImageDir, 'io.systemd.MachineImage'));
+    const v = await VarlinkClient.connect(join(d2.machineDir, 'io.systemd.MachineImage'));
     try {
       const list = async () => {
         const out: Record<string, unknown>[] = [];

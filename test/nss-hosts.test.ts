@@ -329,6 +329,9 @@ describe('NSS hosts from the daemon\'s table: fresh in every process, whatever t
       chownSync(table, 65534, 65534);
       const r = await env.run(env.lookupProgram(), ['once', 'own31']);
       assert.match(r.stdout, /^failed /);
+      // Nor by another user: only root's table, or the caller's own (a per-user registry), is believed.
+      const other = await env.run('setpriv', ['--reuid', '1000', '--regid', '1000', '--clear-groups', env.lookupProgram(), 'once', 'own31']);
+      assert.match(other.stdout, /^failed /);
       chownSync(table, 0, 0);
       chmodSync(table, 0o666);
       assert.match((await env.run(env.lookupProgram(), ['once', 'own31'])).stdout, /^failed /);

@@ -107,7 +107,8 @@ describe('registry', () => {
     const state = readFileSync(join(d.stateDir, 'web1'), 'utf8');
     // machined 262's keys and order (252's reader skips the keys it does not know); a pidfd ID where
     // pidfds have one (pidfs, Linux 6.9+).
-    const pidfdLine = pidfdsHaveIds() ? 'LEADER_PIDFDID=\\d+\\n' : '';
+    // The registering process (mymachinesctl) is the supervisor, as machined 262 records its Varlink caller.
+    const pidfdLine = pidfdsHaveIds() ? 'LEADER_PIDFDID=\\d+\\nSUPERVISOR=\\d+\\nSUPERVISOR_PIDFDID=\\d+\\n' : 'SUPERVISOR=\\d+\\n';
     assert.match(state, new RegExp(`^# This is private data\\. Do not parse\\.\\nNAME=web1\\nUID=0\\nSERVICE=test\\nROOT=/srv/web1\\nID=0123456789abcdef0123456789abcdef\\nLEADER=\\d+\\n${pidfdLine}CLASS=container\\nREALTIME=\\d+\\nMONOTONIC=\\d+\\nNETIF=\\d+\\n`));
 
     const show = await d.ctl(['show', 'web1', '-p', 'Name,Class,Leader,State']);
@@ -139,7 +140,8 @@ describe('registry', () => {
       [['register', '.hidden', '--leader', String(l.pid)], /invalid machine name '\.hidden'/],
       [['register', 'x'.repeat(65), '--leader', String(l.pid)], /invalid machine name/],
       [['register', 'c1', '--leader', String(l.pid), '--class', 'host'], /invalid machine class 'host'/],
-      [['register', 'c1', '--leader', String(l.pid), '--class', 'toaster'], /invalid machine class 'toaster'/],
+      // Refused by the interface's MachineClass type, as machined 262's.
+      [['register', 'c1', '--leader', String(l.pid), '--class', 'toaster'], /invalid parameter 'class'/],
       [['register', 'c1', '--leader', String(l.pid), '--id', 'abc'], /invalid machine id/],
       [['register', 'c1', '--leader', String(l.pid), '--root', 'relative/dir'], /invalid root directory/],
       [['register', 'c1', '--leader', String(l.pid), '--netif', '0'], /invalid network interface index 0/],
@@ -270,13 +272,13 @@ describe('registry', () => {
     try {
       await v.call('io.systemd.Machine.Register', { name: 'ns1', class: 'container', leader: c.pid });
       await v.call('io.systemd.Machine.Register', { name: 'vm7', class: 'vm', leader: l.pid, vSockCid: 7, sshAddress: 'vsock/7', id: '0'.repeat(32) });
-      const byPid = (await v.call('io.systemd.Machine.List', { pid: c.pid })) as any;
+      const byPid = (await v.call('io.systemd.Machine.List', { pid: { pid: c.pid }, acquireMetadata: 'yes' })) as any;
       assert.equal(byPid.name, 'ns1');
-      assert.equal(byPid.uidShift, 300000);
-      const vm = (await v.call('io.systemd.Machine.List', { pid: l.pid })) as any;
+      assert.equal(byPid.UIDShift, 300000);
+      const vm = (await v.call('io.systemd.Machine.List', { pid: { pid: l.pid } })) as any;
       assert.deepEqual([vm.name, vm.vSockCid, vm.sshAddress, vm.id], ['vm7', 7, 'vsock/7', undefined]);
-      await assert.rejects(v.call('io.systemd.Machine.List', { pid: process.pid }), { name: 'io.systemd.Machine.NoSuchMachine' });
-      await assert.rejects(v.call('io.systemd.Machine.List', { name: 'vm7', pid: c.pid }), { name: 'io.systemd.Machine.NoSuchMachine' });
+      await assert.rejects(v.call('io.systemd.Machine.List', { pid: { pid: process.pid } }), { name: 'io.systemd.Machine.NoSuchMachine' });
+      await assert.rejects(v.call('io.systemd.Machine.List', { name: 'vm7', pid: { pid: c.pid } }), { name: 'io.systemd.Machine.NoSuchMachine' });
       // oneway: done, and not answered (the next call's answer is the next message).
       v.oneway('io.systemd.Machine.Unregister', { name: 'vm7' });
       await assert.rejects(v.call('io.systemd.Machine.List', { name: 'vm7' }), { name: 'io.systemd.Machine.NoSuchMachine' });
@@ -293,7 +295,7 @@ describe('registry', () => {
     const closed = new Promise((r) => s.once('close', r));
     s.on('data', () => {});
     s.on('error', () => {});
-    s.end('{"method":"io.systemd.Machine.List","parameters":{"name":".host","acquireMetadata":true}}\0{"method":"io.systemd.Machine.Watch","more":true}\0');
+    s.end('{"method":"io.systemd.Machine.List","parameters":{"name":".host","acquireMetadata":"yes"}}\0{"method":"io.systemd.Machine.Watch","more":true}\0');
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([closed, new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('still open')), 3000)))]);
     clearTimeout(timer);
@@ -392,7 +394,7 @@ describe('daemon life cycle', () => {
     const l = leader();
     try {
       assert.equal((await d.ctl(['register', 'keep', '--leader', String(l.pid)])).code, 0);
-      const second = await run(join(process.cwd(), 'bin/mymachinesd'), ['--runtime-dir', d.runtimeDir, '--state-dir', d.stateDir, '--userdb-dir', '', '--resolve-hook-dir', '', '--bus', 'none']);
+      const second = await run(join(process.cwd(), 'bin/mymachinesd'), ['--runtime-dir', d.runtimeDir, '--state-dir', d.stateDir, '--userdb-dir', '', '--resolve-hook-dir', '', '--machine-dir', '', '--bus', 'none']);
       assert.deepEqual([second.code, second.stderr], [1, `mymachinesd: another mymachinesd (PID ${d.proc.pid}) is already running on the runtime directory ${d.runtimeDir}\n`]);
       assert.equal(await d.stop(), 0);
       assert.equal(existsSync(d.socket), false);
@@ -513,9 +515,15 @@ describe('daemon life cycle', () => {
     r = await run(join(process.cwd(), 'bin/mymachinesd'), ['--resolve-hook-dir', 'relative']);
     assert.equal(r.code, 2);
     assert.equal(r.stderr, "mymachinesd: --resolve-hook-dir must be an absolute path or ''\nTry 'mymachinesd --help'.\n");
+    r = await run(join(process.cwd(), 'bin/mymachinesd'), ['--machine-dir', 'relative']);
+    assert.deepEqual([r.code, r.stderr], [2, "mymachinesd: --machine-dir must be an absolute path or ''\nTry 'mymachinesd --help'.\n"]);
+    r = await run(join(process.cwd(), 'bin/mymachinesd'), ['--user', '--bus', 'none'], { env: { ...process.env, XDG_RUNTIME_DIR: 'run/user/0' } });
+    assert.deepEqual([r.code, r.stderr], [2, "mymachinesd: --user needs $XDG_RUNTIME_DIR, the absolute path of the user's runtime directory (e.g. /run/user/1000)\nTry 'mymachinesd --help'.\n"]);
     r = await run(join(process.cwd(), 'bin/mymachinesd'), ['--help']);
     assert.match(r.stdout, /--runtime-dir DIR/);
     assert.match(r.stdout, /--resolve-hook-dir DIR +where to put the resolve hook socket/);
+    assert.match(r.stdout, /--machine-dir DIR +where to put machined's socket io\.systemd\.Machine/);
+    assert.match(r.stdout, /--user +a registry of the calling user's own machines/);
     await sleep(0);
   });
 });

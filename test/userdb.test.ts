@@ -246,7 +246,7 @@ describe('userdb', () => {
     test('a userdb socket that another live server holds: the second daemon says so and stops, serving nothing; ours goes when the daemon stops', async () => {
       const dir = mkdtempSync(join(tmpdir(), 'mymachines-test-'));
       try {
-        const r = await run(DAEMON, ['--runtime-dir', join(dir, 'run'), '--state-dir', join(dir, 'machines'), '--userdb-dir', d.userdbDir, '--bus', 'none']);
+        const r = await run(DAEMON, ['--runtime-dir', join(dir, 'run'), '--state-dir', join(dir, 'machines'), '--userdb-dir', d.userdbDir, '--resolve-hook-dir', '', '--machine-dir', '', '--bus', 'none']);
         const socket = join(d.userdbDir, SERVICE);
         assert.deepEqual([r.code, r.stderr], [1, `mymachinesd: cannot serve the userdb socket ${socket}: ${socket} is in use by a running server; stop whatever holds it (systemd-machined?) or start with --userdb-dir ''\n`]);
         assert.equal(existsSync(join(dir, 'run', SERVICE)), false, 'its daemon socket was not left behind');
@@ -263,46 +263,53 @@ describe('userdb', () => {
     });
   });
 
-  describe('io.systemd.Machine Map methods', () => {
+  describe('io.systemd.Machine MapFrom and MapTo', () => {
     const mapError = (method: string, p: object) => callError(`io.systemd.Machine.${method}`, p);
-    const mapping = (kind: 'User' | 'Group', message: string) =>
-      ({ error: `io.systemd.Machine.NoSuch${kind}Mapping`, parameters: { message } });
+    const named = (error: string, message: string) => ({ error: `io.systemd.Machine.${error}`, parameters: { message } });
 
-    test('MapFromMachineUser/Group: inner to host ID, through every map line', async () => {
-      assert.deepEqual(await call('io.systemd.Machine.MapFromMachineUser', { name: 'web1', uid: 0 }), { uid: 100000 });
-      assert.deepEqual(await call('io.systemd.Machine.MapFromMachineUser', { name: 'web1', uid: 65534 }), { uid: 165534 });
-      assert.deepEqual(await call('io.systemd.Machine.MapFromMachineUser', { name: 'db-2', uid: 1001 }), { uid: 300001 });
-      assert.deepEqual(await call('io.systemd.Machine.MapFromMachineGroup', { name: 'db-2', gid: 999 }), { gid: 200999 });
+    test('MapFrom: inner to host IDs, through every map line, by name or by a process of the machine', async () => {
+      assert.deepEqual(await call('io.systemd.Machine.MapFrom', { name: 'web1', uid: 0 }), { uid: 100000 });
+      assert.deepEqual(await call('io.systemd.Machine.MapFrom', { name: 'web1', uid: 65534, gid: 5 }), { uid: 165534, gid: 100005 });
+      assert.deepEqual(await call('io.systemd.Machine.MapFrom', { name: 'db-2', uid: 1001 }), { uid: 300001 });
+      assert.deepEqual(await call('io.systemd.Machine.MapFrom', { name: 'db-2', gid: 999 }), { gid: 200999 });
+      assert.deepEqual(await call('io.systemd.Machine.MapFrom', { pid: { pid: containers.get('db-2')!.pid }, gid: 999 }), { gid: 200999 });
+      assert.deepEqual(await call('io.systemd.Machine.MapFrom', { name: 'web1' }), {});
       // As machined: a container without a user namespace maps identically.
-      assert.deepEqual(await call('io.systemd.Machine.MapFromMachineUser', { name: 'plain', uid: 5 }), { uid: 5 });
+      assert.deepEqual(await call('io.systemd.Machine.MapFrom', { name: 'plain', uid: 5 }), { uid: 5 });
     });
 
-    test('MapFromMachine*: machined\'s errors', async () => {
-      assert.deepEqual(await mapError('MapFromMachineUser', { name: 'web1', uid: 65536 }), mapping('User', "Machine 'web1' has no matching user mappings."));
-      assert.deepEqual(await mapError('MapFromMachineGroup', { name: 'web1', gid: 70000 }), mapping('Group', "Machine 'web1' has no matching group mappings."));
-      assert.deepEqual(await mapError('MapFromMachineUser', { name: 'nosuch', uid: 0 }),
-        { error: 'io.systemd.Machine.NoSuchMachine', parameters: { message: "No machine 'nosuch' known" } });
-      assert.deepEqual(await mapError('MapFromMachineUser', { name: '.host', uid: 0 }),
-        { error: 'org.varlink.service.InvalidParameter', parameters: { parameter: 'name', message: 'Not supported for non-container machines.' } });
-      assert.deepEqual(await mapError('MapFromMachineUser', { name: 'web1', uid: 65535 }),
-        { error: 'org.varlink.service.InvalidParameter', parameters: { parameter: 'uid', message: 'Invalid user ID 65535' } });
+    test('MapFrom: machined 262\'s errors, with a message', async () => {
+      assert.deepEqual(await mapError('MapFrom', { name: 'web1', uid: 65536 }), named('NoSuchUser', "Machine 'web1' maps no user ID 65536"));
+      assert.deepEqual(await mapError('MapFrom', { name: 'web1', uid: 0, gid: 70000 }), named('NoSuchGroup', "Machine 'web1' maps no group ID 70000"));
+      assert.deepEqual(await mapError('MapFrom', { name: 'nosuch', uid: 0 }), named('NoSuchMachine', "No machine 'nosuch' known"));
+      assert.deepEqual(await mapError('MapFrom', { uid: 0 }), named('NoSuchMachine', 'No machine named: give name or pid'));
+      assert.deepEqual(await mapError('MapFrom', { name: '.host', uid: 0 }), named('NotSupported', 'Mapping IDs is only supported for containers'));
+      assert.deepEqual(await mapError('MapFrom', { name: 'bad_name', uid: 0 }),
+        { error: 'org.varlink.service.InvalidParameter', parameters: { parameter: 'name', message: "Invalid machine name 'bad_name'" } });
+      for (const uid of [65535, -1, 4294967295]) {
+        assert.deepEqual(await mapError('MapFrom', { name: 'web1', uid }),
+          { error: 'org.varlink.service.InvalidParameter', parameters: { parameter: 'uid', message: `Invalid UID ${uid}` } });
+      }
     });
 
-    test('MapToMachineUser/Group: host to inner ID and machine', async () => {
-      assert.deepEqual(await call('io.systemd.Machine.MapToMachineUser', { uid: 100005 }), { machineName: 'web1', uid: 5 });
-      assert.deepEqual(await call('io.systemd.Machine.MapToMachineUser', { uid: 300010 }), { machineName: 'db-2', uid: 1010 });
-      assert.deepEqual(await call('io.systemd.Machine.MapToMachineGroup', { gid: 165535 }), { machineName: 'web1', gid: 65535 });
-      // Map* are not limited by the user-name rules, as machined.
-      assert.deepEqual(await call('io.systemd.Machine.MapToMachineUser', { uid: 500001 }), { machineName: 'foo.bar', uid: 1 });
+    test('MapTo: host to inner IDs and the machine', async () => {
+      assert.deepEqual(await call('io.systemd.Machine.MapTo', { uid: 100005 }), { uid: 5, machineName: 'web1' });
+      assert.deepEqual(await call('io.systemd.Machine.MapTo', { uid: 300010, gid: 200999 }), { uid: 1010, gid: 999, machineName: 'db-2' });
+      assert.deepEqual(await call('io.systemd.Machine.MapTo', { gid: 165535 }), { gid: 65535, machineName: 'web1' });
+      // MapTo is not limited by the user-name rules, as machined.
+      assert.deepEqual(await call('io.systemd.Machine.MapTo', { uid: 500001 }), { uid: 1, machineName: 'foo.bar' });
     });
 
-    test('MapToMachine*: machined\'s errors', async () => {
-      assert.deepEqual(await mapError('MapToMachineUser', { uid: 1000 }), mapping('User', 'User 1000 belongs to host UID range'));
-      assert.deepEqual(await mapError('MapToMachineGroup', { gid: 65535 }),
-        { error: 'org.varlink.service.InvalidParameter', parameters: { parameter: 'gid', message: 'Invalid group ID 65535' } });
-      assert.deepEqual(await mapError('MapToMachineGroup', { gid: 65534 }), mapping('Group', 'Group 65534 belongs to host GID range'));
-      assert.deepEqual(await mapError('MapToMachineUser', { uid: 600000 }), mapping('User', 'No matching user mapping for 600000.'));
-      assert.deepEqual(await mapError('MapToMachineGroup', { gid: 201000 }), mapping('Group', 'No matching group mapping for 201000.'));
+    test('MapTo: machined 262\'s errors, with a message', async () => {
+      assert.deepEqual(await mapError('MapTo', { uid: 1000 }), named('UserInHostRange', "User 1000 belongs to the host's range"));
+      assert.deepEqual(await mapError('MapTo', { uid: 100005, gid: 65534 }), named('GroupInHostRange', "Group 65534 belongs to the host's range"));
+      assert.deepEqual(await mapError('MapTo', { gid: 65535 }),
+        { error: 'org.varlink.service.InvalidParameter', parameters: { parameter: 'gid', message: 'Invalid GID 65535' } });
+      assert.deepEqual(await mapError('MapTo', { uid: 600000 }), named('NoSuchUser', "No container's user namespace holds host user ID 600000"));
+      assert.deepEqual(await mapError('MapTo', { gid: 201000 }), named('NoSuchGroup', "No container's user namespace holds host group ID 201000"));
+      assert.deepEqual(await mapError('MapTo', { uid: 100005, gid: 200999 }), named('NoSuchMachine', 'UID 100005 and GID 200999 belong to different machines'));
+      assert.deepEqual(await mapError('MapTo', {}), named('NoSuchMachine', 'No ID given: give uid or gid'));
+      assert.deepEqual(await mapError('MapTo', { name: 'web1', uid: 100005 }), { error: 'org.varlink.service.InvalidParameter', parameters: { parameter: 'name' } });
     });
   });
 

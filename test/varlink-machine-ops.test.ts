@@ -1,5 +1,5 @@
 // io.systemd.Machine's Open, BindMount, CopyFrom, CopyTo and OpenRootDirectory as machined 262 defines
-// them (src/registry/varlink-machine-ops.ts), served here on their own interface definition by a Varlink
+// them (src/registry/varlink-machine.ts on src/registry/varlink-machine-ops.ts), served here by a Varlink
 // server of the test's, over a real registry and busybox containers: PTYs and root directories come back
 // as descriptors with the reply.
 import assert from 'node:assert/strict';
@@ -13,7 +13,8 @@ import { makeContainer, removeAllContainers, type Container } from './helpers/co
 import { must, run } from './helpers/run.js';
 import { MachineOperations } from '../src/registry/machine-ops.js';
 import { Registry } from '../src/registry/registry.js';
-import { machineOpsHandlers, machineOpsInterface } from '../src/registry/varlink-machine-ops.js';
+import { machineHandlers, machineInterface } from '../src/registry/varlink-machine.js';
+import { varlinkOperations } from '../src/registry/varlink-machine-ops.js';
 import { VarlinkClient } from '../src/varlink/client.js';
 import { VarlinkServer } from '../src/varlink/server.js';
 
@@ -40,7 +41,7 @@ before(async () => {
   await reg.start();
   await reg.register({ name: 'v1', class: 'container', leader: ct.pid, rootDirectory: root });
   server = new VarlinkServer({ vendor: 'test', product: 'test', version: '1', url: '' });
-  server.addInterface(machineOpsInterface, machineOpsHandlers(reg, new MachineOperations(reg, quiet)));
+  server.addInterface(machineInterface, machineHandlers(reg, { operations: varlinkOperations(new MachineOperations(reg, quiet)) }));
   socket = join(dir, 'io.systemd.Machine');
   await server.listen(socket);
   c = await VarlinkClient.connect(socket, { acceptFds: true });

@@ -144,8 +144,10 @@ again:
                 r = -errno;
                 goto fail;
         }
-        /* Only root may plant a table; nobody else may change one. */
-        if (!S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH))) {
+        /* Only root may plant a table, or the caller itself (its own registry, mymachinesd --user,
+         * found through MYMACHINES_SOCKET, which secure_getenv ignores in setuid programs): another
+         * user cannot make a file this process would believe. Nobody else may change one. */
+        if (!S_ISREG(st.st_mode) || (st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & (S_IWGRP | S_IWOTH))) {
                 r = -EPERM;
                 goto fail;
         }

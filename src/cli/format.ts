@@ -2,6 +2,8 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { Address4, Address6 } from 'ip-address';
 
+/** A machine as mymachinesctl shows it, and prints it with --json (without osRelease): its own shape,
+ *  kept as it was when the daemon's interface took machined 262's. */
 export interface MachineJson {
   name: string;
   id?: string;
@@ -12,7 +14,7 @@ export interface MachineJson {
   unit?: string;
   timestamp: { realtime: number; monotonic: number };
   ifIndices?: number[];
-  addresses?: { ifindex?: number; family: number; address: number[] }[];
+  addresses?: { family: number; address: number[] }[];
   uidShift?: number;
   state: string;
   vSockCid?: number;
@@ -21,9 +23,58 @@ export interface MachineJson {
   osReleaseError?: string;
 }
 
-function formatAddress(a: { ifindex?: number; family: number; address: number[] }): string {
-  const text = a.family === 2 ? Address4.fromInteger(a.address.reduce((n, b) => n * 256 + b, 0)).correctForm() : Address6.fromUnsignedByteArray(a.address).correctForm();
-  return a.ifindex ? `${text}%${a.ifindex}` : text;
+/** A reply of io.systemd.Machine.List (machined 262's fields, and our ifIndices and state). */
+interface ListReply {
+  name: string;
+  id?: string;
+  service?: string;
+  class: string;
+  leader?: { pid: number };
+  rootDirectory?: string;
+  unit?: string;
+  timestamp?: { realtime?: number; monotonic?: number };
+  ifIndices?: number[];
+  addresses?: { ifindex?: number; family: number; address: number[] }[];
+  UIDShift?: number;
+  state?: string;
+  vSockCid?: number;
+  sshAddress?: string;
+  OSRelease?: string[];
+  osReleaseError?: string;
+}
+
+/** A List reply in our shape (key order as printed): the leader's PID, a machine's addresses without the
+ *  interface inside the container, the UID shift of a container, os-release as a map. */
+export function fromList(reply: unknown): MachineJson {
+  const w = reply as ListReply;
+  const m: MachineJson = { name: w.name } as MachineJson;
+  if (w.id) m.id = w.id;
+  if (w.service) m.service = w.service;
+  m.class = w.class;
+  m.leader = w.leader?.pid ?? 0;
+  if (w.rootDirectory) m.rootDirectory = w.rootDirectory;
+  if (w.unit) m.unit = w.unit;
+  m.timestamp = { realtime: w.timestamp?.realtime ?? 0, monotonic: w.timestamp?.monotonic ?? 0 };
+  if (w.ifIndices?.length) m.ifIndices = w.ifIndices;
+  // The host's own addresses are not shown: they are no machine's.
+  if (w.addresses?.length && w.class !== 'host') m.addresses = w.addresses.map((a) => ({ family: a.family, address: a.address }));
+  if (w.class === 'container' && w.UIDShift !== undefined) m.uidShift = w.UIDShift;
+  m.state = w.state ?? 'running';
+  if (w.vSockCid !== undefined) m.vSockCid = w.vSockCid;
+  if (w.sshAddress) m.sshAddress = w.sshAddress;
+  if (w.osReleaseError) m.osReleaseError = w.osReleaseError;
+  if (w.OSRelease?.length) m.osRelease = Object.fromEntries(w.OSRelease.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+  return m;
+}
+
+/** What --json prints of a machine: all but os-release (a table column, not a property). */
+export function jsonView(m: MachineJson): Omit<MachineJson, 'osRelease'> {
+  const { osRelease: _, ...rest } = m;
+  return rest;
+}
+
+function formatAddress(a: { family: number; address: number[] }): string {
+  return a.family === 2 ? Address4.fromInteger(a.address.reduce((n, b) => n * 256 + b, 0)).correctForm() : Address6.fromUnsignedByteArray(a.address).correctForm();
 }
 
 function table(header: string[], rows: string[][]): string {

@@ -7,7 +7,7 @@ import { VarlinkClient } from '../varlink/client.js';
 import { VarlinkError } from '../varlink/errors.js';
 import { doctor, report } from './doctor.js';
 import { imageVerbs } from './image-verbs.js';
-import { PROPERTY_NAMES, listTable, properties, statusText, type MachineJson } from './format.js';
+import { PROPERTY_NAMES, fromList, jsonView, listTable, properties, statusText, type MachineJson } from './format.js';
 
 const DEFAULT_SOCKET = '/run/mymachines/io.systemd.Machine';
 const DEFAULT_TIMEOUT_S = 25; // as sd-bus's method call timeout
@@ -77,14 +77,20 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
 /** User input, fit for a one-line message. */
 const esc = (s: string) => s.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 
-async function all(c: VarlinkClient, metadata: boolean): Promise<MachineJson[]> {
+// Addresses, UID shift and os-release come as List's metadata; 'graceful': those a machine has.
+async function all(c: VarlinkClient): Promise<MachineJson[]> {
   const list: MachineJson[] = [];
-  for await (const m of c.callMore(`${M}.List`, metadata ? { acquireMetadata: true } : {})) list.push(m as MachineJson);
+  try {
+    for await (const m of c.callMore(`${M}.List`, { acquireMetadata: 'graceful' })) list.push(fromList(m));
+  } catch (e) {
+    // An empty registry (a user's has no .host) answers NoSuchMachine, as machined 262's.
+    if (!(e instanceof VarlinkError && e.name === `${M}.NoSuchMachine`)) throw e;
+  }
   return list.sort((a, b) => a.name.localeCompare(b.name));
 }
 
-async function one(c: VarlinkClient, name: string, metadata = false): Promise<MachineJson> {
-  return (await c.call(`${M}.List`, metadata ? { name, acquireMetadata: true } : { name })) as MachineJson;
+async function one(c: VarlinkClient, name: string): Promise<MachineJson> {
+  return fromList(await c.call(`${M}.List`, { name, acquireMetadata: 'graceful' }));
 }
 
 function leaderComm(pid: number): string {
@@ -131,8 +137,8 @@ export const verbs: Record<string, Verb> = {
     minArgs: 0,
     maxArgs: 0,
     prepare: (_a, v) => async (c) => {
-      const list = (await all(c, !v.json)).filter((m) => v.all || !m.name.startsWith('.'));
-      out(v.json ? JSON.stringify(list, null, 2) + '\n' : listTable(list));
+      const list = (await all(c)).filter((m) => v.all || !m.name.startsWith('.'));
+      out(v.json ? JSON.stringify(list.map(jsonView), null, 2) + '\n' : listTable(list));
     },
   },
   status: {
@@ -143,7 +149,7 @@ export const verbs: Record<string, Verb> = {
     prepare: (args) => async (c) => {
       const texts: string[] = [];
       for (const name of args) {
-        const m = await one(c, name, true);
+        const m = await one(c, name);
         texts.push(statusText(m, leaderComm(m.leader)));
       }
       out(texts.join('\n'));
@@ -160,7 +166,7 @@ export const verbs: Record<string, Verb> = {
       if (unknown !== undefined) throw new UsageError(`unknown property '${esc(unknown)}'; known: ${PROPERTY_NAMES.join(', ')}`);
       return async (c) => {
         const m = await one(c, name);
-        if (v.json) return out(JSON.stringify(m, null, 2) + '\n');
+        if (v.json) return out(JSON.stringify(jsonView(m), null, 2) + '\n');
         const props = properties(m).filter(([k]) => !wanted || wanted.includes(k));
         out(props.map(([k, val]) => (v.value ? val : `${k}=${val}`)).join('\n') + '\n');
       };
@@ -214,9 +220,10 @@ export const verbs: Record<string, Verb> = {
     maxArgs: 0,
     prepare: (_a, v) => async (c) => {
       for await (const e of c.callMore(`${M}.Watch`, {})) {
-        const { event, machine } = e as { event?: string; machine: MachineJson };
+        const { event, machine: wire } = e as { event?: string; machine: unknown };
         if (event === undefined) break; // the final reply of a daemon that shuts down
-        if (v.json) out(JSON.stringify(e) + '\n');
+        const machine = jsonView(fromList(wire));
+        if (v.json) out(JSON.stringify({ event, machine }) + '\n');
         else out(`${event.padEnd(8)} ${machine.name} ${machine.class} ${machine.state} ${(machine.addresses ?? []).length} address(es)\n`);
       }
       throw Object.assign(new Error('the watch ended'), { code: 'ECONNRESET' }); // only the daemon ends it

@@ -7,6 +7,7 @@ import { findCgroupMounts, systemdIsPid1, Cgroups } from '../registry/linux/cgro
 import { ImagePool } from '../images/pool.js';
 import { MACHINE_IMAGE_SOCKET, machineImageHandlers, machineImageInterface } from '../images/varlink-machine-image.js';
 import { MachineOperations } from '../registry/machine-ops.js';
+import { varlinkOperations } from '../registry/varlink-machine-ops.js';
 import { Registry, type ScopeAllocator } from '../registry/registry.js';
 import { machineHandlers, machineInterface } from '../registry/varlink-machine.js';
 import { Resolver } from '../resolver/resolver.js';
@@ -30,8 +31,8 @@ function version(): string {
 }
 
 async function run(opts: DaemonOptions): Promise<void> {
-  if (process.geteuid?.() !== 0) {
-    throw new Error('must run as root: it enters network namespaces, reads the leaders\' /proc files, writes cgroups and owns /run/mymachines');
+  if (process.geteuid?.() !== 0 && !opts.user) {
+    throw new Error('must run as root: it enters network namespaces, reads the leaders\' /proc files, writes cgroups and owns /run/mymachines; for a registry of your own machines, start it with --user');
   }
   // One daemon per runtime directory and state directory, decided before anything is touched there.
   takeDirectory(opts.runtimeDir, 'runtime directory');
@@ -77,17 +78,25 @@ async function run(opts: DaemonOptions): Promise<void> {
 
   async function start(): Promise<void> {
     const socketPath = join(opts.runtimeDir, SOCKET_NAME);
+    // A user's sockets are the user's alone, as machined --user's.
+    const socketMode = opts.user ? 0o600 : 0o666;
     // Another server of the socket that holds no lock (an older mymachinesd, systemd-machined's own).
     if (await isLive(socketPath)) throw new Error(`another server already answers on ${socketPath}`);
-    const { v2: mount, legacy } = await findCgroupMounts();
-    if (!mount) log.warn({}, 'no cgroup2 hierarchy: creating machines (allocateUnit) is not supported');
     let scopes: ScopeAllocator | undefined;
-    // Where systemd is PID 1 it owns the cgroup tree: scopes are asked of it, as machined does.
-    if (mount && systemdIsPid1()) scopes = new (await import('../registry/linux/systemd-scope.js')).SystemdScopes(mount, legacy);
-    else if (mount) scopes = new Cgroups(mount, legacy);
+    // Per user there is no cgroup to make scopes in: a leader is adopted where it is (adoptUnscoped).
+    if (!opts.user) {
+      const { v2: mount, legacy } = await findCgroupMounts();
+      if (!mount) log.warn({}, 'no cgroup2 hierarchy: creating machines (allocateUnit) is not supported');
+      // Where systemd is PID 1 it owns the cgroup tree: scopes are asked of it, as machined does.
+      if (mount && systemdIsPid1()) scopes = new (await import('../registry/linux/systemd-scope.js')).SystemdScopes(mount, legacy);
+      else if (mount) scopes = new Cgroups(mount, legacy);
+    }
     registry = new Registry({
       stateDir: opts.stateDir,
       scopes,
+      adoptUnscoped: opts.user,
+      // A user's registry has no .host, as machined --user.
+      hostMachine: !opts.user,
       terminateTimeoutMs: opts.terminateTimeoutMs,
       log,
     });
@@ -108,7 +117,9 @@ async function run(opts: DaemonOptions): Promise<void> {
     table = new TablePublisher(join(opts.runtimeDir, TABLE_NAME), { resolver, users, events: registry }, log);
     table.start();
     const served = publishedRegistry(registry, table);
-    server.addInterface(machineInterface, machineHandlers(served));
+    // PTYs, shells, copies, bind mounts and root directories, for both transports.
+    const ops = new MachineOperations(registry, log);
+    server.addInterface(machineInterface, machineHandlers(served, { owner: process.geteuid?.() ?? 0, operations: varlinkOperations(ops) }));
     server.addInterface(resolveInterface, resolveHandlers(resolver));
     server.addInterface(userDatabaseInterface, userDatabaseHandlers(users));
     server.addInterface(resolveHookInterface, resolveHookHandlers(registry, resolver));
@@ -140,24 +151,27 @@ async function run(opts: DaemonOptions): Promise<void> {
         if (!stopping) throw new Error(`cannot serve the resolve hook socket ${hookSocket}: ${(err as Error).message}; stop whatever holds it (systemd-machined?) or start with --resolve-hook-dir ''`);
       });
     }
-    // io.systemd.MachineImage where machined 258+ serves it (only that interface there).
-    if (opts.machineImageDir !== '') {
-      const imageSocket = join(opts.machineImageDir, MACHINE_IMAGE_SOCKET);
-      await server.listen(imageSocket, 0o666, [machineImageInterface.name]).catch((err) => {
-        if (!stopping) throw new Error(`cannot serve ${imageSocket}: ${(err as Error).message}; stop whatever holds it (systemd-machined?) or start with --machine-image-dir ''`);
-      });
+    // Where machined 258+ serves io.systemd.Machine and io.systemd.MachineImage, for machinectl, nspawn,
+    // vmspawn and varlinkctl (each socket with its interface only).
+    if (opts.machineDir !== '') {
+      for (const [name, iface] of [[SOCKET_NAME, machineInterface.name], [MACHINE_IMAGE_SOCKET, machineImageInterface.name]]) {
+        const socket = join(opts.machineDir, name);
+        await server.listen(socket, socketMode, [iface]).catch((err) => {
+          if (!stopping) throw new Error(`cannot serve ${socket}: ${(err as Error).message}; stop whatever holds it (systemd-machined?) or start with --machine-dir ''`);
+        });
+      }
     }
-    await server.listen(socketPath, 0o666).catch((err) => {
+    await server.listen(socketPath, socketMode).catch((err) => {
       if (!stopping) throw new Error(`cannot serve ${socketPath}: ${(err as Error).message}`); // else stop() is ending the process
     });
     if (stopping) return;
     // D-Bus is optional: an unreachable bus is warned about and retried, never fatal.
     if (opts.bus !== 'none') {
       const [{ serveMachine1 }, { busAddress }] = await Promise.all([import('./serve-dbus.js'), import('../dbus/bus-service.js')]);
-      if (!stopping) bus = serveMachine1(served, new MachineOperations(registry, log), pool!, log, busAddress(opts.bus, process.env));
+      if (!stopping) bus = serveMachine1(served, ops, pool!, log, busAddress(opts.bus, process.env));
     }
-    const machines = registry.list().length - 1;
-    log.info({ socket: socketPath, stateDir: opts.stateDir, machines }, 'ready');
+    const machines = registry.list().filter((m) => m.class !== 'host').length;
+    log.info({ socket: socketPath, stateDir: opts.stateDir, user: opts.user, machines }, 'ready');
     const failed = manager?.notify(`READY=1\nSTATUS=Serving ${machines} machine${machines === 1 ? '' : 's'} on ${socketPath}`);
     if (failed) log.warn({ error: failed.message }, 'cannot tell the service manager that the daemon is ready');
     manager?.startWatchdog();

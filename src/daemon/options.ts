@@ -3,8 +3,13 @@ import { parseArgs } from 'node:util';
 import { dnsListenText, parseDnsListen, parseDnsZone, parseDnsZoneOptions, parseReverseZone, type DnsListen, type DnsZoneOptions } from '../resolver/dns-config.js';
 
 export interface DaemonOptions {
+  /** A registry of one user's machines (machined --user): paths under $XDG_RUNTIME_DIR, no .host, and
+   *  that user (and root) may change it. */
+  user: boolean;
   runtimeDir: string;
   stateDir: string;
+  /** Where io.systemd.Machine is served for systemd 258+ clients, as machined serves it; '' turns it off. */
+  machineDir: string;
   /** '' turns the userdb listener off. */
   userdbDir: string;
   /** Where the resolve hook's socket goes (systemd-resolved 259+ looks there); '' turns it off. */
@@ -21,7 +26,6 @@ export interface DaemonOptions {
   /** The image pool (machined's /var/lib/machines). */
   imagePool: string;
   /** Where io.systemd.MachineImage is served (machined 258+'s /run/systemd/machine); '' turns it off. */
-  machineImageDir: string;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
@@ -33,15 +37,26 @@ for them by name (libnss_mymachines, io.systemd.Resolve), as users and groups (i
 and over machined's interfaces.
 
 Options:
+  --user                   a registry of the calling user's own machines, as systemd-machined --user:
+                           no root needed, only that user (and root) may change it; the defaults
+                           below marked (user) apply, and the userdb and resolve hook sockets are off
   --runtime-dir DIR        directory of the daemon socket io.systemd.Machine and of the lookup
-                           table nss-table (default: $MYMACHINES_RUNTIME_DIR or /run/mymachines)
-  --state-dir DIR          machine state files, machined's format (default: /run/systemd/machines)
+                           table nss-table (default: $MYMACHINES_RUNTIME_DIR or /run/mymachines;
+                           (user) $XDG_RUNTIME_DIR/mymachines)
+  --state-dir DIR          machine state files, machined's format (default: /run/systemd/machines;
+                           (user) $XDG_RUNTIME_DIR/systemd/machines)
+  --machine-dir DIR        where to put machined's sockets io.systemd.Machine and
+                           io.systemd.MachineImage, through which machinectl, nspawn, vmspawn and
+                           varlinkctl 258+ reach the registry and the images
+                           (default: /run/systemd/machine; (user) $XDG_RUNTIME_DIR/systemd/machine;
+                           '' turns it off)
   --userdb-dir DIR         where to put the userdb socket for nss-systemd and userdbctl
                            (default: /run/systemd/userdb; '' turns it off)
   --resolve-hook-dir DIR   where to put the resolve hook socket through which systemd-resolved 259+
                            answers machine names (default: /run/systemd/resolve.hook; '' turns it off)
   --bus system|session|none|ADDRESS
-                           D-Bus bus for org.freedesktop.machine1 (default: system)
+                           D-Bus bus for org.freedesktop.machine1 (default: system; (user) the
+                           session bus: $DBUS_SESSION_BUS_ADDRESS, else $XDG_RUNTIME_DIR/bus)
   --log-level LEVEL        fatal, error, warn, info, debug or trace (default: info)
   --terminate-timeout SEC  seconds from SIGTERM to SIGKILL when terminating a machine (default: 10)
   --dns ADDR[:PORT]        serve machine names over DNS, UDP and TCP, on this address (repeatable;
@@ -70,8 +85,6 @@ Options:
                            (repeatable); requests signed with them are checked, their answers signed
   --image-pool DIR         the directory of OS images that list-images, clone, rename, remove and
                            read-only work on (default: /var/lib/machines)
-  --machine-image-dir DIR  where to serve io.systemd.MachineImage (Varlink) for systemd 258+ clients
-                           (default: /run/systemd/machine; '' turns it off)
   -h, --help               show this help
   --version                show the version
 
@@ -93,7 +106,9 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): DaemonOpti
       strict: true,
       allowPositionals: false,
       options: {
+        user: { type: 'boolean' },
         'runtime-dir': { type: 'string' },
+        'machine-dir': { type: 'string' },
         'state-dir': { type: 'string' },
         'userdb-dir': { type: 'string' },
         'resolve-hook-dir': { type: 'string' },
@@ -109,7 +124,6 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): DaemonOpti
         'dns-notify': { type: 'string', multiple: true },
         'dns-tsig-key': { type: 'string', multiple: true },
         'image-pool': { type: 'string' },
-        'machine-image-dir': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
       },
@@ -124,19 +138,26 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): DaemonOpti
   if (!LOG_LEVELS.includes(logLevel)) throw new UsageError(`invalid --log-level '${logLevel}': expected one of ${LOG_LEVELS.join(', ')}`);
   const timeout = Number(v['terminate-timeout'] ?? '10');
   if (!Number.isFinite(timeout) || timeout < 0 || timeout > 86400) throw new UsageError(`invalid --terminate-timeout '${v['terminate-timeout']}': expected seconds, 0..86400`);
-  const runtimeDir = v['runtime-dir'] ?? (env.MYMACHINES_RUNTIME_DIR || '/run/mymachines');
-  const stateDir = v['state-dir'] ?? '/run/systemd/machines';
+  const user = v.user ?? false;
+  // Per user, machined 262's paths under the user's runtime directory (runtime_directory_generic()).
+  const xdg = env.XDG_RUNTIME_DIR ?? '';
+  if (user && !xdg.startsWith('/')) throw new UsageError('--user needs $XDG_RUNTIME_DIR, the absolute path of the user\'s runtime directory (e.g. /run/user/1000)');
+  const runtimeDir = v['runtime-dir'] ?? (env.MYMACHINES_RUNTIME_DIR || (user ? `${xdg}/mymachines` : '/run/mymachines'));
+  const stateDir = v['state-dir'] ?? (user ? `${xdg}/systemd/machines` : '/run/systemd/machines');
   for (const [flag, dir] of [['--runtime-dir', runtimeDir], ['--state-dir', stateDir]]) {
     if (!dir.startsWith('/')) throw new UsageError(`${flag} must be an absolute path`);
   }
-  const userdbDir = v['userdb-dir'] ?? '/run/systemd/userdb';
-  if (userdbDir !== '' && !userdbDir.startsWith('/')) throw new UsageError("--userdb-dir must be an absolute path or ''");
-  const resolveHookDir = v['resolve-hook-dir'] ?? '/run/systemd/resolve.hook';
-  if (resolveHookDir !== '' && !resolveHookDir.startsWith('/')) throw new UsageError("--resolve-hook-dir must be an absolute path or ''");
+  const dirOrOff = (flag: string, systemDefault: string, userDefault: string) => {
+    const dir = v[flag as 'userdb-dir'] ?? (user ? userDefault : systemDefault);
+    if (dir !== '' && !dir.startsWith('/')) throw new UsageError(`--${flag} must be an absolute path or ''`);
+    return dir;
+  };
+  const machineDir = dirOrOff('machine-dir', '/run/systemd/machine', `${xdg}/systemd/machine`);
+  // machined serves userdb records and the resolve hook for the system only.
+  const userdbDir = dirOrOff('userdb-dir', '/run/systemd/userdb', '');
+  const resolveHookDir = dirOrOff('resolve-hook-dir', '/run/systemd/resolve.hook', '');
   const imagePool = v['image-pool'] ?? '/var/lib/machines';
   if (!imagePool.startsWith('/')) throw new UsageError('--image-pool must be an absolute path');
-  const machineImageDir = v['machine-image-dir'] ?? '/run/systemd/machine';
-  if (machineImageDir !== '' && !machineImageDir.startsWith('/')) throw new UsageError("--machine-image-dir must be an absolute path or ''");
   const dns: DnsListen[] = [];
   for (const text of v.dns ?? []) {
     let l: DnsListen;
@@ -177,14 +198,16 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): DaemonOpti
   if (given && dns.length === 0) throw new UsageError(`--${given} needs --dns ADDR[:PORT]`);
   const needsZone = (['dns-transfer-allow', 'dns-notify'] as const).find((f) => v[f] !== undefined);
   if (needsZone && dnsZones.length === 0) throw new UsageError(`--${needsZone} needs a zone (--dns-zone or --dns-reverse-zone)`);
-  const bus = v.bus ?? 'system';
+  const bus = v.bus ?? (!user ? 'system' : env.DBUS_SESSION_BUS_ADDRESS ? 'session' : `unix:path=${xdg}/bus`);
   if (!['system', 'session', 'none'].includes(bus) && !isBusAddress(bus)) {
     throw new UsageError(`invalid --bus '${bus}': expected system, session, none or a D-Bus address such as unix:path=/run/dbus/system_bus_socket`);
   }
   if (bus === 'session' && !env.DBUS_SESSION_BUS_ADDRESS) throw new UsageError('--bus session needs DBUS_SESSION_BUS_ADDRESS');
   return {
+    user,
     runtimeDir,
     stateDir,
+    machineDir,
     userdbDir,
     resolveHookDir,
     bus,
@@ -194,6 +217,5 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): DaemonOpti
     dnsZones,
     dnsZoneOptions,
     imagePool,
-    machineImageDir,
   };
 }

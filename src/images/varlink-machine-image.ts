@@ -1,5 +1,5 @@
 // The Varlink front end of the image pool: io.systemd.MachineImage as systemd-machined 262 defines it
-// (List, Update, Clone, Remove, SetPoolLimit, CleanPool), served on <machine-image-dir>/io.systemd.MachineImage.
+// (List, Update, Clone, Remove, SetPoolLimit, CleanPool), served on <machine-dir>/io.systemd.MachineImage.
 // It only translates between Varlink and ImagePool calls.
 import { errorTable, expectedMore, invalidParameter, permissionDenied, systemError, VarlinkError } from '../varlink/errors.js';
 import { t, type InterfaceDef } from '../varlink/schema.js';

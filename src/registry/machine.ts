@@ -22,6 +22,10 @@ export interface MachineSpec {
   readonly sshAddress?: string;
   /** Where the registrant keeps the private key for sshAddress (machined 256+). */
   readonly sshPrivateKeyPath?: string;
+  /** The Varlink socket through which the machine itself is controlled (machined 262's controlAddress,
+   *  io.systemd.MachineInstance: vmspawn's QMP bridge); machinectl 262 powers off and terminates
+   *  through it. */
+  readonly controlAddress?: string;
   /** The process that registered the machine when it is not the leader (machined 258+'s supervisor):
    *  its PID and its pidfd's inode number (0 when unknown). */
   readonly supervisor?: { pid: number; pidfdId: number };

@@ -1,13 +1,14 @@
 // The registry: the only place that knows machines. Front ends (Varlink, D-Bus) call it; the resolver
 // and userdb read it and follow its events. It imports no other part of mymachines.
 import { EventEmitter } from 'node:events';
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
-import { RegistryError, invalid, noSuchMachine } from './errors.js';
+import { RegistryError, SystemError, invalid, noSuchMachine } from './errors.js';
 import { AF_INET, AF_INET6, type Address, RT_SCOPE_HOST, parseAddress, sortAddresses } from './address.js';
 import * as c from './linux/libc.js';
-import { type Leader, openLeader } from './linux/leader.js';
+import { type Leader, openLeader, pidfdId, processPidfdId } from './linux/leader.js';
 import { LeaderWatch } from './linux/leader-watch.js';
 import { NetnsWatcher } from './linux/netns.js';
 import { readOsRelease } from './linux/os-release.js';
@@ -27,13 +28,19 @@ export interface Logger {
 
 export interface RegistryOptions {
   stateDir: string;
-  /** Where Create puts leaders; without one, Create is refused as not supported. */
+  /** Where Create puts leaders; without one, Create is refused as not supported (but see adoptUnscoped). */
   scopes?: ScopeAllocator;
+  /** Without scopes, Create adopts the leader where it is, as Register does, rather than refusing: a
+   *  per-user registry may make no cgroups, yet vmspawn --user asks it for a scope. */
+  adoptUnscoped?: boolean;
   terminateTimeoutMs?: number;
   /** How often leaders are checked for exit; a machine goes within this much after its leader. */
   sweepMs?: number;
   /** How long a read from a machine's root directory may take (default 2 s). */
   rootReadTimeoutMs?: number;
+  /** Whether there is the `.host` pseudo machine (default true); a per-user registry has none, as
+   *  machined 258+ run per user. */
+  hostMachine?: boolean;
   log: Logger;
 }
 
@@ -85,21 +92,21 @@ export class Registry extends EventEmitter<RegistryEvents> {
   private sweepTimer: NodeJS.Timeout | undefined;
   private sweeping = false;
   private stopped = false;
-  private host: Machine;
+  private host: Machine | undefined;
 
   constructor(private readonly opts: RegistryOptions) {
     super();
     this.setMaxListeners(0); // every Watch client and front end listens
     this.files = new StateFiles(opts.stateDir);
     this.roots = new RootReader({ timeoutMs: opts.rootReadTimeoutMs });
-    this.host = hostMachine('');
+    this.host = opts.hostMachine === false ? undefined : hostMachine('');
   }
 
   /** Loads the state files (dropping machines whose leader is gone), then watches the leaders. */
   async start(): Promise<void> {
     c.raiseFileLimit();
     this.files.init();
-    this.host = hostMachine(await readFile('/etc/machine-id', 'utf8').then((s) => s.trim(), () => ''));
+    if (this.host) this.host = hostMachine(await readFile('/etc/machine-id', 'utf8').then((s) => s.trim(), () => ''));
     if (this.opts.scopes) for (const path of this.files.readStaleScopes()) this.staleCgroups.add(path);
     // In name order: of two files that claim one leader (or one name, ignoring case), the first is taken.
     await Promise.all(this.files.names().sort().map((name) => this.reload(name)));
@@ -122,7 +129,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
   }
 
   get(name: string): Machine | undefined {
-    return name === this.host.name ? this.host : this.byName.get(name)?.machine;
+    return this.host && name === this.host.name ? this.host : this.byName.get(name)?.machine;
   }
 
   mustGet(name: string): Machine {
@@ -131,9 +138,9 @@ export class Registry extends EventEmitter<RegistryEvents> {
     return m;
   }
 
-  /** `.host` first, then the machines in the order they came. */
+  /** `.host` first (where there is one), then the machines in the order they came. */
   list(): Machine[] {
-    const out = [this.host];
+    const out = this.host ? [this.host] : [];
     for (const e of this.byName.values()) out.push(e.machine);
     return out;
   }
@@ -150,7 +157,11 @@ export class Registry extends EventEmitter<RegistryEvents> {
   }
 
   async register(req: RegisterRequest, scopeProperties: ScopeProperty[] = []): Promise<Machine> {
-    const spec = validateRequest(req);
+    let spec = validateRequest(req);
+    if (spec.allocateUnit && !this.opts.scopes && this.opts.adoptUnscoped) {
+      this.opts.log.info({ machine: spec.name }, 'no scopes can be made here: the leader is adopted where it is');
+      spec = { ...spec, allocateUnit: false };
+    }
     if (spec.leader === process.pid) throw invalid('leader', `Invalid leader PID ${spec.leader}: that is the registry daemon itself`);
     const lower = spec.name.toLowerCase();
     const clash = this.byLowerName.get(lower)?.machine.name ?? this.reservedNames.get(lower);
@@ -249,8 +260,9 @@ export class Registry extends EventEmitter<RegistryEvents> {
 
   async kill(name: string, whom: string, signal: number): Promise<void> {
     const e = this.mustRegistered(name);
-    if (whom !== 'leader' && whom !== 'all' && whom !== '') throw invalid('whom', `Invalid whom '${whom}': expected 'leader' or 'all'`);
+    if (whom !== 'leader' && whom !== 'supervisor' && whom !== 'all' && whom !== '') throw invalid('whom', `Invalid whom '${whom}': expected 'leader', 'supervisor' or 'all'`);
     if (!Number.isSafeInteger(signal) || signal <= 0 || signal > MAX_SIGNAL) throw invalid('signal', `Invalid signal ${signal}: expected 1..${MAX_SIGNAL}`);
+    if (whom === 'supervisor') return signalSupervisor(e.machine, signal);
     await this.signal(e, whom === 'leader' ? 'leader' : 'all', signal);
   }
 
@@ -282,7 +294,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
   private mustRegistered(name: string): Entry {
     const e = this.byName.get(name);
     if (e) return e;
-    if (name === this.host.name) throw new RegistryError('NotSupported', 'The host cannot be unregistered, terminated or killed through the registry');
+    if (name === this.host?.name) throw new RegistryError('NotSupported', 'The host cannot be unregistered, terminated or killed through the registry');
     throw noSuchMachine(name);
   }
 
@@ -485,6 +497,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
         vSockCid: r.vSockCid,
         sshAddress: r.sshAddress,
         sshPrivateKeyPath: r.sshPrivateKeyPath,
+        controlAddress: r.controlAddress,
         supervisor: r.supervisor,
         uid: r.uid,
         allocateUnit: r.allocateUnit,
@@ -535,6 +548,7 @@ function makeMachine(spec: MachineSpec, leaderStartTime: string, leaderPidfdId: 
     vSockCid: spec.vSockCid,
     sshAddress: spec.sshAddress,
     sshPrivateKeyPath: spec.sshPrivateKeyPath,
+    controlAddress: spec.controlAddress,
     supervisor: spec.supervisor,
     uid: spec.uid,
     allocateUnit: spec.allocateUnit,
@@ -564,6 +578,26 @@ function withStartTimes(pids: number[]): Victim[] {
     if (st) out.push({ pid, startTime: st.startTime });
   }
   return out;
+}
+
+/** Signals the process that registered a machine for its leader (whom 'supervisor'), if it is surely
+ *  still that process (the same pidfd ID: without one a reused PID could not be told); ESRCH, as
+ *  machined, when there is none or it is gone. */
+function signalSupervisor(m: Machine, sig: number): void {
+  const gone = () => new SystemError('ESRCH', c.ESRCH, `Machine '${m.name}' has no supervisor process (any more)`);
+  const sup = m.supervisor;
+  if (!sup?.pidfdId) throw gone();
+  const fd = c.pidfd_open(sup.pid, 0);
+  if (fd < 0) throw gone();
+  try {
+    if (pidfdId(fd) !== sup.pidfdId) throw gone();
+    if (c.pidfd_send_signal(fd, sig, null, 0) !== 0) {
+      if (c.errno() === c.ESRCH) throw gone();
+      throw new RegistryError('Failed', `Failed to signal the supervisor of '${m.name}': errno ${c.errno()}`);
+    }
+  } finally {
+    c.close(fd);
+  }
 }
 
 /** Signals each process that is still the one seen (same start time), except the leader, which is
@@ -598,10 +632,12 @@ function hostMachine(id: string): Machine {
     rootDirectory: '/',
     ifIndices: [],
     addresses: [],
+    // VMADDR_CID_LOCAL where there is AF_VSOCK, as machined 262 gives the host (a constant record).
+    vSockCid: existsSync('/dev/vsock') ? 1 : undefined,
     uid: 0,
     allocateUnit: false,
     leaderStartTime: '',
-    leaderPidfdId: 0,
+    leaderPidfdId: processPidfdId(1),
     unit: '-.slice',
     ownCgroup: '',
     // Boot time: the monotonic clock starts (nearly) at boot.

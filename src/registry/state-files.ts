@@ -44,6 +44,7 @@ export interface StateRecord {
   vSockCid?: number;
   sshAddress?: string;
   sshPrivateKeyPath?: string;
+  controlAddress?: string;
   supervisor?: { pid: number; pidfdId: number };
   uid: number;
   /** The file as read. */
@@ -81,6 +82,7 @@ export class StateFiles {
     if (m.vSockCid !== undefined) lines.push(`VSOCK_CID=${m.vSockCid}`);
     if (m.sshAddress) lines.push(`SSH_ADDRESS=${cescape(m.sshAddress)}`);
     if (m.sshPrivateKeyPath) lines.push(`SSH_PRIVATE_KEY_PATH=${cescape(m.sshPrivateKeyPath)}`);
+    if (m.controlAddress) lines.push(`CONTROL_ADDRESS=${cescape(m.controlAddress)}`);
     // Ours: machined ignores unknown keys.
     lines.push(`LEADER_STARTTIME=${m.leaderStartTime}`);
     if (m.addresses.length) lines.push(`ADDRESSES=${m.addresses.map(addressToString).join(' ')}`);
@@ -273,6 +275,7 @@ export function parseState(text: string): StateRecord | undefined {
     vSockCid: validCid(num('VSOCK_CID')),
     sshAddress: kv.get('SSH_ADDRESS') || undefined,
     sshPrivateKeyPath: kv.get('SSH_PRIVATE_KEY_PATH') || undefined,
+    controlAddress: kv.get('CONTROL_ADDRESS') || undefined,
     supervisor: positive(num('SUPERVISOR')) ? { pid: num('SUPERVISOR')!, pidfdId: positive(num('SUPERVISOR_PIDFDID')) ? num('SUPERVISOR_PIDFDID')! : 0 } : undefined,
     uid: Number.isSafeInteger(num('UID')) && num('UID')! >= 0 && num('UID')! < 0xffffffff ? num('UID')! : 0,
   };

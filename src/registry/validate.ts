@@ -18,6 +18,7 @@ export interface RegisterRequest {
   vSockCid?: number;
   sshAddress?: string;
   sshPrivateKeyPath?: string;
+  controlAddress?: string;
   /** The inode number of a pidfd the registrant holds for the leader: the registration is refused
    *  unless the leader is that very process. */
   leaderPidfdId?: number;
@@ -44,7 +45,7 @@ export function validateRequest(r: RegisterRequest): MachineSpec {
   const service = r.service ?? '';
   if (service.length > 255 || /[\x00-\x1f\x7f]/.test(service)) throw invalid('service', 'Invalid service: at most 255 printable characters');
   const root = r.rootDirectory ?? '';
-  if (root !== '' && (!isAbsolute(root) || root.length > 4096 || root.includes('\0'))) {
+  if (root !== '' && !isNormalizedPath(root)) {
     throw invalid('rootDirectory', `Invalid root directory '${printable(root)}': must be an absolute path`);
   }
   if (!Number.isSafeInteger(r.leader) || r.leader <= 0 || r.leader > 0x3fffffff) throw invalid('leader', `Invalid leader PID ${r.leader}`);
@@ -77,8 +78,12 @@ export function validateRequest(r: RegisterRequest): MachineSpec {
     throw invalid('sshAddress', 'Invalid SSH address');
   }
   const key = r.sshPrivateKeyPath;
-  if (key !== undefined && (!isAbsolute(key) || key.length > 4096 || /[\x00-\x1f\x7f]/.test(key))) {
+  if (key !== undefined && !isNormalizedPath(key)) {
     throw invalid('sshPrivateKeyPath', `Invalid SSH private key path '${printable(key)}': must be an absolute path`);
+  }
+  const control = r.controlAddress;
+  if (control !== undefined && (!isNormalizedPath(control) || Buffer.byteLength(control) > 107)) {
+    throw invalid('controlAddress', `Invalid control address '${printable(control)}': must be the absolute path of a Unix socket`);
   }
   if (r.leaderPidfdId !== undefined && (!Number.isSafeInteger(r.leaderPidfdId) || r.leaderPidfdId <= 0)) {
     throw invalid('leaderPidfdId', `Invalid leader pidfd ID ${r.leaderPidfdId}: must be > 0`);
@@ -101,10 +106,18 @@ export function validateRequest(r: RegisterRequest): MachineSpec {
     vSockCid: r.vSockCid,
     sshAddress: r.sshAddress,
     sshPrivateKeyPath: key,
+    controlAddress: control,
     supervisor: r.supervisor && r.supervisor.pid !== r.leader ? { ...r.supervisor } : undefined,
     uid,
     allocateUnit: r.allocateUnit ?? false,
   };
+}
+
+/** An absolute path in its plain form, as machined 262 insists on (json_dispatch_path): no '.' or '..'
+ *  component, no '//', no control characters, at most PATH_MAX. A trailing '/' is allowed. */
+function isNormalizedPath(p: string): boolean {
+  if (!isAbsolute(p) || p.length > 4096 || /[\x00-\x1f\x7f]/.test(p) || p.includes('//')) return false;
+  return p.split('/').every((c) => c !== '.' && c !== '..');
 }
 
 /** Quotes user input safely inside an error message. */

@@ -22,7 +22,9 @@ const SERVICE = 'org.varlink.service';
 
 export const methodNotFound = (method: string) => new VarlinkError(`${SERVICE}.MethodNotFound`, { method });
 export const interfaceNotFound = (iface: string) => new VarlinkError(`${SERVICE}.InterfaceNotFound`, { interface: iface });
-export const invalidParameter = (parameter: string) => new VarlinkError(`${SERVICE}.InvalidParameter`, { parameter });
+/** `message`, for people, goes along as a parameter of ours beside the specification's `parameter`. */
+export const invalidParameter = (parameter: string, message?: string) =>
+  new VarlinkError(`${SERVICE}.InvalidParameter`, message === undefined ? { parameter } : { parameter, message }, message);
 export const permissionDenied = () => new VarlinkError(`${SERVICE}.PermissionDenied`);
 export const expectedMore = () => new VarlinkError(`${SERVICE}.ExpectedMore`);
 export const methodNotImplemented = (method: string) => new VarlinkError(`${SERVICE}.MethodNotImplemented`, { method });
@@ -33,6 +35,9 @@ export const methodNotImplemented = (method: string) => new VarlinkError(`${SERV
 export const PROTOCOL_ERROR = 'io.mymachines.ProtocolError';
 export const INTERNAL_ERROR = 'io.mymachines.InternalError';
 export const protocolError = (message: string) => new VarlinkError(PROTOCOL_ERROR, { message }, message);
+/** Ours, for a failure that has no errno to name it (systemd refused to make a scope): the message says
+ *  what failed. */
+export const FAILED_ERROR = 'io.mymachines.Failed';
 
 /** systemd's error for a failed system call (sd-varlink's io.systemd.System): the errno's number and
  *  name; `message` says what failed, for people. */

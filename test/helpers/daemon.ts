@@ -18,10 +18,13 @@ export interface Daemon {
   userdbDir: string;
   /** Where the resolve hook socket is (io.systemd.Machine in it). */
   resolveHookDir: string;
-  /** The image pool (--image-pool) and where io.systemd.MachineImage is (--machine-image-dir). */
+  /** The image pool (--image-pool). */
   poolDir: string;
-  machineImageDir: string;
+  /** Where machined's socket for systemd 258+ clients is (io.systemd.Machine in it). */
+  machineDir: string;
   socket: string;
+  /** The socket in machineDir. */
+  machineSocket: string;
   proc: ChildProcess;
   /** What the daemon wrote on stdout (its JSON log) and stderr. */
   output(): string;
@@ -63,8 +66,9 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<Daemon> {
   const stateDir = join(dir, 'machines');
   const userdbDir = join(dir, 'userdb');
   const resolveHookDir = join(dir, 'resolve.hook');
+  const machineDir = join(dir, 'machine');
   const socket = join(runtimeDir, 'io.systemd.Machine');
-  const args = ['--runtime-dir', runtimeDir, '--state-dir', stateDir, '--userdb-dir', userdbDir, '--resolve-hook-dir', resolveHookDir, '--image-pool', join(dir, 'pool'), '--machine-image-dir', join(dir, 'machine'), '--bus', 'none', '--log-level', 'debug', ...(o.args ?? [])];
+  const args = ['--runtime-dir', runtimeDir, '--state-dir', stateDir, '--userdb-dir', userdbDir, '--resolve-hook-dir', resolveHookDir, '--machine-dir', machineDir, '--image-pool', join(dir, 'pool'), '--bus', 'none', '--log-level', 'debug', ...(o.args ?? [])];
   const argv = [...(o.prefix ?? []), DAEMON, ...args];
   const proc = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: o.env ?? process.env });
   let out = '';
@@ -78,8 +82,9 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<Daemon> {
     userdbDir,
     resolveHookDir,
     poolDir: join(dir, 'pool'),
-    machineImageDir: join(dir, 'machine'),
+    machineDir,
     socket,
+    machineSocket: join(machineDir, 'io.systemd.Machine'),
     proc,
     output: () => out,
     logLines: (msg) =>
