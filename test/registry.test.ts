@@ -522,7 +522,7 @@ describe('daemon life cycle', () => {
     r = await run(join(process.cwd(), 'bin/mymachinesd'), ['--help']);
     assert.match(r.stdout, /--runtime-dir DIR/);
     assert.match(r.stdout, /--resolve-hook-dir DIR +where to put the resolve hook socket/);
-    assert.match(r.stdout, /--machine-dir DIR +where to put machined's socket io\.systemd\.Machine/);
+    assert.match(r.stdout, /--machine-dir DIR +where to put machined's sockets io\.systemd\.Machine and\n +io\.systemd\.MachineImage/);
     assert.match(r.stdout, /--user +a registry of the calling user's own machines/);
     await sleep(0);
   });

@@ -81,7 +81,7 @@ describe('io.systemd.Resolve', () => {
       await web.exec(['ip', '-6', 'addr', 'add', 'fe80::77/64', 'dev', 'in7a', 'nodad']);
       // Read by the daemon (its machined-style address list holds it) ...
       await waitFor('the second link-local address read', async () => {
-        const m = (await cl.call('io.systemd.Machine.List', { name: 'Web30' })) as { addresses?: { address: number[] }[] };
+        const m = (await cl.call('io.systemd.Machine.List', { name: 'Web30', acquireMetadata: 'yes' })) as { addresses?: { address: number[] }[] };
         return m.addresses?.some((x) => x.address.join() === v6('fe80::77').join()) ? true : undefined;
       });
       // ... and not answered: it cannot be reached through the registered interface.

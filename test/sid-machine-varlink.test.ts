@@ -159,15 +159,15 @@ async function introspect(world: SidWorld): Promise<string> {
 }
 const uncommented = (idl: string) => idl.split('\n').filter((l) => !/^\s*#/.test(l)).join('\n').replace(/\n{3,}/g, '\n\n');
 
-test('varlinkctl introspect: machined 262\'s io.systemd.Machine, and our three additions', async () => {
+test('varlinkctl introspect: machined 262\'s io.systemd.Machine, and our four additions', async () => {
   const theirs = await introspect(theirsWorld);
   mkdirSync(KEEP, { recursive: true });
   writeFileSync(join(KEEP, 'io.systemd.Machine.varlink'), theirs);
   const ours = uncommented(await introspect(oursWorld));
-  // Ours: Register's addresses, List's ifIndices and state, the method Watch (README).
+  // Ours: Register's addresses, List's ifIndices, state and osReleaseError, the method Watch (README).
   const additions = [
     /,\n\taddresses: \?\[\]string(?=\n\) -> \(\))/,
-    /,\n\tifIndices: \?\[\]int,\n\tstate: \?string(?=\n\)\n)/,
+    /,\n\tifIndices: \?\[\]int,\n\tstate: \?string,\n\tosReleaseError: \?string(?=\n\)\n)/,
     /\nmethod Watch\(\) -> \(\n\tevent: \(\n\t\tadded,\n\t\tremoved,\n\t\tchanged\n\t\),\n\tmachine: object\n\)\n/,
   ];
   let stripped = ours;

@@ -107,13 +107,13 @@ test('CopyTo, CopyFrom, BindMount by name and by PID', async () => {
   closeSync(r.fds[0]);
 });
 
-test("errors as machined 262's: NoSuchMachine, NotSupported, NoSuchUser, InvalidParameter, PermissionDenied", async () => {
+test("errors as machined 262's: NoSuchMachine (also for a call that names no machine), NotSupported, NoSuchUser, InvalidParameter, PermissionDenied", async () => {
   assert.equal(await errorOf('Open', { name: 'nope', mode: 'tty' }), 'io.systemd.Machine.NoSuchMachine');
   assert.equal(await errorOf('Open', { name: 'v1', mode: 'tty', user: 'root' }), 'org.varlink.service.InvalidParameter');
   assert.equal(await errorOf('Open', { name: 'v1', mode: 'shell', user: 'ghost', path: '/bin/sh' }), 'io.systemd.Machine.NoSuchUser');
   assert.equal(await errorOf('Open', { name: 'v1', mode: 'bogus' }), 'org.varlink.service.InvalidParameter');
   assert.equal(await errorOf('CopyFrom', { name: 'v1', source: 'relative' }), 'org.varlink.service.InvalidParameter');
-  assert.equal(await errorOf('OpenRootDirectory', {}), 'org.varlink.service.InvalidParameter');
+  assert.equal(await errorOf('OpenRootDirectory', {}), 'io.systemd.Machine.NoSuchMachine');
   const vm = await makeContainer({ hostNetwork: true });
   await reg.register({ name: 'vm1', class: 'vm', leader: vm.pid });
   assert.equal(await errorOf('Open', { name: 'vm1', mode: 'tty' }), 'io.systemd.Machine.NotSupported');

@@ -1,8 +1,8 @@
 // The Varlink front end of the registry: io.systemd.Machine as systemd-machined 262 defines it (its
 // methods, parameters, reply fields, types and error names, in its order; the descriptions in our words),
-// so that machinectl, nspawn, vmspawn and varlinkctl 262 and our own clients speak one interface. Three
+// so that machinectl, nspawn, vmspawn and varlinkctl 262 and our own clients speak one interface. Four
 // additions of ours, which no 262 client sends or reads: Register's `addresses` (a VM's IP addresses),
-// List's `ifIndices` and `state`, and the method Watch. It only translates between Varlink and Registry
+// List's `ifIndices`, `state` and `osReleaseError`, and the method Watch. It only translates between Varlink and Registry
 // calls; the five methods whose work is another module's (Open, BindMount, CopyFrom, CopyTo,
 // OpenRootDirectory) are handed that module's operations by the daemon.
 import { readFileSync } from 'node:fs';
