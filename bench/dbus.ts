@@ -11,7 +11,7 @@ import { ROOT, startDaemon, type Daemon } from '../test/helpers/daemon.js';
 import { must, run, waitFor } from '../test/helpers/run.js';
 import { type Bus, busClient, startBus } from '../test/helpers/dbus.js';
 import { compile } from './compile.js';
-import { leaders } from './leaders.js';
+import { sleepingLeaders } from '../test/helpers/leaders.js';
 
 const MGR = 'org.freedesktop.machine1.Manager';
 const N = Number(process.env.BENCH_MACHINES ?? 1000);
@@ -35,7 +35,7 @@ async function main(): Promise<void> {
   mkdirSync(join(dir, 'machines'));
   // /run is a tmpfs on a normal host; so is the state directory here (gone with the private namespace).
   await must('mount', ['-t', 'tmpfs', '-o', 'mode=0755', 'tmpfs', join(dir, 'machines')]);
-  const L = await leaders(N + EXTRA, dir);
+  const L = await sleepingLeaders(N + EXTRA);
   const client = await compile('dbus-client', dir, ['-lsystemd']);
   let bus: Bus | undefined;
   let d: Daemon | undefined;
@@ -73,7 +73,7 @@ async function main(): Promise<void> {
     await d?.stop();
     await bus?.stop();
     await removeAllContainers();
-    L.stop();
+    await L.stop();
     await must('umount', [join(dir, 'machines')]).catch(() => {});
     rmSync(dir, { recursive: true, force: true });
   }

@@ -11,7 +11,7 @@ import { VarlinkClient } from '../src/varlink/client.js';
 import { ROOT, startDaemon } from '../test/helpers/daemon.js';
 import { freePort } from '../test/helpers/ports.js';
 import { run } from '../test/helpers/run.js';
-import { leaders } from './leaders.js';
+import { sleepingLeaders } from '../test/helpers/leaders.js';
 
 const ZONE = 'bench.test';
 const REV6 = '2.9.0.0.7.7.d.f.ip6.arpa';
@@ -56,7 +56,7 @@ async function main(): Promise<void> {
   const N = Number(process.env.BENCH_MACHINES ?? 10_000);
   const dir = mkdtempSync(join(tmpdir(), 'mymachines-bench-dns-'));
   const port = await freePort();
-  const L = await leaders(N, dir);
+  const L = await sleepingLeaders(N);
   const d = await startDaemon({
     dir,
     args: ['--log-level', 'warn', '--dns', `127.0.0.1:${port}`, '--dns-zone', ZONE, '--dns-reverse-zone', 'fd77:92::/32', '--dns-transfer-allow', '127.0.0.0/8'],
@@ -102,7 +102,7 @@ async function main(): Promise<void> {
     results.queryMaxMsDuringAxfr = loaded.at(-1)!;
   } finally {
     await d.stop();
-    L.stop();
+    await L.stop();
     rmSync(dir, { recursive: true, force: true });
   }
   process.stdout.write(`dns benchmark (${N} machines)\n`);

@@ -11,7 +11,7 @@ import { VarlinkClient } from '../src/varlink/client.js';
 import { ROOT, startDaemon, type Daemon } from '../test/helpers/daemon.js';
 import { must, run } from '../test/helpers/run.js';
 import { compile } from './compile.js';
-import { leaders } from './leaders.js';
+import { sleepingLeaders } from '../test/helpers/leaders.js';
 
 const M = 'io.systemd.Machine';
 
@@ -62,7 +62,7 @@ async function main(): Promise<void> {
   // The bench runs in a private mount namespace (npm run bench): this tmpfs is gone with it.
   await must('mount', ['-t', 'tmpfs', '-o', 'mode=0755', 'tmpfs', join(dir, 'machines')]);
   const N = Number(process.env.BENCH_MACHINES ?? 10_000);
-  const L = await leaders(N, dir);
+  const L = await sleepingLeaders(N);
   const client = await compile('varlink-client', dir);
   const results: Record<string, number> = {};
   let d = await startDaemon({ dir, args: ['--log-level', 'warn'] });
@@ -93,7 +93,7 @@ async function main(): Promise<void> {
     if (machines !== N + 1) throw new Error(`after restart ${machines - 1} machines, expected ${N}`);
   } finally {
     await d.stop();
-    L.stop();
+    await L.stop();
     await must('umount', [join(dir, 'machines')]).catch(() => {});
     rmSync(dir, { recursive: true, force: true });
   }

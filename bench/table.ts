@@ -15,7 +15,7 @@ import { TablePublisher } from '../src/table/publisher.js';
 import { UserRecords } from '../src/userdb/records.js';
 import { ROOT } from '../test/helpers/daemon.js';
 import { must } from '../test/helpers/run.js';
-import { leaders } from './leaders.js';
+import { sleepingLeaders } from '../test/helpers/leaders.js';
 
 const SIZES = [1000, 10_000];
 const SAMPLE = 1000;
@@ -28,7 +28,7 @@ const dir = mkdtempSync(join(tmpdir(), 'mymachines-bench-table-'));
 mkdirSync(join(dir, 'fs'));
 // The bench runs in a private mount namespace (npm run bench): this tmpfs is gone with it.
 await must('mount', ['-t', 'tmpfs', 'tmpfs', join(dir, 'fs')]);
-const L = await leaders(SIZES[SIZES.length - 1] + SAMPLE, dir);
+const L = await sleepingLeaders(SIZES[SIZES.length - 1] + SAMPLE);
 const registry = new Registry({ stateDir: join(dir, 'fs/machines'), log: quiet });
 const results: Record<string, number> = {};
 try {
@@ -79,7 +79,7 @@ try {
   table.close();
 } finally {
   await registry.stop();
-  L.stop();
+  await L.stop();
   await must('umount', [join(dir, 'fs')]).catch(() => {});
   rmSync(dir, { recursive: true, force: true });
 }

@@ -12,7 +12,7 @@ import { makeNssEnv, type NssEnv } from './helpers/nss-env.js';
 import { makeContainer, removeAllContainers, type Container } from './helpers/container.js';
 import { ROOT, startDaemon, type Daemon } from './helpers/daemon.js';
 import { must, run, waitFor } from './helpers/run.js';
-import { sleepers } from './helpers/sleepers.js';
+import { sleepingLeaders } from './helpers/leaders.js';
 import { VarlinkClient } from '../src/varlink/client.js';
 
 const V4 = '10.77.31.2';
@@ -213,12 +213,12 @@ describe('NSS hosts from the daemon\'s table: fresh in every process, whatever t
   let d: Daemon;
   let env: NssEnv;
   let client: VarlinkClient;
-  let leaders: Awaited<ReturnType<typeof sleepers>>;
+  let leaders: Awaited<ReturnType<typeof sleepingLeaders>>;
   before(async () => {
     d = await startDaemon();
     env = makeNssEnv({ socket: d.socket, hosts: 'mymachines files', etcHosts: [`${FILES_ADDR}\t${FILES_NAME}`] });
     client = await VarlinkClient.connect(d.socket);
-    leaders = await sleepers(1100);
+    leaders = await sleepingLeaders(1100);
   });
   after(async () => {
     client?.close();

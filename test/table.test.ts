@@ -18,7 +18,7 @@ import { makeContainer, removeAllContainers } from './helpers/container.js';
 import { ROOT, startDaemon, type Daemon } from './helpers/daemon.js';
 import { MODULE, makeNssEnv, type NssEnv } from './helpers/nss-env.js';
 import { must, run, waitFor } from './helpers/run.js';
-import { sleepers } from './helpers/sleepers.js';
+import { sleepingLeaders } from './helpers/leaders.js';
 
 const SERVICE = 'io.systemd.Machine';
 
@@ -120,13 +120,13 @@ describe('the lookup table agrees with io.systemd.Resolve and io.systemd.UserDat
   let d: Daemon;
   let client: VarlinkClient;
   let module: Module;
-  let leaders: Awaited<ReturnType<typeof sleepers>>;
+  let leaders: Awaited<ReturnType<typeof sleepingLeaders>>;
   let work: string;
 
   before(async () => {
     d = await startDaemon({ args: ['--log-level', 'info'] });
     client = await VarlinkClient.connect(d.socket);
-    leaders = await sleepers(2200);
+    leaders = await sleepingLeaders(2200);
     work = mkdtempSync(join(tmpdir(), 'mymachines-table-test-'));
     execFileSync('gcc', ['-O2', '-Wall', '-Wextra', '-Werror', join(ROOT, 'test/helpers/nss-query.c'), '-ldl', '-o', join(work, 'nss-query')]);
     module = new Module(join(work, 'nss-query'), d.socket);
@@ -292,7 +292,7 @@ describe('write errors of the table: a named error that says what and where, no 
   let dir: string;
   let client: VarlinkClient;
   let env: NssEnv;
-  let leaders: Awaited<ReturnType<typeof sleepers>>;
+  let leaders: Awaited<ReturnType<typeof sleepingLeaders>>;
   let records: Module;
   const mounts: string[] = [];
   const mount = async (args: string[], at: string) => {
@@ -309,7 +309,7 @@ describe('write errors of the table: a named error that says what and where, no 
     d = await startDaemon({ dir });
     client = await VarlinkClient.connect(d.socket);
     env = makeNssEnv({ socket: d.socket, hosts: 'mymachines files', etcHosts: ['10.201.9.99\tfiles201'] });
-    leaders = await sleepers(400);
+    leaders = await sleepingLeaders(400);
     execFileSync('gcc', ['-O2', '-Wall', '-Wextra', '-Werror', join(ROOT, 'test/helpers/nss-query.c'), '-ldl', '-o', join(dir, 'nss-query')]);
     records = new Module(join(dir, 'nss-query'), d.socket);
   });

@@ -1,7 +1,7 @@
 // mymachinesctl's image verbs (machinectl's list-images, clone, rename, remove, read-only), over
 // io.systemd.MachineImage on the daemon socket. Syntax is checked here; the daemon's refusals speak for
 // themselves.
-import type { VarlinkClient } from '../varlink/client.js';
+import type { Verb } from './verb.js';
 
 const I = 'io.systemd.MachineImage';
 
@@ -14,13 +14,6 @@ export interface ImageJson {
   modificationTimestamp?: number;
 }
 
-export interface ImageVerb {
-  usage: string;
-  options: Record<string, { type: 'boolean' | 'string' }>;
-  minArgs: number;
-  maxArgs: number;
-  prepare(args: string[], v: Record<string, any>): (c: VarlinkClient) => Promise<void>;
-}
 
 const out = (s: string) => void process.stdout.write(s);
 
@@ -52,7 +45,7 @@ function bool(s: string | undefined, usage: string): boolean {
   throw Object.assign(new Error(`invalid boolean '${s}'; usage: ${usage}`), { usage: true });
 }
 
-export const imageVerbs: Record<string, ImageVerb> = {
+export const imageVerbs: Record<string, Verb> = {
   images: {
     usage: 'images [--all] [--json]',
     options: { all: { type: 'boolean' }, json: { type: 'boolean' } },

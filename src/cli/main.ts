@@ -2,11 +2,12 @@
 import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { isAbsolute } from 'node:path';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { parseArgs } from 'node:util';
 import { VarlinkClient } from '../varlink/client.js';
 import { VarlinkError } from '../varlink/errors.js';
 import { doctor, report } from './doctor.js';
 import { imageVerbs } from './image-verbs.js';
+import type { Action, Options, Verb } from './verb.js';
 import { PROPERTY_NAMES, fromList, jsonView, listTable, properties, statusText, type MachineJson } from './format.js';
 
 const DEFAULT_SOCKET = '/run/mymachines/io.systemd.Machine';
@@ -51,21 +52,6 @@ Exit status: 0 on success, 1 on failure, 2 on a usage error.
 
 class UsageError extends Error {}
 class Failure extends Error {}
-
-type Options = NonNullable<ParseArgsConfig['options']>;
-/** What a command does once connected. */
-type Action = (c: VarlinkClient) => Promise<void>;
-/** What a command that connects (or not) by itself does; gives the exit status. */
-type Standalone = (socket: string, timeoutMs: number) => Promise<number>;
-
-export interface Verb {
-  usage: string;
-  options: Options;
-  minArgs: number;
-  maxArgs: number;
-  /** Checks the arguments, throwing UsageError, before anything is sent; returns what to do then. */
-  prepare(args: string[], v: Record<string, any>): Action | { standalone: Standalone };
-}
 
 const out = (s: string) => void process.stdout.write(s);
 // A reader that went away (`mymachinesctl watch | head -1`) ends us quietly, as it would a C program.

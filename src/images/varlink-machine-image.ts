@@ -3,7 +3,7 @@
 // It only translates between Varlink and ImagePool calls.
 import { errorTable, expectedMore, invalidParameter, permissionDenied, systemError, VarlinkError } from '../varlink/errors.js';
 import { t, type InterfaceDef } from '../varlink/schema.js';
-import type { CallContext, Handler } from '../varlink/server.js';
+import { mapErrors, type CallContext, type Handler } from '../varlink/server.js';
 import { ImageError } from './errors.js';
 import type { Image, ImagePool } from './pool.js';
 
@@ -156,16 +156,5 @@ export function machineImageHandlers(pool: ImagePool): Record<string, Handler> {
       return last ? JSON.parse(JSON.stringify(last)) : {};
     },
   };
-  return Object.fromEntries(
-    Object.entries(handlers).map(([k, h]) => [
-      k,
-      async (p: any, ctx: CallContext) => {
-        try {
-          return await h(p, ctx);
-        } catch (e) {
-          throw e instanceof VarlinkError ? e : toVarlinkError(e);
-        }
-      },
-    ]),
-  );
+  return mapErrors(handlers, (e) => (e instanceof VarlinkError ? e : toVarlinkError(e)));
 }

@@ -6,7 +6,7 @@
 // calls; the five methods whose work is another module's (Open, BindMount, CopyFrom, CopyTo,
 // OpenRootDirectory) are handed that module's operations by the daemon.
 import { readFileSync } from 'node:fs';
-import { RawJson, type CallContext, type Handler } from '../varlink/server.js';
+import { RawJson, mapErrors, type CallContext, type Handler } from '../varlink/server.js';
 import { t, type InterfaceDef, type VType } from '../varlink/schema.js';
 import { FAILED_ERROR, VarlinkError, errorTable, expectedMore, invalidParameter, permissionDenied, systemError } from '../varlink/errors.js';
 import { RegistryError, type RegistryErrorKind, SystemError } from './errors.js';
@@ -422,7 +422,7 @@ export function machineHandlers(reg: Registry, opts: MachineHandlerOptions = {})
     return machineJson(m, meta);
   };
 
-  return mapped({
+  return mapErrors({
     async Register(p, ctx) {
       const leader = leaderOf(p, ctx);
       // The caller is the supervisor (machined 262 takes it from the socket; the parameters are ignored).
@@ -572,7 +572,7 @@ export function machineHandlers(reg: Registry, opts: MachineHandlerOptions = {})
       for (const [e, f] of Object.entries(listeners)) reg.off(e as 'added', f);
       return {};
     },
-  });
+  }, toVarlinkError);
 
   async function copy(p: CopyParams & Selector, ctx: CallContext, method: 'CopyFrom' | 'CopyTo'): Promise<object> {
     checkPath('source', p.source);
@@ -600,20 +600,4 @@ function leaderOf(p: { leader?: number; leaderProcessId?: ProcessIdParam }, ctx:
   if (pidRef.bootId !== undefined && id128(pidRef.bootId).toLowerCase() !== bootId()) throw bad(`PID ${pidRef.pid} is of another boot`);
   if (pidRef.pidfdId !== undefined && pidRef.pidfdId <= 0) throw bad(`pidfd ID ${pidRef.pidfdId}`);
   return { pid: pidRef.pid, pidfdId: pidRef.pidfdId, field: 'leaderProcessId' };
-}
-
-/** Wraps handlers so that registry errors leave as their Varlink names. */
-function mapped(handlers: Record<string, Handler>): Record<string, Handler> {
-  return Object.fromEntries(
-    Object.entries(handlers).map(([k, h]) => [
-      k,
-      async (p: any, ctx: CallContext) => {
-        try {
-          return await h(p, ctx);
-        } catch (e) {
-          throw toVarlinkError(e);
-        }
-      },
-    ]),
-  );
 }

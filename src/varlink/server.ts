@@ -40,6 +40,23 @@ export class RawJson {
 /** The returned object is the final reply ({} when void); a thrown VarlinkError is an error reply. */
 export type Handler = (params: any, ctx: CallContext) => object | void | Promise<object | void>;
 
+/** The handlers with every exception of theirs passed through `map` (a part's own errors as the Varlink
+ *  errors that name them); what `map` gives back is thrown. */
+export function mapErrors(handlers: Record<string, Handler>, map: (e: unknown) => unknown): Record<string, Handler> {
+  return Object.fromEntries(
+    Object.entries(handlers).map(([k, h]) => [
+      k,
+      async (p: any, ctx: CallContext) => {
+        try {
+          return await h(p, ctx);
+        } catch (e) {
+          throw map(e);
+        }
+      },
+    ]),
+  );
+}
+
 export interface VarlinkLogger {
   warn(o: object, msg: string): void;
   debug(o: object, msg: string): void;

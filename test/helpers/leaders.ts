@@ -1,31 +1,24 @@
-// Many cheap machine leaders for tests that register thousands of machines: one python3 process forks
-// `sleep` children and prints their PIDs; stop() makes it kill and reap them all.
-import { spawn } from 'node:child_process';
-
-const SCRIPT = `
-import os, signal, sys
-pids = []
-for _ in range(int(sys.argv[1])):
-    p = os.fork()
-    if p == 0:
-        os.execv('/bin/sleep', ['sleep', '10000'])
-    pids.append(p)
-print('\\n'.join(map(str, pids)), flush=True)
-sys.stdin.read()
-for p in pids:
-    os.kill(p, signal.SIGKILL)
-for p in pids:
-    os.waitpid(p, 0)
-`;
+// Many cheap leader processes for tests and benchmarks that register many machines
+// (test/helpers/sleepers.c: spawning thousands of `sleep` costs seconds); stop() ends them all, and so does the end of the test process
+// (they go when their parent's standard input closes).
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ROOT } from './daemon.js';
 
 export async function sleepingLeaders(n: number): Promise<{ pids: number[]; stop(): Promise<void> }> {
-  const p = spawn('python3', ['-c', SCRIPT, String(n)], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const exited = new Promise<void>((r) => p.once('exit', () => r()));
+  const dir = mkdtempSync(join(tmpdir(), 'mymachines-sleepers-'));
+  const program = join(dir, 'sleepers');
+  execFileSync('gcc', ['-O2', '-Wall', '-Wextra', '-Werror', join(ROOT, 'test/helpers/sleepers.c'), '-o', program]);
+  const p = spawn(program, [String(n)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const exited = new Promise((r) => p.once('exit', r));
   let out = '';
   for await (const chunk of p.stdout!) {
     out += chunk;
     if (out.split('\n').length > n) break;
   }
+  rmSync(dir, { recursive: true, force: true });
   return {
     pids: out.trim().split('\n').map(Number),
     async stop() {
