@@ -134,32 +134,38 @@ describe('DNS zones copied by BIND and Knot', () => {
     assert.match(servers[3].output(), /\[h2\.machines\.test\.\] AXFR, incoming, remote 127\.0\.0\.3@53, server responded with error 'REFUSED'/);
   });
 
-  test('a registration and a removal: NOTIFY, then IXFR, seen on both secondaries within a second', async () => {
+  // How soon a secondary follows is measured in bench/dns-secondaries.ts (the goal: within a second).
+  // Here: it follows at all, by NOTIFY and IXFR. Without the NOTIFY it would ask at the SOA refresh
+  // (an hour) or retry (10 minutes), far beyond these waits.
+  test('a registration and a removal: NOTIFY answered by both secondaries, then an IXFR each, long before the SOA refresh', async () => {
     const pid = sleeper();
     const before = Number(await serialAt('127.0.0.2', H1));
-    // From the moment the registration is answered (mymachinesctl itself takes a few hundred ms to start).
     assert.equal((await host1.ctl(['register', 'new', '--class', 'vm', '--leader', String(pid), '--address', '10.77.87.20'])).code, 0);
-    let t0 = Date.now();
     for (const server of [BIND, KNOT]) {
-      await waitFor(`new.${H1} on ${server}`, async () => ((await q(server, [`new.${H1}`, 'A'])).answer.length === 1 ? true : undefined), 3000);
-      assert.ok(Date.now() - t0 < 1000, `seen on ${server} after ${Date.now() - t0} ms`);
+      await waitFor(`new.${H1} on ${server}`, async () => ((await q(server, [`new.${H1}`, 'A'])).answer.length === 1 ? true : undefined), 10_000);
       assert.deepEqual((await q(server, [`new.${H1}`, 'A'])).answer, [a(`new.${H1}`, '10.77.87.20')]);
-      await waitFor(`the PTR on ${server}`, async () => ((await q(server, ['-x', '10.77.87.20'])).answer.length === 1 ? true : undefined), 3000);
-      assert.ok(Date.now() - t0 < 1000, `the PTR seen on ${server} after ${Date.now() - t0} ms`);
+      await waitFor(`the PTR on ${server}`, async () => ((await q(server, ['-x', '10.77.87.20'])).answer.length === 1 ? true : undefined), 10_000);
+      assert.deepEqual((await q(server, ['-x', '10.77.87.20'])).answer, [[`20.${REV}.`, '0', 'IN', 'PTR', `new.${H1}.`]]);
     }
     const after = Number(await serialAt('127.0.0.2', H1));
     assert.ok(after > before, `serial ${before} -> ${after}`);
+    const notified = (client: string, serial: number) => host1.logLines('dns notify answered').filter((l) => l.zone === H1 && l.secondary === `${client}:53` && l.serial === serial);
     const ixfr = (client: string, from: number) => host1.logLines('dns zone transfer sent').filter((l) => l.zone === H1 && l.client === client && l.from === from && l.incremental === true);
-    for (const server of [BIND, KNOT]) assert.equal(ixfr(server, before).length, 1, `an IXFR from ${before} to ${server}`);
+    for (const server of [BIND, KNOT]) {
+      assert.equal(notified(server, after).length, 1, `a NOTIFY of serial ${after} answered by ${server}`);
+      assert.equal(ixfr(server, before).length, 1, `an IXFR from ${before} to ${server}`);
+    }
 
     assert.equal((await host1.ctl(['unregister', 'new'])).code, 0);
-    t0 = Date.now();
     for (const server of [BIND, KNOT]) {
-      await waitFor(`new.${H1} gone from ${server}`, async () => ((await q(server, [`new.${H1}`, 'A'])).status === 'NXDOMAIN' ? true : undefined), 3000);
-      await waitFor(`the PTR gone from ${server}`, async () => ((await q(server, ['-x', '10.77.87.20'])).status === 'NXDOMAIN' ? true : undefined), 3000);
-      assert.ok(Date.now() - t0 < 1000, `gone from ${server} after ${Date.now() - t0} ms`);
+      await waitFor(`new.${H1} gone from ${server}`, async () => ((await q(server, [`new.${H1}`, 'A'])).status === 'NXDOMAIN' ? true : undefined), 10_000);
+      await waitFor(`the PTR gone from ${server}`, async () => ((await q(server, ['-x', '10.77.87.20'])).status === 'NXDOMAIN' ? true : undefined), 10_000);
     }
-    for (const server of [BIND, KNOT]) assert.equal(ixfr(server, after).length, 1, `an IXFR from ${after} to ${server}`);
+    const last = Number(await serialAt('127.0.0.2', H1));
+    for (const server of [BIND, KNOT]) {
+      assert.equal(notified(server, last).length, 1, `a NOTIFY of serial ${last} answered by ${server}`);
+      assert.equal(ixfr(server, after).length, 1, `an IXFR from ${after} to ${server}`);
+    }
   });
 
   test('a restart keeps the serial when nothing changed, and raises it past the old one when something did', async () => {

@@ -198,6 +198,8 @@ describe('DNS zones: transfers', () => {
   let dir: string;
   const key = makeTsigSecret('xfr');
   const notifies: { serial: number; at: number }[] = [];
+  /** While true, the test's secondary notes NOTIFYs but answers none (as one that is down). */
+  let silent = false;
   const secondary = createSocket('udp4');
   const q = (args: string[], from = '127.0.0.2') => dig('127.0.0.1', port, ['-b', from, ...args]);
   const serial = async () => Number((await q([ZONE, 'SOA'])).answer[0][4].split(' ')[2]);
@@ -215,6 +217,7 @@ describe('DNS zones: transfers', () => {
       const p = dnsPacket.decode(m);
       const a = p.answers?.[0];
       if (p.questions?.[0]?.name === ZONE && a?.type === 'SOA') notifies.push({ serial: a.data.serial ?? 0, at: Date.now() });
+      if (silent) return;
       const reply = Buffer.from(m);
       reply.writeUInt16BE(m.readUInt16BE(2) | 0x8000, 2);
       secondary.send(reply, rinfo.port, rinfo.address);
@@ -374,6 +377,34 @@ describe('DNS zones: transfers', () => {
       await Promise.all(leaders.pids.map((_, i) => c.call('io.systemd.Machine.Unregister', { name: `storm${i}` }).catch(() => {})));
       c.close();
       await leaders.stop();
+    }
+  });
+
+  test('NOTIFY: a newer serial replaces one the secondary has not answered, whose retransmissions then stop', async () => {
+    await sleep(1000);
+    silent = true;
+    const n0 = notifies.length;
+    try {
+      assert.equal((await d.ctl(['register', 'late1', '--class', 'vm', '--leader', String(sleeper()), '--address', '10.77.90.31'])).code, 0);
+      const s1 = await serial();
+      await waitFor(`a NOTIFY of ${s1}`, () => (notifies.slice(n0).some((n) => n.serial === s1) ? true : undefined), 5000);
+      assert.equal((await d.ctl(['register', 'late2', '--class', 'vm', '--leader', String(sleeper()), '--address', '10.77.90.32'])).code, 0);
+      const s2 = await waitFor('the second change in the zone', async () => {
+        const s = await serial();
+        return s > s1 ? s : undefined;
+      });
+      silent = false;
+      // Unanswered, s1 would be sent again for 31 s before s2 went at all.
+      await waitFor(`a NOTIFY of ${s2}`, () => (notifies.slice(n0).some((n) => n.serial === s2) ? true : undefined), 5000);
+      // Past s1's next two retransmissions (1 s and 2 s after its first): none comes after s2.
+      await sleep(3500);
+      const serials = notifies.slice(n0).map((n) => n.serial);
+      const firstS2 = serials.indexOf(s2);
+      assert.deepEqual(serials.slice(firstS2).filter((x) => x !== s2), [], `NOTIFYs seen: ${serials.join(' ')}`);
+      assert.ok(serials.slice(0, firstS2).every((x) => x === s1), `NOTIFYs seen: ${serials.join(' ')}`);
+    } finally {
+      silent = false;
+      for (const name of ['late1', 'late2']) await d.ctl(['unregister', name]);
     }
   });
 

@@ -94,9 +94,16 @@ export class Notifier {
     }
   }
 
-  /** Sends now, or once the one in flight is answered, or once MIN_INTERVAL_MS after the last. */
+  /** Sends now, or once MIN_INTERVAL_MS after the last. A NOTIFY in flight for an older serial is given
+   *  up for the newest (its retransmissions back off to 16 s: a secondary that was down and is back
+   *  hears of the next change at once rather than at the next retransmission). */
   private kick(p: Peer): void {
-    if (this.closed || p.inFlight || p.waiting) return;
+    if (this.closed || p.waiting) return;
+    if (p.inFlight) {
+      if (p.inFlight.serial === p.wanted) return;
+      clearTimeout(p.inFlight.timer);
+      p.inFlight = undefined;
+    }
     const wait = p.lastSent + MIN_INTERVAL_MS - Date.now();
     if (wait > 0) {
       p.waiting = setTimeout(() => {
