@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { makeContainer, removeAllContainers, type Container } from './helpers/container.js';
 import { startDaemon, type Daemon } from './helpers/daemon.js';
-import { run, waitFor } from './helpers/run.js';
+import { run } from './helpers/run.js';
 import { type Bus, busClient, runInSystemdNs, startBus } from './helpers/dbus.js';
 
 const MGR = 'org.freedesktop.machine1.Manager';
@@ -33,8 +33,7 @@ before(async () => {
   }
   writeFileSync(join(dir, 'nsswitch.conf'), 'hosts: mymachines\n');
   bus = await startBus(join(dir, 'bus'));
-  daemon = await startDaemon({ args: ['--bus', bus.address] });
-  await waitFor('the daemon on the bus', () => (daemon.output().includes('serving on D-Bus') ? true : undefined));
+  daemon = await startDaemon({ bus: bus.address });
   client = await busClient(bus);
   ct = await makeContainer({ ipv4: { host: '10.77.81.1', inside: '10.77.81.2' }, ipv6: { host: 'fd77:81::1', inside: 'fd77:81::2' } });
 });

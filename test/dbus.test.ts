@@ -48,8 +48,7 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'mymachines-dbus-'));
   chmodSync(dir, 0o755);
   bus = await startBus(join(dir, 'bus'));
-  daemon = await startDaemon({ args: ['--bus', bus.address] });
-  await waitFor('the daemon on the bus', () => (daemon.output().includes('serving on D-Bus') ? true : undefined));
+  daemon = await startDaemon({ bus: bus.address });
   client = await busClient(bus);
   web = await makeContainer({ ipv4: { host: '10.77.80.1', inside: '10.77.80.2' }, ipv6: { host: 'fd77:80::1', inside: 'fd77:80::2' } });
   shared = await makeContainer({ hostNetwork: true });

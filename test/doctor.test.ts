@@ -12,7 +12,7 @@ import { CTL, startDaemon, type Daemon } from './helpers/daemon.js';
 import { startBus, type Bus } from './helpers/dbus.js';
 import { debianDeb, unpackDeb } from './helpers/debian-debs.js';
 import { MODULE } from './helpers/nss-env.js';
-import { run, waitFor } from './helpers/run.js';
+import { run } from './helpers/run.js';
 
 const MACHINED = '/lib/systemd/systemd-machined';
 const GOOD_NSSWITCH = 'passwd: files systemd\ngroup: files systemd\nhosts: files mymachines dns\n';
@@ -57,8 +57,7 @@ before(async () => {
   mkdirSync(join(dir, 'mnt'));
   writeFileSync(join(dir, 'world.sh'), WORLD, { mode: 0o755 });
   bus = await startBus(join(dir, 'bus'));
-  daemon = await startDaemon({ args: ['--bus', bus.address] });
-  await waitFor('the daemon on the bus', () => (daemon.output().includes('serving on D-Bus') ? true : undefined));
+  daemon = await startDaemon({ bus: bus.address });
   // systemd's own module, from Debian's libnss-mymachines, unpacked (not installed).
   await unpackDeb(await debianDeb('libnss-mymachines'), join(dir, 'systemd-module'));
   systemdModule = join(dir, 'systemd-module', libDir.replace(/^\/usr/, ''), 'libnss_mymachines.so.2');

@@ -55,8 +55,7 @@ before(async () => {
   truncateSync(join(pool, 'disk1.raw'), 1024 * 1024);
   makeTree('.hidden1', { 'etc/hostname': 'hidden\n' });
   bus = await startBus(join(dir, 'bus'));
-  daemon = await startDaemon({ args: ['--bus', bus.address, '--image-pool', pool] });
-  await waitFor('the daemon on the bus', () => (daemon.output().includes('serving on D-Bus') ? true : undefined));
+  daemon = await startDaemon({ bus: bus.address, args: ['--image-pool', pool] });
   client = await busClient(bus);
 });
 

@@ -70,8 +70,7 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'mymachines-shell-'));
   chmodSync(dir, 0o755);
   bus = await startBus(join(dir, 'bus'));
-  daemon = await startDaemon({ args: ['--bus', bus.address] });
-  await waitFor('the daemon on the bus', () => (daemon.output().includes('serving on D-Bus') ? true : undefined));
+  daemon = await startDaemon({ bus: bus.address });
   client = await busClient(bus);
   rootPlain = makeBusyboxRoot(join(dir, 'plain'), { users: ['app:x:1000:1000:App:/home/app:/bin/sh'], groups: ['app:x:1000:', 'extra:x:2000:app'], files: { 'etc/marker': 'plain root\n' } });
   mkdirSync(join(rootPlain, 'home/app'));

@@ -27,8 +27,7 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'mymachines-systemd-'));
   chmodSync(dir, 0o755);
   bus = await startBus(join(dir, 'bus'));
-  daemon = await startDaemon({ args: ['--bus', bus.address] });
-  await waitFor('the daemon on the bus', () => (daemon.output().includes('serving on D-Bus') ? true : undefined));
+  daemon = await startDaemon({ bus: bus.address });
   const argv = systemdNsArgv(daemon.stateDir, [
     'systemd-nspawn', '--quiet', '--register=yes', '--keep-unit', '-D', sidRoot(), '--volatile=overlay', '-M', NAME, '--boot',
   ]);

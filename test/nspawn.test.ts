@@ -3,11 +3,12 @@
 // is removed when it exits.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { startDaemon, type Daemon } from './helpers/daemon.js';
+import { makeBusyboxRoot } from './helpers/busybox-root.js';
 import { must, waitFor } from './helpers/run.js';
 import { VarlinkClient } from '../src/varlink/client.js';
 import { type Bus, busClient, errorName, runInSystemdNs, startBus, systemdNsArgv } from './helpers/dbus.js';
@@ -25,17 +26,9 @@ let client: Awaited<ReturnType<typeof busClient>>;
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'mymachines-nspawn-'));
   chmodSync(dir, 0o755);
-  // A minimal OS tree: busybox-static and an os-release.
-  root = join(dir, 'root');
-  for (const d of ['bin', 'etc', 'proc', 'sys', 'dev', 'tmp', 'run', 'var', 'usr/lib']) mkdirSync(join(root, d), { recursive: true });
-  copyFileSync('/bin/busybox', join(root, 'bin/busybox'));
-  chmodSync(join(root, 'bin/busybox'), 0o755);
-  for (const c of ['sh', 'sleep', 'ip', 'test', '[']) symlinkSync('busybox', join(root, 'bin', c));
-  writeFileSync(join(root, 'usr/lib/os-release'), 'ID=busybox\nNAME=BusyBox\n');
-  symlinkSync('../usr/lib/os-release', join(root, 'etc/os-release'));
+  root = makeBusyboxRoot(join(dir, 'root'));
   bus = await startBus(join(dir, 'bus'));
-  daemon = await startDaemon({ args: ['--bus', bus.address] });
-  await waitFor('the daemon on the bus', () => (daemon.output().includes('serving on D-Bus') ? true : undefined));
+  daemon = await startDaemon({ bus: bus.address });
   client = await busClient(bus);
 });
 

@@ -34,8 +34,7 @@ before(async () => {
   program = join(dir, 'sdlogin');
   await must('gcc', ['-Wall', '-Werror', '-o', program, join(ROOT, 'test/sdlogin.c'), '-lsystemd']);
   bus = await startBus(join(dir, 'bus'));
-  daemon = await startDaemon({ args: ['--bus', bus.address] });
-  await waitFor('the daemon on the bus', () => (daemon.output().includes('serving on D-Bus') ? true : undefined));
+  daemon = await startDaemon({ bus: bus.address });
   client = await busClient(bus);
   registered = await makeContainer({ ipv4: { host: '10.77.82.1', inside: '10.77.82.2' } });
   created = await makeContainer({ ipv4: { host: '10.77.83.1', inside: '10.77.83.2' } });

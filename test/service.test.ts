@@ -12,6 +12,7 @@ import { after, test } from 'node:test';
 import dbus from 'dbus-next';
 import { DAEMON, ROOT, startDaemon } from './helpers/daemon.js';
 import { run, waitFor } from './helpers/run.js';
+import { startBus } from './helpers/dbus.js';
 import { VarlinkClient } from '../src/varlink/client.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mymachines-service-'));
@@ -130,45 +131,12 @@ test('SIGHUP is logged and changes nothing; the machines and the socket stay', a
   }
 });
 
-// The test's own system-type bus: the repository's activation file in its service directory, the
-// repository's bus policy, and the test allowed to own org.freedesktop.systemd1 as systemd does.
-function activationBusConfig(socket: string, serviceDirs: string[]): string {
-  return `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=${socket}</listen>
-  <auth>EXTERNAL</auth>
-${serviceDirs.map((d) => `  <servicedir>${d}</servicedir>`).join('\n')}
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-  </policy>
-  <policy user="root">
-    <allow own="org.freedesktop.systemd1"/>
-  </policy>
-  <include>${join(ROOT, 'data/org.freedesktop.machine1.conf')}</include>
-</busconfig>
-`;
-}
-
 /** A bus with systemd activation, and the test as systemd: the units the bus asked to start. */
 async function activationBus(name: string, serviceDirs: string[], onRequest: (unit: string, address: string) => void) {
-  const d = join(dir, name);
-  mkdirSync(d, { recursive: true });
-  const socket = join(d, 'bus');
-  writeFileSync(join(d, 'bus.conf'), activationBusConfig(socket, serviceDirs));
-  const busd = spawn('dbus-daemon', ['--config-file', join(d, 'bus.conf'), '--nofork', '--systemd-activation'], { stdio: ['ignore', 'ignore', 'inherit'] });
-  await waitFor('the bus socket', () => (existsSync(socket) ? true : undefined));
-  const address = `unix:path=${socket}`;
+  // The repository's bus policy, the activation files of serviceDirs, and the test allowed to own
+  // org.freedesktop.systemd1 as systemd does.
+  const bus = await startBus(join(dir, name), { activation: { serviceDirs } });
+  const address = bus.address;
   const systemd = dbus.sessionBus({ busAddress: address } as dbus.SessionBusOptions);
   await new Promise<void>((resolve, reject) => (systemd.once('connect', () => resolve()), systemd.once('error', reject)));
   await systemd.requestName('org.freedesktop.systemd1', 0);
@@ -186,8 +154,7 @@ async function activationBus(name: string, serviceDirs: string[], onRequest: (un
     requests,
     async close() {
       systemd.disconnect();
-      busd.kill('SIGKILL');
-      await new Promise((r) => (busd.exitCode !== null ? r(null) : busd.once('exit', r)));
+      await bus.stop();
     },
   };
 }

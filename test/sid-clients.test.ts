@@ -5,18 +5,18 @@
 // 252 (the host's) asks the same daemon over the same bus.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { makeContainer, removeAllContainers, type Container } from './helpers/container.js';
+import { makeBusyboxRoot } from './helpers/busybox-root.js';
 import { startDaemon, type Daemon } from './helpers/daemon.js';
 import { systemdNsArgv } from './helpers/dbus.js';
 import { makeNssEnv, type NssEnv } from './helpers/nss-env.js';
 import { must, run, waitFor } from './helpers/run.js';
 import { enterSidRoot, type SidWorld } from './helpers/sid-root.js';
-import { pidfdId } from '../src/registry/linux/leader.js';
-import * as c from '../src/registry/linux/libc.js';
+import { processPidfdId } from '../src/registry/linux/leader.js';
 import { VarlinkServer } from '../src/varlink/server.js';
 
 let dir: string;
@@ -40,13 +40,7 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'mymachines-sid-clients-'));
   chmodSync(dir, 0o755);
   // A busybox tree for nspawn (busybox-static from the host).
-  const root = join(dir, 'nsp');
-  for (const x of ['bin', 'etc', 'proc', 'sys', 'dev', 'tmp', 'run', 'var', 'usr/lib']) mkdirSync(join(root, x), { recursive: true });
-  copyFileSync('/bin/busybox', join(root, 'bin/busybox'));
-  chmodSync(join(root, 'bin/busybox'), 0o755);
-  for (const x of ['sh', 'sleep', 'ip', 'test', '[']) symlinkSync('busybox', join(root, 'bin', x));
-  writeFileSync(join(root, 'usr/lib/os-release'), 'ID=busybox\nNAME=BusyBox\n');
-  symlinkSync('../usr/lib/os-release', join(root, 'etc/os-release'));
+  const root = makeBusyboxRoot(join(dir, 'nsp'));
   // The daemon's directories exist before the world binds them; the daemon joins the world's bus.
   const daemonDir = join(dir, 'daemon');
   for (const x of ['machines', 'userdb', 'machine']) mkdirSync(join(daemonDir, x), { recursive: true });
@@ -71,8 +65,7 @@ before(async () => {
   );
   await control.listen(join(vmspawnDir, 'control'), 0o600);
   await world.startBus();
-  d = await startDaemon({ dir: daemonDir, args: ['--bus', world.busAddress] });
-  await waitFor('the daemon on the bus', () => (d.output().includes('serving on D-Bus') ? true : undefined), 15_000);
+  d = await startDaemon({ dir: daemonDir, bus: world.busAddress });
   web = await makeContainer({ ipv4: { host: '10.79.1.1', inside: '10.79.1.2' }, idMap: [{ base: 0, shift: 1_000_000, range: 65536 }] });
   const r = await d.ctl(['register', 'web1', '--leader', String(web.pid), '--service', 'test', '--netif', String(web.hostIfIndex)]);
   assert.equal(r.code, 0, r.stderr);
@@ -178,9 +171,7 @@ test('systemd-vmspawn 262\'s registration (replayed): machinectl 262 and 252 lis
   // key, started without --keep-unit: its keys in its order, the control socket in its runtime directory.
   const qemu = spawn('sleep', ['600'], { stdio: 'ignore' });
   try {
-    const fd = c.pidfd_open(qemu.pid!, 0);
-    const leaderId = pidfdId(fd);
-    c.close(fd);
+    const leaderId = processPidfdId(qemu.pid!);
     const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim().replace(/-/g, '');
     const register = {
       name: 'vm262',

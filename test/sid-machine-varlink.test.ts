@@ -16,9 +16,8 @@ import { after, before, test } from 'node:test';
 import { makeContainer, removeAllContainers, type Container } from './helpers/container.js';
 import { ROOT, startDaemon, type Daemon } from './helpers/daemon.js';
 import { waitFor } from './helpers/run.js';
-import { enterSidRoot, type SidWorld, type Started } from './helpers/sid-root.js';
-import { pidfdId } from '../src/registry/linux/leader.js';
-import * as c from '../src/registry/linux/libc.js';
+import { cgroup2Mount, enterSidRoot, type SidWorld, type Started } from './helpers/sid-root.js';
+import { processPidfdId } from '../src/registry/linux/leader.js';
 
 const SOCKET = '/run/systemd/machine/io.systemd.Machine';
 const ID = '0123456789abcdef0123456789abcdef';
@@ -34,28 +33,15 @@ let daemon: Daemon;
 const cgroups: string[] = [];
 const L: Container[] = [];
 
-function cgroup2(): string {
-  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')).find((f) => f[f.indexOf('-') + 1] === 'cgroup2')![4];
-}
-
 /** A container leader in a unit cgroup of its own (machined 262 refuses a leader outside any unit). */
 async function leader(n: number, opts: Parameters<typeof makeContainer>[0]): Promise<Container> {
   const ct = await makeContainer(opts);
-  const cg = join(cgroup2(), `mmtest-sidvl-${process.pid}-${n}.scope`);
+  const cg = join(cgroup2Mount(), `mmtest-sidvl-${process.pid}-${n}.scope`);
   mkdirSync(cg);
   cgroups.push(cg);
   writeFileSync(join(cg, 'cgroup.procs'), String(ct.pid));
   L.push(ct);
   return ct;
-}
-
-function pidfdIdOf(pid: number): number {
-  const fd = c.pidfd_open(pid, 0);
-  try {
-    return pidfdId(fd);
-  } finally {
-    c.close(fd);
-  }
 }
 
 interface Outcome {
@@ -183,7 +169,7 @@ test('Register with 262\'s parameters, List by name and by pid, with and without
   assert.deepEqual(await same({ method: 'Register', params: { name: 'web1', class: 'container', service: 'test', leaderProcessId: { pid: web.pid }, ifIndices: [web.hostIfIndex] } }), OK);
   assert.deepEqual(await same({ method: 'Register', params: { name: 'ns2', class: 'container', leader: ns.pid, id: ID, rootDirectory: '/srv/ns2' } }), OK);
   assert.deepEqual(await same({ method: 'Register', params: {
-    name: 'vm3', class: 'vm', leaderProcessId: { pid: vm.pid, pidfdId: pidfdIdOf(vm.pid) }, vSockCid: 42, sshAddress: 'vsock/42',
+    name: 'vm3', class: 'vm', leaderProcessId: { pid: vm.pid, pidfdId: processPidfdId(vm.pid) }, vSockCid: 42, sshAddress: 'vsock/42',
     sshPrivateKeyPath: '/run/vm3/key', controlAddress: '/run/vm3/control', allocateUnit: false, supervisor: 12345,
   } }), OK);
   for (const name of ['web1', 'ns2', 'vm3', '.host']) {
@@ -221,7 +207,7 @@ test('Register with 262\'s parameters, List by name and by pid, with and without
   assert.deepEqual(all.out.map((m: any) => m.name), ['.host', 'ns2', 'vm3', 'web1']);
   assert.deepEqual(all.out[3], {
     name: 'web1', class: 'container', service: 'test', unit: `mmtest-sidvl-${process.pid}-1.scope`,
-    leader: { pid: web.pid, pidfdId: pidfdIdOf(web.pid), bootId: readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim().replace(/-/g, '') },
+    leader: { pid: web.pid, pidfdId: processPidfdId(web.pid), bootId: readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim().replace(/-/g, '') },
     supervisor: ['pid', 'pidfdId', 'bootId'], timestamp: ['realtime', 'monotonic'], UID: 0,
   });
 });

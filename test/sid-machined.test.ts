@@ -14,9 +14,9 @@ import dbus from 'dbus-next';
 import { makeContainer, removeAllContainers, type Container } from './helpers/container.js';
 import { ROOT, startDaemon, type Daemon } from './helpers/daemon.js';
 import { waitFor } from './helpers/run.js';
-import { enterSidRoot, type SidWorld, type Started } from './helpers/sid-root.js';
+import { cgroup2Mount, enterSidRoot, type SidWorld, type Started } from './helpers/sid-root.js';
 import * as c from '../src/registry/linux/libc.js';
-import { pidfdId } from '../src/registry/linux/leader.js';
+import { processPidfdId } from '../src/registry/linux/leader.js';
 
 const MGR_PATH = '/org/freedesktop/machine1';
 const MGR = 'org.freedesktop.machine1.Manager';
@@ -55,8 +55,7 @@ async function connect(address: string): Promise<Client> {
 async function leader(n: number, v4: string): Promise<Container> {
   const ct = await makeContainer({ ipv4: { host: `10.78.${n}.1`, inside: v4 }, ipv6: { host: `fd00:78:${n}::1`, inside: `fd00:78:${n}::2` } });
   leaders.push(ct);
-  const cg2 = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')).find((f) => f[f.indexOf('-') + 1] === 'cgroup2')![4];
-  const dir = join(cg2, `mmtest-sid-${process.pid}-${n}.scope`);
+  const dir = join(cgroup2Mount(), `mmtest-sid-${process.pid}-${n}.scope`);
   mkdirSync(dir);
   cgroups.push(dir);
   writeFileSync(join(dir, 'cgroup.procs'), String(ct.pid));
@@ -152,9 +151,7 @@ test('registrations: RegisterMachine, RegisterMachineEx by PID and pidfd ID, by 
   const ct = await leader(3, '10.78.3.2');
   const id = Buffer.from(ID, 'hex');
   assert.deepEqual(await both('RegisterMachine', 'sayssus', ['web1', id, 'test', 'container', web.pid, '/srv/web1']), { theirs: { reply: [`${MGR_PATH}/machine/web1`] }, ours: { reply: [`${MGR_PATH}/machine/web1`] } });
-  const vmFd = c.pidfd_open(vm.pid, 0);
-  const vmProps = [['Class', v('s', 'vm')], ['Service', v('s', 'qemu')], ['LeaderPID', v('u', vm.pid)], ['LeaderPIDFDID', v('t', BigInt(pidfdId(vmFd)))], ['VSockCID', v('u', 42)], ['SSHAddress', v('s', 'vsock/42')], ['SSHPrivateKeyPath', v('s', '/root/.ssh/vm1')], ['NetworkInterfaces', v('ai', [vm.hostIfIndex])]];
-  c.close(vmFd);
+  const vmProps = [['Class', v('s', 'vm')], ['Service', v('s', 'qemu')], ['LeaderPID', v('u', vm.pid)], ['LeaderPIDFDID', v('t', BigInt(processPidfdId(vm.pid)))], ['VSockCID', v('u', 42)], ['SSHAddress', v('s', 'vsock/42')], ['SSHPrivateKeyPath', v('s', '/root/.ssh/vm1')], ['NetworkInterfaces', v('ai', [vm.hostIfIndex])]];
   assert.deepEqual(await both('RegisterMachineEx', 'sa(sv)', ['vm1', vmProps]), { theirs: { reply: [`${MGR_PATH}/machine/vm1`] }, ours: { reply: [`${MGR_PATH}/machine/vm1`] } });
   // The leader as a pidfd (an fd passed along; each bus gets its own copy).
   for (const client of [theirs, ours]) {
@@ -198,9 +195,7 @@ test('registrations: RegisterMachine, RegisterMachineEx by PID and pidfd ID, by 
 
 test('bad input: the same error names as machined 262, and nothing registered', async () => {
   const ct = await leader(4, '10.78.4.2');
-  const fd = c.pidfd_open(ct.pid, 0);
-  const rightId = BigInt(pidfdId(fd));
-  c.close(fd);
+  const rightId = BigInt(processPidfdId(ct.pid));
   const cases: [string, string, unknown[]][] = [
     ['GetMachine', 's', ['nosuch']],
     ['GetMachineSSHInfo', 's', ['nosuch']],
@@ -246,7 +241,7 @@ test('where we answer differently on purpose (README): each, as it is', async ()
   const cased = await both('RegisterMachine', 'sayssus', ['WEB1', Buffer.alloc(0), '', 'container', ct.pid, '']);
   assert.deepEqual(cased, { theirs: { reply: [`${MGR_PATH}/machine/WEB1`] }, ours: { error: 'org.freedesktop.machine1.MachineExists' } });
   // CreateMachineEx: machined asks systemd for the scope (none here: it fails); we make it ourselves.
-  const created = await ours.call(MGR_PATH, MGR, 'CreateMachineEx', 'sa(sv)a(sv)', ['made1', [['Class', v('s', 'container')], ['LeaderPID', v('u', ct.pid)], ['LeaderPIDFDID', v('t', BigInt(pidfdIdOf(ct.pid)))]], []]);
+  const created = await ours.call(MGR_PATH, MGR, 'CreateMachineEx', 'sa(sv)a(sv)', ['made1', [['Class', v('s', 'container')], ['LeaderPID', v('u', ct.pid)], ['LeaderPIDFDID', v('t', BigInt(processPidfdId(ct.pid)))]], []]);
   assert.deepEqual(created, [`${MGR_PATH}/machine/made1`]);
   const unit = (await ours.call(created[0], 'org.freedesktop.DBus.Properties', 'Get', 'ss', [MACHINE, 'Unit']))[0].value;
   assert.equal(unit, 'machine-made1.scope');
@@ -255,13 +250,4 @@ test('where we answer differently on purpose (README): each, as it is', async ()
   await ours.call(MGR_PATH, MGR, 'TerminateMachine', 's', ['made1']);
   await waitFor('made1 to go', async () => ((await outcome(ours.call(MGR_PATH, MGR, 'GetMachine', 's', ['made1']))) as { error?: string }).error ? true : undefined);
 });
-
-function pidfdIdOf(pid: number): number {
-  const fd = c.pidfd_open(pid, 0);
-  try {
-    return pidfdId(fd);
-  } finally {
-    c.close(fd);
-  }
-}
 

@@ -14,8 +14,7 @@ import { CTL, DAEMON, startDaemon, type Daemon } from './helpers/daemon.js';
 import { makeNssEnv, type NssEnv } from './helpers/nss-env.js';
 import { run, waitFor, type RunResult } from './helpers/run.js';
 import { enterSidRoot, type SidWorld } from './helpers/sid-root.js';
-import { pidfdId } from '../src/registry/linux/leader.js';
-import * as c from '../src/registry/linux/libc.js';
+import { processPidfdId } from '../src/registry/linux/leader.js';
 
 const USER = 4242;
 const OTHER = 65534;
@@ -41,15 +40,6 @@ function userLeader(): ChildProcess {
 const ctlAs = (uid: number, args: string[]) => run(as(uid)[0], [...as(uid).slice(1), process.execPath, CTL, ...args]);
 const ourSocket = () => join(rt, 'mymachines/io.systemd.Machine');
 const varlinkctl = (uid: number, args: string[], env: Record<string, string> = {}) => world.run([...as(uid), 'varlinkctl', '--json=short', ...args], { env });
-
-function pidfdIdOf(pid: number): number {
-  const fd = c.pidfd_open(pid, 0);
-  try {
-    return pidfdId(fd);
-  } finally {
-    c.close(fd);
-  }
-}
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'mymachines-user-'));
@@ -108,7 +98,7 @@ test('a VM registered by the user as vmspawn --user registers it (varlinkctl 262
   const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim().replace(/-/g, '');
   const register = {
     name: 'uvm', id: '4c1f0e2d3b5a49688776655443322110', service: 'systemd-vmspawn', class: 'vm', vSockCid: 4712, sshAddress: 'vsock/4712',
-    sshPrivateKeyPath: `${XDG}/systemd/vmspawn/machine-uvm-ed25519`, allocateUnit: true, leaderProcessId: { pid: qemu.pid, pidfdId: pidfdIdOf(qemu.pid!), bootId },
+    sshPrivateKeyPath: `${XDG}/systemd/vmspawn/machine-uvm-ed25519`, allocateUnit: true, leaderProcessId: { pid: qemu.pid, pidfdId: processPidfdId(qemu.pid!), bootId },
   };
   const socket = `${XDG}/systemd/machine/io.systemd.Machine`;
   const r = await varlinkctl(USER, ['call', socket, 'io.systemd.Machine.Register', JSON.stringify(register)]);

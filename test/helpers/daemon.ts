@@ -49,6 +49,8 @@ export interface DaemonOptions {
   /** An argv that runs the daemon elsewhere and execs it (e.g. nsenter into a network namespace, or
    *  prlimit). */
   prefix?: string[];
+  /** A D-Bus address to serve on (--bus): startDaemon returns once the daemon owns its name there. */
+  bus?: string;
 }
 
 function connects(path: string): Promise<boolean> {
@@ -68,7 +70,7 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<Daemon> {
   const resolveHookDir = join(dir, 'resolve.hook');
   const machineDir = join(dir, 'machine');
   const socket = join(runtimeDir, 'io.systemd.Machine');
-  const args = ['--runtime-dir', runtimeDir, '--state-dir', stateDir, '--userdb-dir', userdbDir, '--resolve-hook-dir', resolveHookDir, '--machine-dir', machineDir, '--image-pool', join(dir, 'pool'), '--bus', 'none', '--log-level', 'debug', ...(o.args ?? [])];
+  const args = ['--runtime-dir', runtimeDir, '--state-dir', stateDir, '--userdb-dir', userdbDir, '--resolve-hook-dir', resolveHookDir, '--machine-dir', machineDir, '--image-pool', join(dir, 'pool'), '--bus', o.bus ?? 'none', '--log-level', 'debug', ...(o.args ?? [])];
   const argv = [...(o.prefix ?? []), DAEMON, ...args];
   const proc = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: o.env ?? process.env });
   let out = '';
@@ -110,6 +112,7 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<Daemon> {
       if (proc.exitCode !== null) throw new Error(`mymachinesd exited with ${proc.exitCode}: ${out}`);
       return (await connects(socket)) ? true : undefined;
     }, 15_000);
+    if (o.bus) await waitFor('the daemon on the bus', () => (out.includes('serving on D-Bus') ? true : undefined), 15_000);
   } catch (e) {
     await d.kill();
     if (!o.dir) d.cleanup(); // made here: nobody else would remove it

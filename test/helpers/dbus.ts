@@ -28,6 +28,10 @@ export interface BusOptions {
   policy?: 'machined' | 'open';
   /** false: nobody may own org.freedesktop.machine1 (until reconfigure). */
   allowOwn?: boolean;
+  /** Services started on demand through systemd (dbus-daemon --systemd-activation) from these
+   *  directories' activation files; root may own org.freedesktop.systemd1, so that a test can stand in
+   *  for systemd. */
+  activation?: { serviceDirs: string[] };
 }
 
 function busConfig(socket: string, o: BusOptions): string {
@@ -54,11 +58,11 @@ function busConfig(socket: string, o: BusOptions): string {
   <type>system</type>
   <listen>unix:path=${socket}</listen>
   <auth>EXTERNAL</auth>
-  <policy context="default">
+${(o.activation?.serviceDirs ?? []).map((d) => `  <servicedir>${d}</servicedir>\n`).join('')}  <policy context="default">
 ${defaults}
   </policy>
   <policy user="root">
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Monitoring"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Monitoring"/>${o.activation ? '\n    <allow own="org.freedesktop.systemd1"/>' : ''}
   </policy>
 ${open ? '' : `  <include>${join(ROOT, 'data/org.freedesktop.machine1.conf')}</include>\n`}${o.allowOwn === false ? '  <policy context="mandatory">\n    <deny own="org.freedesktop.machine1"/>\n  </policy>\n' : ''}</busconfig>
 `;
@@ -77,7 +81,7 @@ export async function startBus(dir: string, opts: BusOptions = {}): Promise<Bus>
     address,
     env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: address },
     async start() {
-      proc = spawn('dbus-daemon', ['--config-file', config, '--nofork'], { stdio: ['ignore', 'ignore', 'inherit'] });
+      proc = spawn('dbus-daemon', ['--config-file', config, '--nofork', ...(opts.activation ? ['--systemd-activation'] : [])], { stdio: ['ignore', 'ignore', 'inherit'] });
       const p = proc;
       await waitFor('the dbus-daemon socket', () => {
         if (p.exitCode !== null) throw new Error(`dbus-daemon exited with ${p.exitCode}`);

@@ -67,7 +67,7 @@ export interface SidWorld {
 }
 
 /** The mount of the cgroup2 hierarchy (hybrid hosts have it at /sys/fs/cgroup/unified). */
-function cgroup2Mount(): string {
+export function cgroup2Mount(): string {
   for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
     const f = line.split(' ');
     const sep = f.indexOf('-');
