@@ -114,6 +114,6 @@ deb: node_modules/.package-lock.json
 	scripts/build-deb
 
 clean:
-	rm -rf dist $(B) debian/mymachines debian/.debhelper debian/files debian/*.substvars debian/*.debhelper.log debian/*.debhelper
+	rm -rf dist $(B) debian/mymachines debian/.debhelper debian/files debian/*.substvars debian/*.debhelper.log debian/*.debhelper debian/debhelper-build-stamp
 	$(MAKE) -C nss-module clean
 	$(MAKE) -C helper clean
