@@ -51,6 +51,8 @@ export interface DaemonOptions {
   prefix?: string[];
   /** A D-Bus address to serve on (--bus): startDaemon returns once the daemon owns its name there. */
   bus?: string;
+  /** The mymachinesd to run (default: this checkout's bin/mymachinesd). */
+  program?: string;
 }
 
 function connects(path: string): Promise<boolean> {
@@ -71,7 +73,7 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<Daemon> {
   const machineDir = join(dir, 'machine');
   const socket = join(runtimeDir, 'io.systemd.Machine');
   const args = ['--runtime-dir', runtimeDir, '--state-dir', stateDir, '--userdb-dir', userdbDir, '--resolve-hook-dir', resolveHookDir, '--machine-dir', machineDir, '--image-pool', join(dir, 'pool'), '--bus', o.bus ?? 'none', '--log-level', 'debug', ...(o.args ?? [])];
-  const argv = [...(o.prefix ?? []), DAEMON, ...args];
+  const argv = [...(o.prefix ?? []), o.program ?? DAEMON, ...args];
   const proc = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: o.env ?? process.env });
   let out = '';
   proc.stdout!.on('data', (d) => (out += d));

@@ -30,7 +30,7 @@ export function run(cmd: string, args: string[], opts: { input?: string; env?: N
 }
 
 /** Runs a command that must succeed; throws with its stderr otherwise. */
-export async function must(cmd: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
+export async function must(cmd: string, args: string[], opts: Parameters<typeof run>[2] = {}): Promise<string> {
   const r = await run(cmd, args, opts);
   if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.code ?? r.signal}): ${r.stderr.trim()}`);
   return r.stdout;
