@@ -9,7 +9,7 @@ const only = process.argv.slice(2);
 let failed = 0;
 // The lookups first: the registry and D-Bus benchmarks start and end thousands of leader processes,
 // which loads the machine for a while after them.
-const BENCHMARKS = ['nss-hosts', 'userdb', 'table', 'dbus', 'dns', 'dns-secondaries', 'registry'];
+const BENCHMARKS = ['nss-hosts', 'userdb', 'table', 'freshness', 'dbus', 'dns', 'dns-secondaries', 'registry'];
 for (const name of BENCHMARKS) {
   if (only.length && !only.includes(name)) continue;
   process.stdout.write(`\n== ${name} ==\n`);

