@@ -5,7 +5,7 @@
 // stop. The tree is a copy of this checkout's files as they are (what git tracks or would track).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readlinkSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -23,10 +23,10 @@ before(async () => {
   nodeDir = await oldestNode();
   dir = mkdtempSync(join(tmpdir(), 'mymachines-oldest-node-'));
   tree = join(dir, 'tree');
-  const files = (await must('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: ROOT })).split('\0').filter(Boolean);
-  await must('mkdir', [tree]);
-  // cp --parents keeps each file's path; files git tracks but the tree no longer has are left out.
-  await must('sh', ['-c', 'xargs -0 cp --parents -t "$1" 2>/dev/null || true', 'sh', tree], { cwd: ROOT, input: files.join('\0') });
+  // What git tracks or would track, as it is now (a file deleted but not yet committed is left out).
+  const files = (await must('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: ROOT })).split('\0').filter((f) => f && existsSync(join(ROOT, f)));
+  mkdirSync(tree);
+  await must('xargs', ['-0', 'cp', '-a', '--parents', '-t', tree], { cwd: ROOT, input: files.join('\0') });
   env = { ...process.env, PATH: `${join(nodeDir, 'bin')}:${process.env.PATH}`, npm_config_nodedir: nodeDir };
 });
 

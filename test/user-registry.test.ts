@@ -3,7 +3,8 @@
 // look, its machines registered without root (a VM as vmspawn --user registers one, with systemd 262's
 // varlinkctl; one of ours with its addresses), resolved for that user (our NSS module, systemd-ssh-proxy
 // 262 for `ssh machine/NAME`), and not host-wide: the system registry (a root daemon beside it) neither
-// lists nor resolves them. Other users cannot reach the user's sockets; root can.
+// lists nor resolves them. Other users cannot reach the user's sockets; root can. On D-Bus (a bus of the
+// test's own, open to all, as the user's session bus), the user changes their machines too, others cannot.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -11,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { CTL, DAEMON, startDaemon, type Daemon } from './helpers/daemon.js';
+import { startBus, type Bus } from './helpers/dbus.js';
 import { makeNssEnv, type NssEnv } from './helpers/nss-env.js';
 import { run, waitFor, type RunResult } from './helpers/run.js';
 import { enterSidRoot, type SidWorld } from './helpers/sid-root.js';
@@ -28,6 +30,7 @@ let userOut = '';
 let system: Daemon;
 let world: SidWorld;
 let nss: NssEnv;
+let bus: Bus;
 const leaders: ChildProcess[] = [];
 
 const as = (uid: number) => ['setpriv', '--reuid', String(uid), '--regid', String(uid), '--clear-groups'];
@@ -48,7 +51,8 @@ before(async () => {
   rt = join(dir, 'rt');
   mkdirSync(rt, { mode: 0o700 });
   chownSync(rt, USER, USER);
-  user = spawn(as(USER)[0], [...as(USER).slice(1), process.execPath, DAEMON, '--user', '--bus', 'none', '--log-level', 'debug'], {
+  bus = await startBus(join(dir, 'bus'), { policy: 'open', extraUsers: [USER] });
+  user = spawn(as(USER)[0], [...as(USER).slice(1), process.execPath, DAEMON, '--user', '--bus', bus.address, '--log-level', 'debug'], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { PATH: process.env.PATH, XDG_RUNTIME_DIR: rt },
   });
@@ -56,7 +60,7 @@ before(async () => {
   user.stderr!.on('data', (b) => (userOut += b));
   await waitFor('the user daemon', () => {
     if (user.exitCode !== null) throw new Error(`mymachinesd --user exited with ${user.exitCode}: ${userOut}`);
-    return userOut.includes('"msg":"ready"') ? true : undefined;
+    return userOut.includes('"msg":"ready"') && userOut.includes('serving on D-Bus') ? true : undefined;
   }, 15_000);
   // The system registry beside it, for the host-wide view.
   system = await startDaemon();
@@ -73,6 +77,7 @@ after(async () => {
     () => user && user.exitCode === null && new Promise((r) => (user.once('exit', r), user.kill('SIGTERM'))),
     () => system?.stop(),
     () => system?.cleanup(),
+    () => bus?.stop(),
     () => dir && rmSync(dir, { recursive: true, force: true }),
   ];
   const failures: unknown[] = [];
@@ -110,6 +115,25 @@ test('a VM registered by the user as vmspawn --user registers it (varlinkctl 262
   assert.equal(machines[0].unit, undefined);
   // Its state file, machined's format, in the user's state directory.
   assert.match(readFileSync(join(rt, 'systemd/machines/uvm'), 'utf8'), new RegExp(`^NAME=uvm\\nUID=${USER}\\n`, 'm'));
+});
+
+test('on D-Bus the user changes their own registry as over Varlink; other users may read, not change', async () => {
+  const l = userLeader();
+  const busctl = (uid: number, args: string[]) => run(as(uid)[0], [...as(uid).slice(1), 'busctl', `--address=${bus.address}`, ...args]);
+  const mgr = ['org.freedesktop.machine1', '/org/freedesktop/machine1', 'org.freedesktop.machine1.Manager'];
+  const reg = await busctl(USER, ['call', ...mgr, 'RegisterMachine', 'sayssus', 'ubus', '0', 'test', 'vm', String(l.pid), '']);
+  assert.deepEqual([reg.code, reg.stdout, reg.stderr], [0, 'o "/org/freedesktop/machine1/machine/ubus"\n', '']);
+  // dbus-send, which prints an error's message as it is (busctl says only "Access denied" for that name).
+  const dbusSend = (uid: number, path: string, method: string, args: string[]) =>
+    run(as(uid)[0], [...as(uid).slice(1), 'dbus-send', `--bus=${bus.address}`, '--print-reply', '--dest=org.freedesktop.machine1', path, method, ...args]);
+  const other = await dbusSend(OTHER, '/org/freedesktop/machine1', 'org.freedesktop.machine1.Manager.UnregisterMachine', ['string:ubus']);
+  assert.deepEqual([other.code, other.stderr], [1, `Error org.freedesktop.DBus.Error.AccessDenied: Access denied: only root and UID ${USER} may change machines.\n`]);
+  const logging = await dbusSend(OTHER, '/org/freedesktop/LogControl1', 'org.freedesktop.DBus.Properties.Set', ['string:org.freedesktop.LogControl1', 'string:LogLevel', 'variant:string:debug']);
+  assert.deepEqual([logging.code, logging.stderr], [1, `Error org.freedesktop.DBus.Error.AccessDenied: Access denied: only root and UID ${USER} may change logging.\n`]);
+  assert.deepEqual(await busctl(OTHER, ['call', ...mgr, 'GetMachine', 's', 'ubus']), { code: 0, signal: null, stdout: 'o "/org/freedesktop/machine1/machine/ubus"\n', stderr: '' });
+  const un = await busctl(USER, ['call', ...mgr, 'UnregisterMachine', 's', 'ubus']);
+  assert.deepEqual([un.code, un.stderr], [0, '']);
+  assert.equal((await busctl(USER, ['call', ...mgr, 'GetMachine', 's', 'ubus'])).code, 1);
 });
 
 test('resolved for the user: our NSS module on the user\'s socket, ssh machine/NAME through systemd-ssh-proxy 262', async () => {

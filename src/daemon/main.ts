@@ -31,7 +31,9 @@ function version(): string {
 }
 
 async function run(opts: DaemonOptions): Promise<void> {
-  if (process.geteuid?.() !== 0 && !opts.user) {
+  // Who may change the registry besides root, over Varlink and D-Bus: the user of a --user registry.
+  const owner = process.geteuid?.() ?? 0;
+  if (owner !== 0 && !opts.user) {
     throw new Error('must run as root: it enters network namespaces, reads the leaders\' /proc files, writes cgroups and owns /run/mymachines; for a registry of your own machines, start it with --user');
   }
   // One daemon per runtime directory and state directory, decided before anything is touched there.
@@ -119,7 +121,7 @@ async function run(opts: DaemonOptions): Promise<void> {
     const served = publishedRegistry(registry, table);
     // PTYs, shells, copies, bind mounts and root directories, for both transports.
     const ops = new MachineOperations(registry, log);
-    server.addInterface(machineInterface, machineHandlers(served, { owner: process.geteuid?.() ?? 0, operations: varlinkOperations(ops) }));
+    server.addInterface(machineInterface, machineHandlers(served, { owner, operations: varlinkOperations(ops) }));
     server.addInterface(resolveInterface, resolveHandlers(resolver));
     server.addInterface(userDatabaseInterface, userDatabaseHandlers(users));
     server.addInterface(resolveHookInterface, resolveHookHandlers(registry, resolver));
@@ -168,7 +170,7 @@ async function run(opts: DaemonOptions): Promise<void> {
     // D-Bus is optional: an unreachable bus is warned about and retried, never fatal.
     if (opts.bus !== 'none') {
       const [{ serveMachine1 }, { busAddress }] = await Promise.all([import('./serve-dbus.js'), import('../dbus/bus-service.js')]);
-      if (!stopping) bus = serveMachine1(served, ops, pool!, log, busAddress(opts.bus, process.env));
+      if (!stopping) bus = serveMachine1(served, ops, pool!, log, busAddress(opts.bus, process.env), owner);
     }
     const machines = registry.list().filter((m) => m.class !== 'host').length;
     log.info({ socket: socketPath, stateDir: opts.stateDir, user: opts.user, machines }, 'ready');

@@ -9,11 +9,12 @@ import type { MachineOperations } from '../registry/machine-ops.js';
 import type { Registry } from '../registry/registry.js';
 
 /** Serves org.freedesktop.machine1 and LogControl1 on the bus at `address` (see busAddress), for as long
- *  as the daemon runs: the bus may come and go. */
-export function serveMachine1(reg: Registry, ops: MachineOperations, pool: ImagePool, log: BusLog & LevelLogger, address: string | undefined): BusService {
+ *  as the daemon runs: the bus may come and go. Changes are taken from root and from `owner` (the user of
+ *  a per-user registry; 0 for the system's). */
+export function serveMachine1(reg: Registry, ops: MachineOperations, pool: ImagePool, log: BusLog & LevelLogger, address: string | undefined, owner: number): BusService {
   const images = { ...imageManagerMembers(pool), ...imageObjects(pool), mapError: imageBusError };
   const tree = machine1Tree(reg, { [LOG_CONTROL_PATH]: logControlObject(log, 'mymachinesd') }, ops, images);
-  const service = new BusService({ address, name: BUS_NAME, tree, log });
+  const service = new BusService({ address, name: BUS_NAME, tree, log, owner });
   announceMachines(reg, service);
   service.start();
   return service;

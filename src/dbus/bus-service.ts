@@ -52,6 +52,9 @@ export interface Caller {
   sender: string;
   /** The sender's UID and PID, asked of the bus (once per call). */
   creds(): Promise<{ uid: number; pid: number }>;
+  /** Throws AccessDenied ("only root may change <what>") unless the sender is root or the service's
+   *  owner (BusService's `owner`: the user of a per-user registry). */
+  mayChange(what: string): Promise<void>;
 }
 
 /** in and out: "name:type" pairs separated by spaces, e.g. "name:s id:ay". */
@@ -316,7 +319,8 @@ export class BusService extends EventEmitter<BusServiceEvents> {
   private warned = false;
 
   constructor(
-    private readonly opts: { address: string | undefined; name: string; tree: ObjectTree; log: BusLog },
+    /** owner: a UID besides root whose calls may change things (a per-user registry's user). */
+    private readonly opts: { address: string | undefined; name: string; tree: ObjectTree; log: BusLog; owner?: number },
   ) {
     super();
   }
@@ -415,8 +419,13 @@ export class BusService extends EventEmitter<BusServiceEvents> {
 
   private caller(bus: dbus.MessageBus, msg: dbus.Message): Caller {
     let creds: Promise<{ uid: number; pid: number }> | undefined;
-    return {
+    const owner = this.opts.owner || undefined;
+    const caller: Caller = {
       sender: msg.sender,
+      async mayChange(what) {
+        const { uid } = await caller.creds();
+        if (uid !== 0 && uid !== owner) throw new BusError(E.AccessDenied, `Access denied: only ${owner === undefined ? 'root' : `root and UID ${owner}`} may change ${what}.`);
+      },
       creds: () =>
         (creds ??= withTimeout(
           bus.call(
@@ -436,6 +445,7 @@ export class BusService extends EventEmitter<BusServiceEvents> {
           return { uid: Number(c.UnixUserID.value), pid: Number(c.ProcessID.value) };
         })),
     };
+    return caller;
   }
 
   /** Answers a method call that came in on `bus`, on that connection only. */

@@ -1,6 +1,6 @@
 // org.freedesktop.LogControl1 (systemd's standard interface for daemons): reads and changes the log
 // level at run time. Levels are systemd's names, mapped onto the logger's (pino) levels.
-import { BusError, type BusObject, type Caller, E } from './bus-service.js';
+import { BusError, type BusObject, E } from './bus-service.js';
 
 export const LOG_CONTROL_PATH = '/org/freedesktop/LogControl1';
 
@@ -23,10 +23,6 @@ const TO_PINO: Record<string, string> = {
 const LOG_TARGETS = ['console', 'console-prefixed', 'kmsg', 'journal', 'journal-or-kmsg', 'syslog', 'syslog-or-kmsg', 'auto', 'null'];
 const FROM_PINO: Record<string, string> = { fatal: 'crit', error: 'err', warn: 'warning', info: 'info', debug: 'debug', trace: 'debug', silent: 'emerg' };
 
-async function requireRoot(caller: Caller): Promise<void> {
-  if ((await caller.creds()).uid !== 0) throw new BusError(E.AccessDenied, 'Access denied: only root may change logging.');
-}
-
 export function logControlObject(log: LevelLogger, identifier: string): BusObject {
   return {
     target: log,
@@ -41,7 +37,7 @@ export function logControlObject(log: LevelLogger, identifier: string): BusObjec
             emits: 'false',
             get: () => FROM_PINO[log.level] ?? 'info',
             async set(_t, caller, value: string) {
-              await requireRoot(caller);
+              await caller.mayChange('logging');
               const level = TO_PINO[value];
               if (!level) throw new BusError(E.InvalidArgs, `Invalid log level '${value}': expected one of ${Object.keys(TO_PINO).join(', ')}`);
               log.level = level;
@@ -53,7 +49,7 @@ export function logControlObject(log: LevelLogger, identifier: string): BusObjec
             // JSON lines on stdout: the console (or the journal, when a service manager collects stdout).
             get: () => 'console',
             async set(_t, caller, value: string) {
-              await requireRoot(caller);
+              await caller.mayChange('logging');
               if (!LOG_TARGETS.includes(value)) throw new BusError(E.InvalidArgs, `Invalid log target '${value}': expected one of ${LOG_TARGETS.join(', ')}`);
               if (value !== 'console' && value !== 'auto') throw new BusError(E.NotSupported, `Log target '${value}' is not supported: mymachinesd logs to its standard output (console) only`);
             },

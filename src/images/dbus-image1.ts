@@ -29,10 +29,6 @@ export function imagePath(name: string): string {
 
 const u64 = (n: number | undefined) => (n === undefined ? UINT64_MAX : BigInt(n));
 
-async function requireRoot(caller: Caller): Promise<void> {
-  if ((await caller.creds()).uid !== 0) throw new BusError(E.AccessDenied, 'Access denied: only root may change images.');
-}
-
 function cleanMode(mode: string): 'all' | 'hidden' {
   if (mode !== 'all' && mode !== 'hidden') throw new BusError(E.InvalidArgs, `Unknown mode '${mode}'.`);
   return mode;
@@ -46,7 +42,7 @@ function imageMethods(pool: ImagePool): [string, string, string, string, (name: 
   // The image is looked up first, then the caller checked, as machined does.
   const change = (f: (name: string, ...a: any[]) => Promise<unknown>) => async (name: string, c: Caller, ...a: any[]) => {
     await pool.get(name);
-    await requireRoot(c);
+    await c.mayChange('images');
     await f(name, ...a);
   };
   return [
@@ -78,7 +74,7 @@ export function imageManagerMembers(pool: ImagePool): { methods: Record<string, 
       in: 'size:t',
       out: '',
       call: async (_t, c, size: bigint) => {
-        await requireRoot(c);
+        await c.mayChange('images');
         await pool.setLimit(undefined, Number(size));
       },
     },
@@ -87,7 +83,7 @@ export function imageManagerMembers(pool: ImagePool): { methods: Record<string, 
       out: 'images:a(st)',
       call: async (_t, c, mode: string) => {
         const m = cleanMode(mode);
-        await requireRoot(c);
+        await c.mayChange('images');
         return [(await pool.clean(m)).map((r) => [r.name, u64(r.usageExclusive)])];
       },
     },

@@ -56,10 +56,6 @@ export function machinePath(name: string): string {
   return path;
 }
 
-async function requireRoot(caller: Caller): Promise<void> {
-  if ((await caller.creds()).uid !== 0) throw new BusError(E.AccessDenied, 'Access denied: only root may change machines.');
-}
-
 function idFromBytes(id: Buffer): string {
   if (id.length !== 0 && id.length !== 16) throw new BusError(E.InvalidArgs, 'Invalid machine ID parameter: expected 0 or 16 bytes');
   return id.every((b) => b === 0) ? '' : id.toString('hex');
@@ -75,7 +71,8 @@ function copyFlags(flags: bigint | number): boolean {
 
 /** The Manager's and the Machine object's PTY, shell, copy, bind and root directory methods, on
  *  MachineOperations: Manager methods take the machine's name first, the Machine's are on `m`. Only root
- *  may call them (machined asks polkit, which refuses an unprivileged caller without an agent). */
+ *  (and a per-user registry's user) may call them (machined asks polkit, which refuses an unprivileged
+ *  caller without an agent). */
 function operations(reg: Registry, ops: MachineOperations, prefix: 'manager' | 'machine'): Record<string, MethodDef<any>> {
   const nameArg = prefix === 'manager' ? 'name:s ' : '';
   const target = async (t: Machine | null, c: Caller, args: any[]): Promise<[string, any[]]> => {
@@ -140,10 +137,10 @@ type BusProperty = [string, dbus.Variant];
 /** What a registration carries besides its name, as the front end hands it to the registry. */
 type Registration = Omit<RegisterRequest, 'name' | 'leader' | 'supervisor' | 'uid' | 'allocateUnit'> & { leader?: number };
 
-/** Registers (allocateUnit: creates) a machine for a caller, who must be root. The leader defaults to
+/** Registers (allocateUnit: creates) a machine for a caller, who must be root (or the owner of a per-user registry). The leader defaults to
  *  the caller; a caller that is not the leader is the machine's supervisor, as machined 258+ records. */
 async function register(reg: Registry, caller: Caller, allocateUnit: boolean, name: string, r: Registration, scope: BusProperty[] = []) {
-  await requireRoot(caller);
+  await caller.mayChange('machines');
   const { pid, uid } = await caller.creds();
   const leader = r.leader || pid;
   // As machined, which pins the leader first: no such process is ESRCH, named so on the bus.
@@ -238,7 +235,7 @@ function sshInfo(m: Machine): string[] {
 /** Looks a machine up first, then checks the caller, as machined does for Terminate/Kill/Unregister. */
 async function changeable(reg: Registry, caller: Caller, name: string): Promise<Machine> {
   const m = reg.mustGet(name);
-  await requireRoot(caller);
+  await caller.mayChange('machines');
   return m;
 }
 

@@ -1,7 +1,7 @@
 // For the D-Bus tests: a private system-type dbus-daemon with mymachines' bus policy, systemd's clients run
 // where they look for machined's files, and a dbus-next client that shows error names.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -32,6 +32,9 @@ export interface BusOptions {
    *  directories' activation files; root may own org.freedesktop.systemd1, so that a test can stand in
    *  for systemd. */
   activation?: { serviceDirs: string[] };
+  /** UIDs that /etc/passwd lacks but that connect: dbus-daemon refuses a connection from a UID it cannot
+   *  look up. It then runs in a mount namespace of its own, with them added to its view of /etc/passwd. */
+  extraUsers?: number[];
 }
 
 function busConfig(socket: string, o: BusOptions): string {
@@ -76,12 +79,20 @@ export async function startBus(dir: string, opts: BusOptions = {}): Promise<Bus>
   const config = join(dir, 'bus.conf');
   writeFileSync(config, busConfig(socket, opts));
   const address = `unix:path=${socket}`;
+  const daemonArgv = ['dbus-daemon', '--config-file', config, '--nofork', ...(opts.activation ? ['--systemd-activation'] : [])];
+  let argv = daemonArgv;
+  if (opts.extraUsers?.length) {
+    const passwd = join(dir, 'passwd');
+    writeFileSync(passwd, readFileSync('/etc/passwd', 'utf8') + opts.extraUsers.map((u) => `test${u}:x:${u}:${u}::/nonexistent:/usr/sbin/nologin\n`).join(''));
+    // unshare and sh exec: the PID is dbus-daemon's.
+    argv = ['unshare', '-m', '--propagation', 'private', 'sh', '-c', 'mount --bind "$0" /etc/passwd && exec "$@"', passwd, ...daemonArgv];
+  }
   let proc: ChildProcess | undefined;
   const bus: Bus = {
     address,
     env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: address },
     async start() {
-      proc = spawn('dbus-daemon', ['--config-file', config, '--nofork', ...(opts.activation ? ['--systemd-activation'] : [])], { stdio: ['ignore', 'ignore', 'inherit'] });
+      proc = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'inherit'] });
       const p = proc;
       await waitFor('the dbus-daemon socket', () => {
         if (p.exitCode !== null) throw new Error(`dbus-daemon exited with ${p.exitCode}`);
