@@ -5,7 +5,6 @@ import { isAbsolute } from 'node:path';
 import { parseArgs } from 'node:util';
 import { VarlinkClient } from '../varlink/client.js';
 import { VarlinkError } from '../varlink/errors.js';
-import { doctor, report } from './doctor.js';
 import { imageVerbs } from './image-verbs.js';
 import type { Action, Options, Verb } from './verb.js';
 import { PROPERTY_NAMES, fromList, jsonView, listTable, properties, statusText, type MachineJson } from './format.js';
@@ -226,6 +225,8 @@ export const verbs: Record<string, Verb> = {
       // Its own connections: an unreachable daemon is one of the findings, not a failure to start.
       return {
         standalone: async (socket, timeoutMs) => {
+          // Loaded for this verb only: it brings koffi and dbus-next, which no other verb needs.
+          const { doctor, report } = await import('./doctor.js');
           const checks = await doctor({ socket, stateDir, timeoutMs, env: process.env });
           out(report(checks));
           return checks.every((c) => c.ok) ? 0 : 1;

@@ -54,6 +54,7 @@ async function run(opts: DaemonOptions): Promise<void> {
     stopping = true;
     log.info({ signal }, 'stopping');
     manager?.notify('STOPPING=1');
+    manager?.close();
     bus?.stop();
     await dns?.close();
     await server?.close();
@@ -124,12 +125,12 @@ async function run(opts: DaemonOptions): Promise<void> {
     server.addInterface(machineInterface, machineHandlers(served, { owner, operations: varlinkOperations(ops) }));
     server.addInterface(resolveInterface, resolveHandlers(resolver));
     server.addInterface(userDatabaseInterface, userDatabaseHandlers(users));
-    server.addInterface(resolveHookInterface, resolveHookHandlers(registry, resolver));
+    server.addInterface(resolveHookInterface, resolveHookHandlers(resolver));
     const reg = registry;
     // A running machine's root in an image keeps it from being renamed, removed or cleaned.
     const inUse = (path: string) => reg.list().some((m) => m.class !== 'host' && m.rootDirectory !== '' && (m.rootDirectory === path || m.rootDirectory.startsWith(`${path}/`)));
     pool = new ImagePool({ path: opts.imagePool, inUse, log });
-    server.addInterface(machineImageInterface, machineImageHandlers(pool));
+    server.addInterface(machineImageInterface, machineImageHandlers(pool, owner));
     // DNS for clients that bypass NSS; an address that cannot be had stops the start (exit 1).
     if (opts.dns.length > 0) {
       const { DnsServer } = await import('../resolver/dns-server.js');

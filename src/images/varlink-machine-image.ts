@@ -73,8 +73,9 @@ function toVarlinkError(e: unknown): unknown {
   }
 }
 
-function requireRoot(ctx: CallContext): void {
-  if (ctx.peer.uid !== 0) throw permissionDenied();
+/** Root, and `owner` (a per-user registry's user), may change images, as io.systemd.Machine. */
+function requireChanger(ctx: CallContext, owner: number): void {
+  if (ctx.peer.uid !== 0 && ctx.peer.uid !== owner) throw permissionDenied();
 }
 
 const pairs = (m: Map<string, string>) => [...m].map(([k, v]) => `${k}=${v}`);
@@ -101,10 +102,10 @@ async function imageJson(pool: ImagePool, img: Image, metadata: 'no' | 'yes' | '
       if (metadata === 'yes') throw e;
     }
   }
-  return JSON.parse(JSON.stringify(j)); // undefined fields are left out
+  return j; // undefined fields are left out by the server's JSON.stringify
 }
 
-export function machineImageHandlers(pool: ImagePool): Record<string, Handler> {
+export function machineImageHandlers(pool: ImagePool, owner: number): Record<string, Handler> {
   const handlers: Record<string, Handler> = {
     async List(p: { name?: string; acquireMetadata?: 'no' | 'yes' | 'graceful' }, ctx) {
       const md = p.acquireMetadata ?? 'no';
@@ -119,7 +120,7 @@ export function machineImageHandlers(pool: ImagePool): Record<string, Handler> {
     },
     async Update(p: { name: string; newName?: string; readOnly?: boolean; limit?: number }, ctx) {
       await pool.get(p.name);
-      requireRoot(ctx);
+      requireChanger(ctx, owner);
       // Checked before anything is done: one bad part changes nothing.
       if (p.newName !== undefined) pool.checkName(p.newName, 'newName');
       if (p.limit !== undefined && (p.limit < 0 || !Number.isSafeInteger(p.limit))) throw invalidParameter('limit');
@@ -130,30 +131,30 @@ export function machineImageHandlers(pool: ImagePool): Record<string, Handler> {
     },
     async Clone(p: { name: string; newName: string; readOnly?: boolean }, ctx) {
       await pool.get(p.name);
-      requireRoot(ctx);
+      requireChanger(ctx, owner);
       await pool.clone(p.name, p.newName, p.readOnly ?? false);
       return {};
     },
     async Remove(p: { name: string }, ctx) {
       await pool.get(p.name);
-      requireRoot(ctx);
+      requireChanger(ctx, owner);
       await pool.remove(p.name);
       return {};
     },
     async SetPoolLimit(p: { limit: number }, ctx) {
-      requireRoot(ctx);
+      requireChanger(ctx, owner);
       if (p.limit < 0 || !Number.isSafeInteger(p.limit)) throw invalidParameter('limit');
       await pool.setLimit(undefined, p.limit);
       return {};
     },
     async CleanPool(p: { mode: 'all' | 'hidden' }, ctx) {
       if (!ctx.more) throw expectedMore();
-      requireRoot(ctx);
+      requireChanger(ctx, owner);
       const removed = await pool.clean(p.mode);
       // machined answers one reply per image removed; none removed: an empty final reply.
-      for (const r of removed.slice(0, -1)) ctx.notify(JSON.parse(JSON.stringify(r)));
+      for (const r of removed.slice(0, -1)) ctx.notify(r);
       const last = removed[removed.length - 1];
-      return last ? JSON.parse(JSON.stringify(last)) : {};
+      return last ?? {};
     },
   };
   return mapErrors(handlers, (e) => (e instanceof VarlinkError ? e : toVarlinkError(e)));

@@ -9,16 +9,19 @@
 // on as usual. Unlike machined 261 (systemd#43783), a name below a machine's name is not NXDOMAIN: a
 // container named `ai` must not hide the `ai` top-level domain. Unlike machined, names ignore ASCII case
 // (as our other front ends), and IPv6 link-local addresses are left out, as in DNS (no scope can go along).
-import dnsPacket from 'dns-packet';
-import type { Registry } from '../registry/registry.js';
+import type dnsPacket from 'dns-packet';
 import { AF_INET, AF_INET6 } from '../registry/address.js';
 import { invalidParameter } from '../varlink/errors.js';
 import { t, type InterfaceDef } from '../varlink/schema.js';
 import type { CallContext, Handler } from '../varlink/server.js';
 import type { Resolver } from './resolver.js';
 
-// dns-packet's encoder of one record (its types omit it).
-const rrCodec = (dnsPacket as unknown as { answer: { encode(a: dnsPacket.Answer): Buffer } }).answer;
+type RecordCodec = { encode(a: dnsPacket.Answer): Buffer };
+let rrCodec: RecordCodec | undefined;
+/** dns-packet's encoder of one record (its types omit it), loaded at the first answer, not at every start. */
+async function recordCodec(): Promise<RecordCodec> {
+  return (rrCodec ??= ((await import('dns-packet')).default as unknown as { answer: RecordCodec }).answer);
+}
 
 const TYPE_A = 1;
 const TYPE_AAAA = 28;
@@ -89,9 +92,9 @@ interface Key {
   name: string;
 }
 
-function answerFor(name: string, family: number, bytes: number[]) {
+function answerFor(codec: RecordCodec, name: string, family: number, bytes: number[]) {
   const text = family === AF_INET ? bytes.join('.') : Array.from({ length: 8 }, (_, i) => ((bytes[2 * i] << 8) | bytes[2 * i + 1]).toString(16)).join(':');
-  const raw = rrCodec.encode({ type: family === AF_INET ? 'A' : 'AAAA', class: 'IN', name, ttl: 0, data: text });
+  const raw = codec.encode({ type: family === AF_INET ? 'A' : 'AAAA', class: 'IN', name, ttl: 0, data: text });
   return { rr: { key: { class: CLASS_IN, type: family === AF_INET ? TYPE_A : TYPE_AAAA, name }, address: bytes }, raw: raw.toString('base64') };
 }
 
@@ -100,33 +103,35 @@ function filterDomains(resolver: Resolver): string[] {
   return resolver.names().sort();
 }
 
-export function resolveHookHandlers(registry: Registry, resolver: Resolver): Record<string, Handler> {
+export function resolveHookHandlers(resolver: Resolver): Record<string, Handler> {
   return {
     async QueryFilter(_p, ctx: CallContext) {
-      let last = filterDomains(resolver);
-      if (!ctx.more) return { filterDomains: last };
-      ctx.notify({ filterDomains: last });
-      // Subscribed: a new list whenever the machines that resolve change, until the client hangs up.
-      const update = () => {
+      const first = filterDomains(resolver);
+      if (!ctx.more) return { filterDomains: first };
+      ctx.notify({ filterDomains: first });
+      // Subscribed: a new list whenever the set of machines that resolve changes, until the client hangs
+      // up. Most changes (addresses, ID maps) leave it as it is: only a name coming or going is told.
+      let listed = new Set(first);
+      const update = (name: string) => {
+        if (listed.has(name) === (resolver.lookup(name)?.name === name)) return;
         const now = filterDomains(resolver);
-        if (now.length === last.length && now.every((n, i) => n === last[i])) return;
-        last = now;
+        listed = new Set(now);
         ctx.notify({ filterDomains: now });
       };
-      const events = ['added', 'removed', 'changed'] as const;
-      for (const e of events) registry.on(e, update);
+      resolver.on('changed', update);
       const { signal } = ctx;
       if (!signal.aborted) await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
-      for (const e of events) registry.off(e, update);
+      resolver.off('changed', update);
       return {};
     },
-    ResolveRecord(p) {
+    async ResolveRecord(p) {
       const keys: Key[] = (p.question as { key: Key }[]).map((q) => q.key);
       if (keys.length === 0 || keys.length > MAX_KEYS) throw invalidParameter('question');
       for (const k of keys) {
         if (k.name.length === 0 || k.name.length > MAX_NAME + 1 || !Number.isSafeInteger(k.type) || k.type < 0 || k.type > 0xffff) throw invalidParameter('question');
       }
       let found = false;
+      const codec = await recordCodec();
       const answer: ReturnType<typeof answerFor>[] = [];
       for (const k of keys) {
         const name = k.name.endsWith('.') ? k.name.slice(0, -1) : k.name;
@@ -136,7 +141,7 @@ export function resolveHookHandlers(registry: Registry, resolver: Resolver): Rec
         if ((k.class ?? CLASS_IN) !== CLASS_IN || (k.type !== TYPE_A && k.type !== TYPE_AAAA)) continue;
         const family = k.type === TYPE_A ? AF_INET : AF_INET6;
         // The name as asked: resolved (and a DNS client behind its stub) matches answers to questions.
-        for (const a of entry.addresses) if (a.family === family && !a.ifindex) answer.push(answerFor(k.name, a.family, a.bytes));
+        for (const a of entry.addresses) if (a.family === family && !a.ifindex) answer.push(answerFor(codec, k.name, a.family, a.bytes));
       }
       // Not a machine: an empty reply lets resolved go on (DNS, LLMNR, ...), also below a machine's name.
       if (!found) return {};

@@ -4,7 +4,6 @@
 import { closeSync } from 'node:fs';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import usocket from 'usocket';
 import { VarlinkError } from './errors.js';
 
 const MAX_MESSAGE_BYTES = 16 * 1024 * 1024; // as systemd's client
@@ -79,9 +78,11 @@ export class VarlinkClient {
     socket.on('close', () => this.fail(connectionError('varlink connection closed', 'ECONNRESET')));
   }
 
-  static connect(path: string, opts: ConnectOptions = {}): Promise<VarlinkClient> {
+  static async connect(path: string, opts: ConnectOptions = {}): Promise<VarlinkClient> {
+    // usocket (a native addon) only where descriptors are taken: mymachinesctl never loads it.
+    const USocket = opts.acceptFds ? (await import('usocket')).default.USocket : undefined;
     return new Promise((resolve, reject) => {
-      const socket: Conn = opts.acceptFds ? new usocket.USocket({ path }) : net.connect(path);
+      const socket: Conn = USocket ? new USocket({ path }) : net.connect(path);
       const failed = (err: Error) => {
         clearTimeout(timer);
         socket.destroy();
