@@ -115,13 +115,13 @@ export function validateRequest(r: RegisterRequest): MachineSpec {
 
 /** An absolute path in its plain form, as machined 262 insists on (json_dispatch_path): no '.' or '..'
  *  component, no '//', no control characters, at most PATH_MAX. A trailing '/' is allowed. */
-function isNormalizedPath(p: string): boolean {
+export function isNormalizedPath(p: string): boolean {
   if (!isAbsolute(p) || p.length > 4096 || /[\x00-\x1f\x7f]/.test(p) || p.includes('//')) return false;
   return p.split('/').every((c) => c !== '.' && c !== '..');
 }
 
 /** Quotes user input safely inside an error message. */
-function printable(s: string): string {
+export function printable(s: string): string {
   const t = s.length > 80 ? s.slice(0, 80) + '…' : s;
   return t.replace(/[^\x20-\x7e]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }

@@ -16,7 +16,7 @@ import { processPidfdId } from './linux/leader.js';
 import { type Machine, uidShift } from './machine.js';
 import { isValidMachineName } from './names.js';
 import type { Registry } from './registry.js';
-import { type RegisterRequest, validateRequest } from './validate.js';
+import { type RegisterRequest, isNormalizedPath, printable, validateRequest } from './validate.js';
 
 const IFACE = 'io.systemd.Machine';
 
@@ -349,12 +349,10 @@ export interface MachineHandlerOptions {
 interface ProcessIdParam { pid: number; pidfdId?: number; bootId?: string }
 interface Selector { name?: string; pid?: ProcessIdParam }
 
-const printable = (s: string) => (s.length > 80 ? s.slice(0, 80) + '…' : s).replace(/[^\x20-\x7e]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
-
 /** An absolute path in plain form ('..', '.' and '//' refused), as machined's json_dispatch_path. */
 function checkPath(field: string, p: string | undefined): void {
   if (p === undefined) return;
-  if (!p.startsWith('/') || p.length > 4096 || /[\x00-\x1f\x7f]/.test(p) || p.includes('//') || p.split('/').some((c) => c === '.' || c === '..')) {
+  if (!isNormalizedPath(p)) {
     throw invalidParameter(field, `Invalid ${field} '${printable(p)}': must be an absolute path`);
   }
 }
