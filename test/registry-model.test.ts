@@ -218,4 +218,16 @@ describe('registry model', () => {
     assert.deepEqual(readdirSync(stateDir), ['keep']);
     assert.match(readFileSync(join(stateDir, 'keep'), 'utf8'), /\nADDRESSES=10\.9\.0\.1\n/);
   });
+
+  test('reload: a second file for the same leader goes without the unit link and scope of the machine kept', async () => {
+    const a = leader();
+    await reg.register({ name: 'made', leader: a, allocateUnit: true });
+    await reg.stop();
+    // Names the same leader, unit and scope: only the file goes.
+    writeFileSync(join(stateDir, 'zdup'), `NAME=zdup\nLEADER=${a}\nCLASS=container\nSCOPE=machine-made.scope\nOWN_CGROUP=/machine.slice/machine-made.scope\n`);
+    reg = await open();
+    assert.deepEqual(names(), ['.host', 'made']);
+    assert.deepEqual(readdirSync(stateDir).sort(), ['made', 'unit:machine-made.scope']);
+    assert.deepEqual(scopes.removed, []);
+  });
 });

@@ -465,10 +465,12 @@ export class Registry extends EventEmitter<RegistryEvents> {
       return this.files.removeFile(name);
     }
     let leader: Leader | undefined;
-    const drop = async (why: string) => {
+    /** shared: the unit and scope named in the file are another machine's too (its leader's), and stay. */
+    const drop = async (why: string, shared = false) => {
       if (leader) c.close(leader.fd);
       this.opts.log.info({ machine: r.name, why }, 'machine dropped at start');
       this.files.removeFile(r.name);
+      if (shared) return;
       if (r.unit) this.files.removeFile(`unit:${r.unit}`);
       if (r.ownCgroup && this.opts.scopes && !(await this.opts.scopes.remove(r.ownCgroup))) this.addStaleCgroup(r.ownCgroup);
     };
@@ -481,7 +483,9 @@ export class Registry extends EventEmitter<RegistryEvents> {
     if (!leader) return drop('leader gone');
     if (r.leaderStartTime && r.leaderStartTime !== leader.startTime) return drop('leader PID reused by another process');
     const lower = r.name.toLowerCase();
-    if (this.byLeader.has(r.leader) || this.reservedLeaders.has(r.leader) || this.byLowerName.has(lower) || this.reservedNames.has(lower)) return drop('duplicate');
+    // Another file's machine has this leader: its unit and scope, which this file names too, are kept.
+    if (this.byLeader.has(r.leader) || this.reservedLeaders.has(r.leader)) return drop('duplicate: another machine has its leader', true);
+    if (this.byLowerName.has(lower) || this.reservedNames.has(lower)) return drop('duplicate: another machine has its name');
     // Reserved now: the other files are reloaded meanwhile, and a duplicate among them must see this one.
     this.reserve(r.name, r.leader);
     try {
