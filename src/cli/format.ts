@@ -77,7 +77,8 @@ function formatAddress(a: { family: number; address: number[] }): string {
   return a.family === 2 ? Address4.fromInteger(a.address.reduce((n, b) => n * 256 + b, 0)).correctForm() : Address6.fromUnsignedByteArray(a.address).correctForm();
 }
 
-function table(header: string[], rows: string[][]): string {
+/** Columns padded to their widest cell, the last one not. */
+export function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join(' ').trimEnd();
   return [line(header), ...rows.map(line)].join('\n') + '\n';

@@ -2,6 +2,7 @@
 // io.systemd.MachineImage on the daemon socket. Syntax is checked here; the daemon's refusals speak for
 // themselves.
 import type { Verb } from './verb.js';
+import { table } from './format.js';
 
 const I = 'io.systemd.MachineImage';
 
@@ -30,10 +31,7 @@ const when = (us: number | undefined) => (us ? new Date(us / 1000).toISOString()
 
 export function imageTable(images: ImageJson[]): string {
   const rows = images.map((i) => [i.name, i.type, i.readOnly ? 'yes' : 'no', bytes(i.usage), when(i.creationTimestamp), when(i.modificationTimestamp)]);
-  const header = ['NAME', 'TYPE', 'RO', 'USAGE', 'CREATED', 'MODIFIED'];
-  const widths = header.map((h, n) => Math.max(h.length, ...rows.map((r) => r[n].length)));
-  const line = (cells: string[]) => cells.map((c, n) => (n === cells.length - 1 ? c : c.padEnd(widths[n]))).join(' ').trimEnd();
-  const body = rows.length ? [line(header), ...rows.map(line)].join('\n') + '\n\n' : '';
+  const body = rows.length ? table(['NAME', 'TYPE', 'RO', 'USAGE', 'CREATED', 'MODIFIED'], rows) + '\n' : '';
   return `${body}${rows.length} image${rows.length === 1 ? '' : 's'} listed.\n`;
 }
 

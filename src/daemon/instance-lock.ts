@@ -6,9 +6,7 @@
 import { closeSync, constants, openSync, readFileSync, statSync } from 'node:fs';
 import * as c from '../registry/linux/libc.js';
 
-export class AlreadyRunning extends Error {}
-
-/** Locks `dir` for this process; throws AlreadyRunning naming the daemon that holds it. */
+/** Locks `dir` for this process; throws an error naming the daemon that holds it. */
 export function lockDirectory(dir: string, what: string): void {
   const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
   if (c.flock(fd, c.LOCK_EX | c.LOCK_NB) === 0) return; // held until we exit: the descriptor stays open
@@ -16,7 +14,7 @@ export function lockDirectory(dir: string, what: string): void {
   closeSync(fd);
   if (err !== c.EWOULDBLOCK) throw new Error(`cannot lock the ${what} ${dir}: ${c.errnoName(err)}`);
   const holder = lockHolder(dir);
-  throw new AlreadyRunning(`another mymachinesd${holder ? ` (PID ${holder})` : ''} is already running on the ${what} ${dir}`);
+  throw new Error(`another mymachinesd${holder ? ` (PID ${holder})` : ''} is already running on the ${what} ${dir}`);
 }
 
 /** The PID of the process that holds a flock on `path`, from /proc/locks ("1: FLOCK ADVISORY WRITE PID

@@ -1,5 +1,6 @@
 // The D-Bus front end of the registry: org.freedesktop.machine1 as systemd-machined 252 serves it
-// (reference §1-§3): the Manager, one Machine object per machine (and `self`), the Manager's signals.
+// (reference §1-§3), with what 262 added (RegisterMachineEx, CreateMachineEx, SSH info, the new
+// properties): the Manager, one Machine object per machine (and `self`), the Manager's signals.
 // It only translates between D-Bus and Registry calls.
 import { existsSync } from 'node:fs';
 import type dbus from 'dbus-next';
@@ -345,7 +346,6 @@ function machineInterface(reg: Registry, ops: MachineOperations): InterfaceDef<M
   };
 }
 
-/** The objects of org.freedesktop.machine1, plus `extra` objects at fixed paths (LogControl1). */
 /** Members that other parts add to the Manager (the image pool's methods and properties). */
 export interface ManagerMembers {
   methods: Record<string, MethodDef<null>>;
@@ -359,6 +359,7 @@ export interface MoreObjects {
   mapError(e: unknown): BusError | undefined;
 }
 
+/** The objects of org.freedesktop.machine1, plus `extra` objects at fixed paths (LogControl1). */
 export function machine1Tree(reg: Registry, extra: Record<string, BusObject>, ops: MachineOperations, more: ManagerMembers & MoreObjects): ObjectTree {
   const manager: BusObject = { target: null, interfaces: [managerInterface(reg, ops, more)] };
   const machine = machineInterface(reg, ops);

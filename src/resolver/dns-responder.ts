@@ -8,7 +8,7 @@ import { NIBBLE, OCTET, type TransferRule } from './dns-config.js';
 import { appendUnsignedTsig, ResponseSigner, timeOther, TSIG_ERROR, tsigErrorName, verify, type TsigKey } from './dns-tsig.js';
 import { axfrRecords, ixfrRecords, mayTransfer, nsRecords, soaRecord, transferMessages, type ZoneHead } from './dns-transfer.js';
 import { AA, CD, CLASS_IN, DO, QR, RCODE, RD, TC, TYPE, header, parseQuery, records, type Query, type RR } from './dns-wire.js';
-import { longestZone, type Zone, type ZoneSet } from './dns-zones.js';
+import { inDns, longestZone, type Zone, type ZoneSet } from './dns-zones.js';
 
 /** What the responder needs of the resolver. */
 export type DnsSource = Pick<Resolver, 'lookup' | 'reverse'>;
@@ -200,8 +200,7 @@ export class DnsResponder {
     if (!entry) return undefined;
     const answers: RR[] = [];
     for (const a of entry.addresses) {
-      // A link-local IPv6 address needs a scope, which DNS cannot carry.
-      if (a.family === AF_INET6 && (a.ifindex || isLinkLocal6(a.bytes))) continue;
+      if (!inDns(a)) continue;
       if (a.family === AF_INET && (qtype === TYPE.A || qtype === TYPE.ANY)) answers.push({ type: 'A', name: owner, ttl: TTL, data: addressToString(a) });
       if (a.family === AF_INET6 && (qtype === TYPE.AAAA || qtype === TYPE.ANY)) answers.push({ type: 'AAAA', name: owner, ttl: TTL, data: addressToString(a) });
     }

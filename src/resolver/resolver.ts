@@ -73,18 +73,12 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     this.emit('changed', m.name);
   };
 
-  constructor(private readonly registry: Registry) {
+  constructor(registry: Registry) {
     super();
     for (const m of registry.list()) this.index(m);
     registry.on('added', this.update);
     registry.on('changed', this.update);
     registry.on('removed', this.drop);
-  }
-
-  close(): void {
-    this.registry.off('added', this.update);
-    this.registry.off('changed', this.update);
-    this.registry.off('removed', this.drop);
   }
 
   /** By name, ignoring case as DNS does (ASCII letters only: machine names are ASCII, and Unicode case
@@ -107,13 +101,6 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   /** The machines answering with this address (ifindex: the scope of an IPv6 link-local one). */
   reverse(family: number, bytes: readonly number[]): { name: string; ifindex?: number }[] {
     return (this.byAddress.get(key(family, bytes)) ?? []).map((e) => (e.address.ifindex ? { name: e.name, ifindex: e.address.ifindex } : { name: e.name }));
-  }
-
-  /** Every address that some machine answers with, and the names reverse() gives for it. */
-  *reverseEntries(): IterableIterator<{ family: number; bytes: readonly number[]; names: string[] }> {
-    for (const list of this.byAddress.values()) {
-      yield { family: list[0].address.family, bytes: list[0].address.bytes, names: list.map((e) => e.name) };
-    }
   }
 
   private index(m: Machine): void {

@@ -7,7 +7,7 @@ import { closeSync, openSync, readSync, readdirSync, readlinkSync } from 'node:f
 
 const chunk = Buffer.alloc(16 * 1024);
 
-/** A whole small file as text (procfs, or the state files on /run); undefined when it cannot be read
+/** A whole small file as text (procfs, cgroupfs); undefined when it cannot be read
  *  (for /proc: the process is gone). */
 export function readSmallFile(path: string): string | undefined {
   let fd: number;
