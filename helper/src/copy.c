@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -103,7 +104,9 @@ static int finish_node(int fd, int dir, const char *name, const struct stat *st,
     return 0;
 }
 
-static int copy_node(int sdir, const char *sname, int ddir, const char *dname, const struct id_map *m, int depth) {
+/* Copies sname in sdir to dname in ddir; *made (if made is not NULL) becomes 1 once dname is made by
+ * this call, so that only what was made here is removed on failure. */
+static int copy_node(int sdir, const char *sname, int ddir, const char *dname, const struct id_map *m, int depth, int *made) {
     struct stat st;
     if (depth > MAX_DEPTH) return set_where(ELOOP, "copy (too deep)", sname);
     if (fstatat(sdir, sname, &st, AT_SYMLINK_NOFOLLOW) < 0) return set_where(errno, "stat", sname);
@@ -112,6 +115,7 @@ static int copy_node(int sdir, const char *sname, int ddir, const char *dname, c
         int in = openat(sdir, sname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (in < 0) return set_where(errno, "open", sname);
         if (mkdirat(ddir, dname, 0700) < 0) return r = set_where(errno, "make directory", dname), close(in), r;
+        if (made) *made = 1;
         int out = openat(ddir, dname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (out < 0) return r = set_where(errno, "open", dname), close(in), r;
         DIR *d = fdopendir(in);
@@ -120,7 +124,7 @@ static int copy_node(int sdir, const char *sname, int ddir, const char *dname, c
         errno = 0;
         while (r == 0 && (de = readdir(d))) {
             if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
-            r = copy_node(dirfd(d), de->d_name, out, de->d_name, m, depth + 1);
+            r = copy_node(dirfd(d), de->d_name, out, de->d_name, m, depth + 1, NULL);
             errno = 0;
         }
         if (r == 0 && errno) r = set_where(errno, "read", sname);
@@ -131,10 +135,20 @@ static int copy_node(int sdir, const char *sname, int ddir, const char *dname, c
         return r;
     }
     if (S_ISREG(st.st_mode)) {
-        int in = openat(sdir, sname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        /* The name may be something else by now (the container's side changes under us): O_NONBLOCK so
+         * that a FIFO does not stall us, and what was opened must be the file that was stat'ed, not a
+         * device to read from as host root. */
+        int in = openat(sdir, sname, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
         if (in < 0) return set_where(errno, "open", sname);
+        struct stat opened;
+        if (fstat(in, &opened) < 0) return r = set_where(errno, "stat", sname), close(in), r;
+        if (!S_ISREG(opened.st_mode) || opened.st_dev != st.st_dev || opened.st_ino != st.st_ino)
+            return r = set_where(EAGAIN, "copy (it changed while being copied)", sname), close(in), r;
+        int fl = fcntl(in, F_GETFL);
+        if (fl < 0 || fcntl(in, F_SETFL, fl & ~O_NONBLOCK) < 0) return r = set_where(errno, "open", sname), close(in), r;
         int out = openat(ddir, dname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (out < 0) return r = set_where(errno, "create", dname), close(in), r;
+        if (made) *made = 1;
         r = copy_data(in, out);
         if (r < 0) set_where(-r, "write", dname);
         else if ((r = finish_node(out, -1, NULL, &st, m)) < 0) set_where(-r, "set the owner of", dname);
@@ -148,10 +162,12 @@ static int copy_node(int sdir, const char *sname, int ddir, const char *dname, c
         if (n < 0) return set_where(errno, "read link", sname);
         target[n] = 0;
         if (symlinkat(target, ddir, dname) < 0) return set_where(errno, "make link", dname);
+        if (made) *made = 1;
         return (r = finish_node(-1, ddir, dname, &st, m)) < 0 ? set_where(-r, "set the owner of", dname) : 0;
     }
     if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
         if (mknodat(ddir, dname, st.st_mode & ~07777, st.st_rdev) < 0) return set_where(errno, "make node", dname);
+        if (made) *made = 1;
         if (fchownat(ddir, dname, map_id(st.st_uid, m), map_id(st.st_gid, m), AT_SYMLINK_NOFOLLOW) < 0 || fchmodat(ddir, dname, st.st_mode & 07777, 0) < 0)
             return set_where(errno, "set the owner of", dname);
         return 0;
@@ -160,23 +176,30 @@ static int copy_node(int sdir, const char *sname, int ddir, const char *dname, c
 }
 
 int copy_into(const struct endpoint *src, const struct endpoint *dst, const struct id_map *map, int replace, const char **what) {
-    char tmp[300];
-    snprintf(tmp, sizeof tmp, ".#mymachines-copy-%d", (int)getpid());
     where[0] = 0;
+    *what = where;
+    /* A name the container cannot guess and put something under first; should it be taken all the
+     * same, making it fails (EEXIST) and what is there is not ours to remove. */
+    uint64_t rnd;
+    if (getrandom(&rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) return set_where(errno, "make a temporary name for", dst->name);
+    char tmp[64];
+    snprintf(tmp, sizeof tmp, ".#mymachines-copy-%016llx", (unsigned long long)rnd);
     struct stat st;
-    if (!replace && fstatat(dst->dir, dst->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-        *what = set_where(EEXIST, "copy onto", dst->name) ? where : where;
-        return -EEXIST;
-    }
-    int r = copy_node(src->dir, src->name, dst->dir, tmp, map, 0);
+    if (!replace && fstatat(dst->dir, dst->name, &st, AT_SYMLINK_NOFOLLOW) == 0) return set_where(EEXIST, "copy onto", dst->name);
+    int made = 0;
+    int r = copy_node(src->dir, src->name, dst->dir, tmp, map, 0, &made);
     if (r == 0) {
         if (replace && renameat2(dst->dir, tmp, dst->dir, dst->name, RENAME_EXCHANGE) == 0) {
-            remove_tree(dst->dir, tmp, 0); /* the old one, now under the temporary name */
+            /* The new one is in place; the old one, now under the temporary name, must go too. */
+            made = 0;
+            int rr = remove_tree(dst->dir, tmp, 0);
+            if (rr < 0) r = set_where(-rr, "remove the replaced", dst->name);
         } else if (renameat2(dst->dir, tmp, dst->dir, dst->name, RENAME_NOREPLACE) < 0) {
             r = set_where(errno, "rename into", dst->name);
+        } else {
+            made = 0;
         }
     }
-    if (r < 0) remove_tree(dst->dir, tmp, 0);
-    *what = where;
+    if (r < 0 && made) remove_tree(dst->dir, tmp, 0);
     return r;
 }

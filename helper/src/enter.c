@@ -1,7 +1,7 @@
 /* mymachines-enter: what mymachinesd does inside a container, where Node.js cannot go (setns needs a
  * single-threaded process, PTYs and controlling terminals need fork/setsid).
  *
- *   mymachines-enter pty   LEADER
+ *   mymachines-enter pty   LEADER [peer]
  *   mymachines-enter shell LEADER CGROUP USER PTY PATH ARGV0 [ARG...]
  *   mymachines-enter login LEADER CGROUP PTY
  *   mymachines-enter bind  LEADER SOURCE DEST ro|rw mkdir|nomkdir
@@ -47,8 +47,24 @@
 
 static const char *const NAMESPACES[] = {"cgroup", "ipc", "uts", "net", "pid", "time", "mnt", "user"};
 #define N_NS (sizeof NAMESPACES / sizeof NAMESPACES[0])
+#define NS_USER 7 /* NAMESPACES[NS_USER] is "user" */
 
 static void reply_fds(const int *fds, int nfds, const char *text, int n);
+
+/* Puts nfds descriptors into msg as one SCM_RIGHTS message, in buf (aligned for a cmsghdr, with room
+ * for CMSG_SPACE(nfds * sizeof(int))); nothing if nfds is 0. */
+static void attach_fds(struct msghdr *msg, char *buf, const int *fds, int nfds) {
+    if (nfds <= 0) return;
+    size_t len = (size_t)nfds * sizeof(int);
+    memset(buf, 0, CMSG_SPACE(len));
+    msg->msg_control = buf;
+    msg->msg_controllen = CMSG_SPACE(len);
+    struct cmsghdr *c = CMSG_FIRSTHDR(msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(len);
+    memcpy(CMSG_DATA(c), fds, len);
+}
 
 /* Sends the one answer (with an fd if fd >= 0) and closes the reply socket. */
 static void reply(int fd, const char *fmt, ...) {
@@ -69,16 +85,7 @@ static void reply_fds(const int *fds, int nfds, const char *text, int n) {
         struct cmsghdr align;
     } control;
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (nfds > 0) {
-        memset(&control, 0, sizeof control);
-        msg.msg_control = control.buf;
-        msg.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
-        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
-        memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
-    }
+    attach_fds(&msg, control.buf, fds, nfds);
     while (sendmsg(REPLY_FD, &msg, MSG_NOSIGNAL) < 0 && errno == EINTR) {
     }
     close(REPLY_FD);
@@ -112,12 +119,13 @@ static pid_t parse_pid(const char *s) {
     return (pid_t)v;
 }
 
-static unsigned long parse_ulong(const char *s) {
+/* IDs and ID ranges are 32 bits: a larger number is refused, not cut down to a different one. */
+static uint32_t parse_u32(const char *s) {
     char *end;
     errno = 0;
     unsigned long v = strtoul(s, &end, 10);
-    if (errno || *end || !*s) fail_plain("EINVAL", "not a number: '%s'", s);
-    return v;
+    if (errno || *end || !*s || v > UINT32_MAX) fail_plain("EINVAL", "not a 32-bit number: '%s'", s);
+    return (uint32_t)v;
 }
 
 /* The leader's namespaces that differ from ours (fd -1 where they are the same) and its root. */
@@ -151,6 +159,15 @@ static void open_target(struct target *t, pid_t leader, int want_all) {
     snprintf(path, sizeof path, "/proc/%d/root", (int)leader);
     t->root = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (t->root < 0) fail(errno, "cannot open %s", path);
+}
+
+/* For what needs the host's rights inside (mounting, owning files as any host ID): only the mount
+ * namespace and root are entered, the user namespace would take those rights. */
+static void leave_out_userns(struct target *t) {
+    if (t->ns[NS_USER] >= 0) {
+        close(t->ns[NS_USER]);
+        t->ns[NS_USER] = -1;
+    }
 }
 
 /* Enters the namespaces opened (the user namespace last: as root of the host we may enter all the
@@ -299,7 +316,8 @@ static _Noreturn void child_fail(int err_fd, int err, const char *what) {
 
 /* Sends sig to every process of session `sid`, as the host's /proc (procfd) shows them. */
 static void signal_session(int procfd, pid_t sid, int sig) {
-    int fd = dup(procfd);
+    /* A descriptor of its own for the DIR (closedir closes it), not inherited by anything we run. */
+    int fd = fcntl(procfd, F_DUPFD_CLOEXEC, 0);
     if (fd < 0) return;
     DIR *d = fdopendir(fd);
     if (!d) {
@@ -330,36 +348,37 @@ static void signal_session(int procfd, pid_t sid, int sig) {
 }
 
 /* Waits for the program; when its terminal hangs up (the caller closed the PTY's master), its session
- * gets SIGHUP, and SIGKILL what is left after 2 s: nothing stays behind a closed session. */
-static int wait_program(pid_t child, const char *pty, int procfd) {
+ * gets SIGHUP, and SIGKILL what is left after 2 s or when the program ends, whichever is first:
+ * nothing stays behind a closed session. tty is the PTY (ours, not a controlling terminal), closed. */
+static int wait_program(pid_t child, int tty, int procfd) {
     /* Without a pidfd (an old kernel, or valgrind), the child is polled for every 100 ms. */
     int pidfd = (int)syscall(SYS_pidfd_open, child, 0);
-    int tty = open(pty, O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
     int status = 0;
     int hung_ms = -1; /* time since the hangup, once there was one */
     for (;;) {
-        pid_t w = waitpid(child, &status, WNOHANG);
-        if (w == child) break;
-        if (w < 0 && errno != EINTR) {
-            status = 1 << 8;
-            break;
-        }
+        /* WNOWAIT: the program stays a zombie until it is reaped below, and with it its session ID,
+         * which no new session can take before the sweep after a hangup has found its members. */
+        siginfo_t si = {0};
+        int w = waitid(P_PID, (id_t)child, &si, WEXITED | WNOHANG | WNOWAIT);
+        if (w == 0 && si.si_pid == child) break;
+        if (w < 0 && errno != EINTR) break; /* the reaping below says what it is */
         struct pollfd p[2] = {{.fd = pidfd, .events = POLLIN}, {.fd = hung_ms >= 0 ? -1 : tty, .events = 0}};
         int r = poll(p, 2, pidfd < 0 || hung_ms >= 0 ? 100 : -1);
         if (r < 0 && errno != EINTR) r = 0;
-        if (hung_ms >= 0 && (hung_ms += 100) >= 2000) {
-            signal_session(procfd, child, SIGKILL);
-            while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
-            }
-            break;
-        }
+        if (hung_ms >= 0 && (hung_ms += 100) >= 2000) break;
         if (hung_ms < 0 && r > 0 && (p[1].revents & (POLLHUP | POLLERR | POLLNVAL))) {
             hung_ms = 0;
             signal_session(procfd, child, SIGHUP);
             signal_session(procfd, child, SIGCONT);
         }
     }
-    if (tty >= 0) close(tty);
+    /* Also when the program ended in time: members of its session that ignore SIGHUP are left. */
+    if (hung_ms >= 0) signal_session(procfd, child, SIGKILL);
+    pid_t w;
+    while ((w = waitpid(child, &status, 0)) < 0 && errno == EINTR) {
+    }
+    if (w < 0) status = 1 << 8;
+    close(tty);
     if (pidfd >= 0) close(pidfd);
     if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
     return WEXITSTATUS(status);
@@ -398,6 +417,10 @@ static int spawn_on_pty(const char *leader_s, const char *cgroup, const char *wh
         snprintf(login_argv0, sizeof login_argv0, "-%s", base ? base + 1 : u.shell);
         args[0] = login_argv0;
     }
+    /* Our own descriptor of the terminal, for its hangup: without it a closed session would not be
+     * ended, so a terminal we cannot open is an error now, while there is nothing to undo. */
+    int hup_tty = open(pty, O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+    if (hup_tty < 0) fail(errno, "cannot open %s", pty);
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) < 0) fail(errno, "pipe");
     /* Forked after setns(pid): the child is in the container's PID namespace. */
@@ -411,9 +434,10 @@ static int spawn_on_pty(const char *leader_s, const char *cgroup, const char *wh
         if (tty < 0) child_fail(pipefd[1], errno, "cannot open the terminal");
         if (ioctl(tty, TIOCSCTTY, 0) < 0) child_fail(pipefd[1], errno, "cannot make the terminal the controlling one");
         if (dup2(tty, 0) < 0 || dup2(tty, 1) < 0 || dup2(tty, 2) < 0) child_fail(pipefd[1], errno, "dup2");
-        /* Nothing of ours beyond 0-2 reaches the program; the error pipe goes at exec. */
-        for (int fd = 3; fd < 1024; fd++)
-            if (fd != pipefd[1]) close(fd);
+        /* Nothing of ours beyond 0-2 reaches the program, however high its number; the error pipe
+         * goes at exec. */
+        unsigned int keep = (unsigned int)pipefd[1];
+        if ((keep > 3 && close_range(3, keep - 1, 0) < 0) || close_range(keep + 1, ~0U, 0) < 0) child_fail(pipefd[1], errno, "close_range");
         if (setgroups((size_t)u.ngroups, u.groups) < 0) child_fail(pipefd[1], errno, "setgroups");
         if (setgid(u.gid) < 0) child_fail(pipefd[1], errno, "setgid");
         if (setuid(u.uid) < 0) child_fail(pipefd[1], errno, "setuid");
@@ -433,8 +457,17 @@ static int spawn_on_pty(const char *leader_s, const char *cgroup, const char *wh
     ssize_t n;
     while ((n = read(pipefd[0], err, sizeof err - 1)) < 0 && errno == EINTR) {
     }
+    int read_err = errno;
     close(pipefd[0]);
     int status;
+    if (n < 0) {
+        /* Whether the program started is unknown: it is not left running unreported. */
+        signal_session(procfd, child, SIGKILL);
+        kill(child, SIGKILL);
+        while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+        }
+        fail(read_err, "cannot read whether %s started", path);
+    }
     if (n > 0) {
         err[n] = 0;
         while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
@@ -446,7 +479,7 @@ static int spawn_on_pty(const char *leader_s, const char *cgroup, const char *wh
     /* The daemon reads our exit status: the program's. */
     close(0);
     close(1);
-    int code = wait_program(child, pty, procfd);
+    int code = wait_program(child, hup_tty, procfd);
     close(procfd);
     return code;
 }
@@ -468,6 +501,9 @@ static int cmd_bind(char **argv) {
     struct target t;
     open_target(&t, parse_pid(argv[0]), 0);
     const char *source = argv[1], *dest = argv[2];
+    /* A relative source would be looked up in our working directory, a relative dest in the container's. */
+    if (source[0] != '/') fail_plain("EINVAL", "not an absolute path: '%s'", source);
+    if (dest[0] != '/') fail_plain("EINVAL", "not an absolute path: '%s'", dest);
     int ro = strcmp(argv[3], "ro") == 0, mk = strcmp(argv[4], "mkdir") == 0;
     /* A detached copy of the host's tree, made outside, moved into the container's mount table. */
     int tree = (int)open_tree(AT_FDCWD, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
@@ -479,19 +515,21 @@ static int cmd_bind(char **argv) {
         if (mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0) fail(errno, "cannot make %s read-only", source);
     }
     /* Only the mount namespace and root: the user namespace would take our right to mount there. */
-    if (t.ns[7] >= 0) {
-        close(t.ns[7]);
-        t.ns[7] = -1;
-    }
+    leave_out_userns(&t);
     enter_target(&t);
     if (mk) {
         if (mkdir_parents(dest) < 0) fail(errno, "cannot make the parents of %s", dest);
         if (S_ISDIR(st.st_mode)) {
             if (mkdir(dest, 0755) < 0 && errno != EEXIST) fail(errno, "cannot make %s", dest);
         } else {
-            int fd = open(dest, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-            if (fd < 0 && errno != EEXIST) fail(errno, "cannot make %s", dest);
-            if (fd >= 0) close(fd);
+            /* Made without opening it: what the container has there (a FIFO, a device) is not opened by
+             * us, only looked at. A file bind-mounts on a regular file. */
+            if (mknod(dest, S_IFREG | 0644, 0) < 0) {
+                if (errno != EEXIST) fail(errno, "cannot make %s", dest);
+                struct stat there;
+                if (lstat(dest, &there) < 0) fail(errno, "cannot stat %s", dest);
+                if (!S_ISREG(there.st_mode)) fail(S_ISDIR(there.st_mode) ? EISDIR : EEXIST, "cannot make %s (not a regular file)", dest);
+            }
         }
     }
     if (move_mount(tree, "", AT_FDCWD, dest, MOVE_MOUNT_F_EMPTY_PATH) < 0) fail(errno, "cannot mount on %s in the machine", dest);
@@ -506,11 +544,8 @@ static int cmd_copy(char **argv) {
     int to = strcmp(argv[1], "to") == 0;
     const char *source = argv[2], *dest = argv[3];
     int replace = strcmp(argv[4], "replace") == 0;
-    struct id_map map = {.shift = (uint32_t)parse_ulong(argv[5]), .range = (uint32_t)parse_ulong(argv[6]), .into = to};
-    if (t.ns[7] >= 0) {
-        close(t.ns[7]);
-        t.ns[7] = -1;
-    }
+    struct id_map map = {.shift = parse_u32(argv[5]), .range = parse_u32(argv[6]), .into = to};
+    leave_out_userns(&t);
     /* The host's end is opened before entering: paths on it stay the host's. */
     struct endpoint host;
     if (to ? endpoint_open_source(source, &host) < 0 : endpoint_open_dest(dest, &host) < 0) fail(errno, "cannot open %s on the host", to ? source : dest);
@@ -544,6 +579,12 @@ static int relay(int from, int to) {
         int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
         for (int i = 0; i < k && nfds < 32; i++) memcpy(&fds[nfds++], CMSG_DATA(c) + (size_t)i * sizeof(int), sizeof(int));
     }
+    /* More descriptors than fit: the kernel dropped some, and a message passed on without them would
+     * be a different message. The bridge ends rather than relaying it. */
+    if (msg.msg_flags & MSG_CTRUNC) {
+        for (int i = 0; i < nfds; i++) close(fds[i]);
+        return -1;
+    }
     int r = 1;
     for (ssize_t off = 0; off < n;) {
         struct iovec out = {.iov_base = buf + off, .iov_len = (size_t)(n - off)};
@@ -552,16 +593,7 @@ static int relay(int from, int to) {
             struct cmsghdr align;
         } oc;
         struct msghdr m = {.msg_iov = &out, .msg_iovlen = 1};
-        if (nfds > 0 && off == 0) {
-            memset(&oc, 0, sizeof oc);
-            m.msg_control = oc.buf;
-            m.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
-            struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-            c->cmsg_level = SOL_SOCKET;
-            c->cmsg_type = SCM_RIGHTS;
-            c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
-            memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
-        }
+        if (off == 0) attach_fds(&m, oc.buf, fds, nfds);
         ssize_t w = sendmsg(to, &m, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR) continue;
         if (w < 0) {
@@ -636,7 +668,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
-    if (argc < 3) fail_plain("EINVAL", "usage: mymachines-enter pty|shell|login|bind|copy LEADER ...");
+    if (argc < 3) fail_plain("EINVAL", "usage: mymachines-enter pty|shell|login|bind|copy|bridge LEADER ...");
     const char *cmd = argv[1];
     char **rest = argv + 2;
     int n = argc - 2;

@@ -13,6 +13,9 @@ const char *errno_name(int err) {
 
 int mkdir_parents(const char *path) {
     char p[PATH_MAX];
+    /* Absolute only: the parents of a relative path depend on the working directory (and the loop
+     * below starts after the leading '/'). */
+    if (path[0] != '/') return errno = EINVAL, -1;
     if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p) return errno = ENAMETOOLONG, -1;
     for (char *s = strchr(p + 1, '/'); s; s = strchr(s + 1, '/')) {
         *s = 0;
