@@ -85,9 +85,8 @@ int answer_record(const struct table_view *v, void *userdata) {
                         return r;
         }
         /* Names the daemon would not synthesize (a dot in the machine's name, too long) are none. */
-        if (!valid_synthesized(prefix, hit.machine, hit.machine_len, hit.inner))
+        if (!synthesized_name(name, prefix, hit.machine, hit.machine_len, hit.inner))
                 return TABLE_NOTFOUND;
-        snprintf(name, sizeof name, "%s%.*s-%u", prefix, (int) hit.machine_len, hit.machine, hit.inner);
         if (q->kind)
                 return fill_group(name, id, q->gr, q->buffer, q->buflen);
         snprintf(gecos, sizeof gecos, "UID %u of Container %.*s", hit.inner, (int) hit.machine_len, hit.machine);

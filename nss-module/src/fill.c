@@ -25,10 +25,6 @@ static bool align_buffer(char **buf, size_t *len, size_t align) {
         return true;
 }
 
-static size_t family_size(int af) {
-        return af == AF_INET ? 4 : af == AF_INET6 ? 16 : 0;
-}
-
 /* Whether address i of h is given: its family is af (AF_UNSPEC: either), and (no_link_local) it is
  * no IPv6 link-local address. */
 static bool wanted(const struct table_host *h, uint32_t i, int af, bool no_link_local, int *family,
@@ -174,8 +170,10 @@ int fill_hostent_names(const struct table_names *nr, const void *addr, socklen_t
         memcpy(a, addr, len);
         addr_list[0] = a;
         addr_list[1] = NULL;
+        /* Again: the space the names take was known only once all were checked, and a name is not
+         * written before then (a later one may be out of bounds, or no host name). */
         for (uint32_t i = 0; i < nr->count; i++) {
-                (void) table_name_at(nr, i, &s, &l);
+                (void) table_name_at(nr, i, &s, &l); /* checked above */
                 if (i == 0)
                         he->h_name = put_name(p, s, l);
                 else

@@ -2,8 +2,9 @@
 /*
  * Laying answers out in the caller's buffer, as glibc's NSS interface wants them. Each returns 0,
  * TABLE_NOTFOUND (nothing to give: no address of the family asked), -ERANGE (the buffer is too
- * small; the caller is asked again with a bigger one) or -EBADMSG (the table holds a name that is
- * no host name).
+ * small; the caller is asked again with a bigger one), -EBADMSG (the table holds a name that is no
+ * host name, or one out of bounds) or, from the hostent ones, -EINVAL (a family other than AF_INET
+ * and AF_INET6, an address length that does not fit it, no names).
  */
 #ifndef MYMACHINES_FILL_H
 #define MYMACHINES_FILL_H

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Under helgrind, say which atomics order which plain memory (it cannot see that itself). */
@@ -44,9 +45,10 @@ struct mapping {
  * Two slots, one of them current. A lookup increments the current slot's reader count, checks that
  * it is still current (else it backs off and tries again), reads, and decrements: no lock on the
  * read path. A thread that finds the table superseded (or its daemon gone) maps the new one itself,
- * answers from it, and installs it in the other slot if it gets the swap lock (trylock: nobody ever
- * waits) and that slot has no readers; the old slot is unmapped once it has none, at once or by a
- * later swap. So at most two tables are mapped, plus one per lookup that could not install its own.
+ * answers from it, and installs it in the other slot if it gets the swap lock (trylock: no lookup
+ * ever waits; only fork does, for a swap under way) and that slot has no readers; the old slot is
+ * unmapped once it has none, at once or by a later swap. So at most two tables are mapped, plus one
+ * per lookup that could not install its own.
  */
 struct slot {
         atomic_uint readers;
@@ -56,20 +58,62 @@ struct slot {
 static struct slot slots[2];
 static atomic_int current = -1;
 static pthread_mutex_t swap_lock = PTHREAD_MUTEX_INITIALIZER;
+/* The thread whose fork holds swap_lock (0: none): one whose wait ran out must not release it. */
+static _Atomic(pthread_t) fork_locker;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
-static void atfork_child(void) {
-        static const pthread_mutex_t init = PTHREAD_MUTEX_INITIALIZER;
+/* How long a fork waits for a swap under way (which takes microseconds) before it goes on without. */
+#define FORK_WAIT_NS (100 * 1000 * 1000)
 
+/*
+ * A thread inside install() while another forks would leave the child a half-written slot (unmapped
+ * but not yet cleared, or half copied) and, with the lock free there, a next install that unmaps and
+ * closes torn values: the fork waits for the swap instead. That is a few system calls (munmap,
+ * fstat, close of a regular file), never a lookup, which takes no lock; installs that find the lock
+ * taken meanwhile give up, as they would for another swap. The wait is bounded for a fork from a
+ * signal handler that interrupted this thread's own install, which would wait for itself: then the
+ * lock stays as it is in the child too, where either this thread returns into the install, finishes
+ * and unlocks it, or (a swap stuck for longer) nothing swaps any more and every lookup maps its own.
+ */
+static void atfork_prepare(void) {
+        struct timespec until;
+
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += FORK_WAIT_NS;
+        if (until.tv_nsec >= 1000 * 1000 * 1000) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000 * 1000 * 1000;
+        }
+        if (pthread_mutex_timedlock(&swap_lock, &until) == 0)
+                atomic_store(&fork_locker, pthread_self());
+}
+
+/* Releases swap_lock if this thread's atfork_prepare took it. */
+static void fork_unlock(void) {
+        if (pthread_equal(atomic_load(&fork_locker), pthread_self())) {
+                atomic_store(&fork_locker, (pthread_t) 0);
+                pthread_mutex_unlock(&swap_lock);
+        }
+}
+
+static void atfork_parent(void) {
+        fork_unlock();
+}
+
+static void atfork_child(void) {
         /* Only the forking thread goes on in the child, and it was no reader: the counts of the
-         * others are stale. The mappings and descriptors are the child's own copies. */
+         * others are stale. The mappings are of the same files, and the descriptors share the
+         * parent's open file descriptions (the daemon's lock shows through either; a close in one
+         * process leaves the other's open). */
         atomic_store(&slots[0].readers, 0);
         atomic_store(&slots[1].readers, 0);
-        memcpy(&swap_lock, &init, sizeof swap_lock);
+        /* The lock is released by its holder, this thread, rather than made new (which helgrind
+         * would take for a lock still held at exit). */
+        fork_unlock();
 }
 
 static void register_atfork(void) {
-        (void) pthread_atfork(NULL, NULL, atfork_child);
+        (void) pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
 static bool fd_is_ours(const struct mapping *m) {

@@ -64,12 +64,12 @@ bool valid_id_query(uint32_t id) {
         return id >= FIRST_CONTAINER_ID && id != UINT32_MAX;
 }
 
-bool valid_synthesized(const char *prefix, const char *machine, size_t machine_len, uint32_t id) {
-        char name[USER_NAME_MAX + 2];
+bool synthesized_name(char name[USER_NAME_MAX + 1], const char *prefix, const char *machine, size_t machine_len,
+                      uint32_t id) {
         int n;
 
         if (machine_len > USER_NAME_MAX || !valid_hostname(machine, machine_len, HOST_NAME_MAX_QUERY))
                 return false;
-        n = snprintf(name, sizeof name, "%s%.*s-%u", prefix, (int) machine_len, machine, id);
+        n = snprintf(name, USER_NAME_MAX + 1, "%s%.*s-%u", prefix, (int) machine_len, machine, id);
         return n > 0 && (size_t) n <= USER_NAME_MAX && valid_synthesized_name(name, prefix);
 }

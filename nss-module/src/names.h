@@ -28,7 +28,9 @@ bool valid_user_query(const char *name);
 bool valid_group_query(const char *name);
 bool valid_id_query(uint32_t id);
 
-/* Would prefix<machine>-<id> be a name the daemon synthesizes (valid_user_query's rules)? */
-bool valid_synthesized(const char *prefix, const char *machine, size_t machine_len, uint32_t id);
+/* Writes prefix<machine>-<id> to name; false if that is no name the daemon would synthesize
+ * (valid_user_query's rules: a dot in the machine's name, too long), and then name is no answer. */
+bool synthesized_name(char name[USER_NAME_MAX + 1], const char *prefix, const char *machine, size_t machine_len,
+                      uint32_t id);
 
 #endif

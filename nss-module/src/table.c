@@ -57,10 +57,6 @@ static uint32_t address_hash(int family, const uint8_t *a, size_t n) {
         return h;
 }
 
-static size_t family_size(int family) {
-        return family == AF_INET ? 4 : family == AF_INET6 ? 16 : 0;
-}
-
 int table_check_header(const uint8_t *p, size_t size) {
         uint64_t base, base_size, area;
 

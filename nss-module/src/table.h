@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #define TABLE_VERSION 1
 #define TABLE_HEADER_SIZE 64
@@ -58,8 +59,14 @@ int table_check_header(const uint8_t *p, size_t size);
 /* Whether a newer table has been renamed over this one (the header's state word). */
 bool table_superseded(const uint8_t *p);
 
-/* The sections as of now (the header's delta word is read once, atomically), each checked. */
+/* The sections as of now, each checked. The header's delta word is read atomically, again while it
+ * is torn (its halves do not match, up to 1000 reads; then -EBADMSG). */
 int table_get_view(const uint8_t *p, size_t size, struct table_view *v);
+
+/* The length of an address of family AF_INET or AF_INET6; 0 for any other. */
+static inline size_t family_size(int family) {
+        return family == AF_INET ? 4 : family == AF_INET6 ? 16 : 0;
+}
 
 /* A machine's hosts answer. */
 struct table_host {

@@ -978,6 +978,79 @@ static void test_fork(void) {
         CHECK(call_gh4("web1", buf, sizeof buf).st == NSS_STATUS_SUCCESS, "parent after fork");
 }
 
+static atomic_bool replacing;
+
+static void *replacer_then_done(void *arg) {
+        (void) arg;
+        control("replace 1000 file");
+        atomic_store(&replacing, false);
+        return NULL;
+}
+
+/* Forks while other threads swap new tables in (each lookup that finds the table superseded installs
+ * the one it mapped): the fork waits for a swap under way, so that the child gets no half-made slot,
+ * and the child's lookups, which swap in turn and unmap what the parent had, neither crash, nor fail,
+ * nor close a descriptor of the program's. */
+static void test_fork_during_swaps(void) {
+        int n = env_int("TEST_THREADS", 16) / 2, max_forks = slow ? 40 : 200, forks = 0, bad = 0, status, marker;
+        pthread_t t[32], r;
+        struct replace_stats st[32] = { 0 };
+        long lookups = 0, torn = 0, failed = 0;
+        struct stat mst;
+        char buf[2048];
+        double t0 = now_ms();
+
+        if (n < 2)
+                n = 2;
+        if (n > 32)
+                n = 32;
+        use_table("swap");
+        CHECK(call_gh4("web1", buf, sizeof buf).st == NSS_STATUS_SUCCESS, "before fork");
+        marker = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        CHECK(marker >= 0 && fstat(marker, &mst) == 0, "/dev/null");
+        atomic_store(&stop_threads, false);
+        atomic_store(&replacing, true);
+        for (int i = 0; i < n; i++)
+                CHECK(pthread_create(&t[i], NULL, lookup_thread, &st[i]) == 0, "pthread_create");
+        CHECK(pthread_create(&r, NULL, replacer_then_done, NULL) == 0, "pthread_create");
+        /* A fork handler that waited for good would fail the test here instead of hanging it. */
+        alarm(slow ? 600 : 120);
+        while (atomic_load(&replacing) && forks < max_forks) {
+                pid_t pid;
+
+                fflush(NULL);
+                pid = fork();
+                if (pid == 0) {
+                        struct stat cst;
+                        int b = 0;
+
+                        for (int j = 0; j < 20; j++) {
+                                struct gh4_result q = call_gh4("web1", buf, sizeof buf);
+                                b += q.st != NSS_STATUS_SUCCESS || !consistent(q.pat);
+                        }
+                        b += fstat(marker, &cst) < 0 || cst.st_dev != mst.st_dev || cst.st_ino != mst.st_ino;
+                        _exit(b ? 1 : 0);
+                }
+                forks++;
+                bad += !(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        }
+        alarm(0);
+        pthread_join(r, NULL);
+        atomic_store(&stop_threads, true);
+        for (int i = 0; i < n; i++) {
+                pthread_join(t[i], NULL);
+                lookups += st[i].lookups;
+                torn += st[i].torn;
+                failed += st[i].failed;
+        }
+        close(marker);
+        CHECK(forks > 0 && bad == 0, "%d of %d children failed", bad, forks);
+        CHECK(torn == 0 && failed == 0, "%ld torn answers, %ld failed lookups of %ld", torn, failed, lookups);
+        CHECK(call_gh4("web1", buf, sizeof buf).st == NSS_STATUS_SUCCESS, "parent after fork");
+        printf("  %d forks while %d threads swapped tables in (%ld lookups) in %.0f ms: %d children failed\n", forks, n,
+               lookups, now_ms() - t0, bad);
+}
+
 /* ---------------------------------------------------------------- descriptors */
 
 struct fdinfo {
@@ -1397,6 +1470,7 @@ int main(int argc, char **argv) {
                 { "a daemon that stops, dies and restarts", test_liveness },
                 { "threads while the table is replaced", test_replacement },
                 { "fork while the table is replaced", test_fork },
+                { "fork while threads swap tables in", test_fork_during_swaps },
                 { "table descriptor closed behind the module's back", test_stale_fd },
                 { "close-on-exec", test_cloexec },
                 { "signal mask and handlers", test_signals },
