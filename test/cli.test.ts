@@ -565,6 +565,7 @@ describe('mymachinesctl with a daemon', { timeout: 180_000 }, () => {
       w.stdout!.on('data', (x) => (outs[i] += x));
       w.stderr!.on('data', (x) => (errs[i] += x));
     });
+    let ends: unknown[] = [];
     try {
       const initial = [
         'added    .host host running 0 address(es)',
@@ -591,8 +592,9 @@ describe('mymachinesctl with a daemon', { timeout: 180_000 }, () => {
       for (const w of watchers) assert.equal(w.exitCode, null, 'still watching');
     } finally {
       for (const w of watchers) w.kill('SIGTERM');
-      assert.deepEqual(await Promise.all(watchers.map(exited)), ['SIGTERM', 'SIGTERM']);
+      ends = await Promise.all(watchers.map(exited));
     }
+    assert.deepEqual(ends, ['SIGTERM', 'SIGTERM']);
   });
 
   test('watch whose reader goes away (watch | head -1) exits 0 quietly', async () => {

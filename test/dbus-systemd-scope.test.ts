@@ -15,7 +15,7 @@ import type { ScopeProperty, ScopeRequest } from '../src/registry/registry.js';
 import { BusService, type InterfaceDef } from '../src/dbus/bus-service.js';
 import { SystemdScopes } from '../src/registry/linux/systemd-scope.js';
 import { makeContainer, removeAllContainers, type Container } from './helpers/container.js';
-import { run, sleep, waitFor } from './helpers/run.js';
+import { eachStep, run, sleep, waitFor } from './helpers/run.js';
 import { cgroupMounts, fakeBus, startBus } from './helpers/dbus.js';
 
 const SYSTEMD = 'org.freedesktop.systemd1';
@@ -100,15 +100,18 @@ after(async () => {
     clearTimeout(timer);
   }
   client?.disconnect();
-  // Whatever is left in the manager's cgroups (its bus, a unit's process) goes, then the cgroups.
-  for (const h of hierarchies) {
-    for (const pid of await subtreeProcesses(join(h, tag))) await run('kill', ['-9', String(pid)]);
-  }
-  for (const h of hierarchies) {
-    await waitFor(`${tag} removed from ${h}`, () => (removeSubtree(join(h, tag)).then((gone) => gone || undefined)), 10_000);
-    await removeSubtree(join(h, origin));
-  }
-  rmSync(dir, { recursive: true, force: true });
+  // Whatever is left in the manager's cgroups (its bus, a unit's process) goes, then the cgroups; each
+  // step whatever the others did.
+  await eachStep([
+    ...hierarchies.map((h) => async () => {
+      for (const pid of await subtreeProcesses(join(h, tag))) await run('kill', ['-9', String(pid)]);
+    }),
+    ...hierarchies.flatMap((h) => [
+      () => waitFor(`${tag} removed from ${h}`, () => (removeSubtree(join(h, tag)).then((gone) => gone || undefined)), 10_000),
+      () => removeSubtree(join(h, origin)),
+    ]),
+    () => rmSync(dir, { recursive: true, force: true }),
+  ]);
 });
 
 /** A leader in a cgroup of its own, in each hierarchy, outside the manager's tree. */

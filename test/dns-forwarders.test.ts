@@ -15,6 +15,7 @@ import { startDaemon, type Daemon } from './helpers/daemon.js';
 import { dig } from './helpers/dig.js';
 import { startDnsmasq, startUnbound, type ServerProcess } from './helpers/dns-servers.js';
 import { makeNetns, type NetNs } from './helpers/netns.js';
+import { eachStep, killPid } from './helpers/run.js';
 
 const ZONE = 'h3.machines.test';
 const REV = '89.77.10.in-addr.arpa';
@@ -44,17 +45,14 @@ describe('dnsmasq and unbound forwarding to mymachinesd', () => {
     servers.push(await startUnbound(ns, join(dir, 'unbound-plain'), UNBOUND_PLAIN, zones, '127.0.0.2', 5353, false));
   });
 
-  after(async () => {
-    for (const s of servers) await s.stop();
-    try {
-      process.kill(leader, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-    if (d) assert.equal(await d.stop(), 0);
-    await ns?.remove();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  after(() =>
+    eachStep([
+      ...servers.map((s) => () => s.stop()),
+      () => killPid(leader),
+      async () => d && assert.equal(await d.stop(), 0),
+      () => ns?.remove(),
+      () => dir && rmSync(dir, { recursive: true, force: true }),
+    ]));
 
   // Asked as a stub resolver asks (recursion desired).
   const ask = (server: string, args: string[]) => dig(server, 53, ['+rec', ...args], ns.prefix);

@@ -10,7 +10,6 @@
 //              host 2 does not let transfer
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +17,8 @@ import { startDaemon, type Daemon } from './helpers/daemon.js';
 import { dig } from './helpers/dig.js';
 import { bindKeyText, makeTsigSecret, startBind, startKnot, type ServerProcess } from './helpers/dns-servers.js';
 import { makeNetns, type NetNs } from './helpers/netns.js';
-import { waitFor } from './helpers/run.js';
+import { eachStep, waitFor } from './helpers/run.js';
+import { endSleepingLeaders, sleepingLeaderPid } from './helpers/leaders.js';
 
 const H1 = 'h1.machines.test';
 const H2 = 'h2.machines.test';
@@ -28,18 +28,12 @@ const KNOT = '127.0.0.5';
 const BAD_BIND = '127.0.0.6';
 const BAD_KNOT = '127.0.0.7';
 
-const sleepers: number[] = [];
-function sleeper(): number {
-  const p = spawn('sleep', ['1087'], { stdio: 'ignore' });
-  sleepers.push(p.pid!);
-  return p.pid!;
-}
-
 describe('DNS zones copied by BIND and Knot', () => {
   let ns: NetNs;
   let dir: string;
   let host1: Daemon;
   let host2: Daemon;
+  let dbLeader: number;
   const servers: ServerProcess[] = [];
   const key = makeTsigSecret('xfr');
   const wrongKey = makeTsigSecret('xfr');
@@ -65,9 +59,13 @@ describe('DNS zones copied by BIND and Knot', () => {
       dir: join(dir, 'host2'),
       args: ['--dns', '127.0.0.3:53', '--dns-zone', H2, '--dns-tsig-key', join(dir, 'xfr.key'), '--dns-transfer-allow', `${BIND},key=xfr`, '--dns-notify', `${BIND},key=xfr`],
     });
-    const reg = async (d: Daemon, name: string, addr: string) => assert.equal((await d.ctl(['register', name, '--class', 'vm', '--leader', String(sleeper()), '--address', addr])).code, 0);
+    const reg = async (d: Daemon, name: string, addr: string) => {
+      const pid = sleepingLeaderPid();
+      assert.equal((await d.ctl(['register', name, '--class', 'vm', '--leader', String(pid), '--address', addr])).code, 0);
+      return pid;
+    };
     await reg(host1, 'web', '10.77.87.10');
-    await reg(host1, 'db', '10.77.87.11');
+    dbLeader = await reg(host1, 'db', '10.77.87.11');
     await reg(host2, 'api', '10.77.88.10');
     const h1 = { zone: H1, primary: '127.0.0.2', port: 53, key: 'xfr' };
     const rev = { zone: REV, primary: '127.0.0.2', port: 53, key: 'xfr' };
@@ -87,18 +85,14 @@ describe('DNS zones copied by BIND and Knot', () => {
       if (host1) writeFileSync(join(process.env.DNS_TEST_LOGS, 'host1.log'), host1.output());
       if (host2) writeFileSync(join(process.env.DNS_TEST_LOGS, 'host2.log'), host2.output());
     }
-    for (const s of servers) await s.stop();
-    for (const pid of sleepers.splice(0)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-    if (host1) assert.equal(await host1.stop(), 0);
-    if (host2) assert.equal(await host2.stop(), 0);
-    await ns?.remove();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await eachStep([
+      ...servers.map((s) => () => s.stop()),
+      () => endSleepingLeaders(),
+      async () => host1 && assert.equal(await host1.stop(), 0),
+      async () => host2 && assert.equal(await host2.stop(), 0),
+      () => ns?.remove(),
+      () => dir && rmSync(dir, { recursive: true, force: true }),
+    ]);
   });
 
   test('the initial AXFR: BIND and Knot answer for the machines with our serial', async () => {
@@ -138,7 +132,7 @@ describe('DNS zones copied by BIND and Knot', () => {
   // Here: it follows at all, by NOTIFY and IXFR. Without the NOTIFY it would ask at the SOA refresh
   // (an hour) or retry (10 minutes), far beyond these waits.
   test('a registration and a removal: NOTIFY answered by both secondaries, then an IXFR each, long before the SOA refresh', async () => {
-    const pid = sleeper();
+    const pid = sleepingLeaderPid();
     const before = Number(await serialAt('127.0.0.2', H1));
     assert.equal((await host1.ctl(['register', 'new', '--class', 'vm', '--leader', String(pid), '--address', '10.77.87.20'])).code, 0);
     for (const server of [BIND, KNOT]) {
@@ -175,8 +169,7 @@ describe('DNS zones copied by BIND and Knot', () => {
     assert.equal(Number(await serialAt('127.0.0.2', H1)), s1, 'the same records, the same serial');
     // While the daemon is down, db's leader exits: at start db is dropped, and the zone has changed.
     assert.equal(await host1.stop(), 0);
-    const db = sleepers[1];
-    process.kill(db, 'SIGKILL');
+    process.kill(dbLeader, 'SIGKILL');
     host1 = await host1.restart();
     const s2 = Number(await serialAt('127.0.0.2', H1));
     assert.ok(s2 > s1, `serial ${s1} -> ${s2}`);
@@ -196,7 +189,7 @@ describe('DNS zones copied by BIND and Knot', () => {
     assert.deepEqual((await q(BIND, [`web.${H1}`, 'A'])).answer, [a(`web.${H1}`, '10.77.87.10')]);
     // A change on host 2 reaches BIND as one on host 1 does: by NOTIFY and IXFR.
     const before = Number(await serialAt('127.0.0.3', H2));
-    assert.equal((await host2.ctl(['register', 'worker', '--class', 'vm', '--leader', String(sleeper()), '--address', '10.77.88.11'])).code, 0);
+    assert.equal((await host2.ctl(['register', 'worker', '--class', 'vm', '--leader', String(sleepingLeaderPid()), '--address', '10.77.88.11'])).code, 0);
     await waitFor(`worker.${H2} on BIND`, async () => ((await q(BIND, [`worker.${H2}`, 'A'])).answer.length === 1 ? true : undefined), 10_000);
     assert.deepEqual((await q(BIND, [`worker.${H2}`, 'A'])).answer, [a(`worker.${H2}`, '10.77.88.11')]);
     const after = Number(await serialAt('127.0.0.3', H2));

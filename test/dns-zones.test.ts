@@ -17,9 +17,9 @@ import { VarlinkClient } from '../src/varlink/client.js';
 import { DAEMON, startDaemon, type Daemon } from './helpers/daemon.js';
 import { dig, digText, parseTransfer } from './helpers/dig.js';
 import { bindKeyText, makeTsigSecret } from './helpers/dns-servers.js';
-import { sleepingLeaders } from './helpers/leaders.js';
+import { endSleepingLeaders, sleepingLeaderPid, sleepingLeaders } from './helpers/leaders.js';
 import { freePort } from './helpers/ports.js';
-import { run, sleep, waitFor } from './helpers/run.js';
+import { eachStep, run, sleep, waitFor } from './helpers/run.js';
 
 const ZONE = 'zone.test';
 
@@ -46,13 +46,6 @@ except Exception as e:
     print('still open: %s' % e, flush=True)
 `;
 const REV4 = '90.77.10.in-addr.arpa';
-
-const sleepers: number[] = [];
-function sleeper(): number {
-  const p = spawn('sleep', ['1090'], { stdio: 'ignore' });
-  sleepers.push(p.pid!);
-  return p.pid!;
-}
 
 // A TSIG signer of the test's own (RFC 8945), independent of the daemon's, for requests dig cannot make.
 function nameWire(name: string): Buffer {
@@ -232,22 +225,17 @@ describe('DNS zones: transfers', () => {
         '--dns-notify', `127.0.0.1:${notifyPort}`,
       ],
     });
-    assert.equal((await d.ctl(['register', 'web', '--class', 'vm', '--leader', String(sleeper()), '--address', '10.77.90.10', '--address', 'fd77:90::10'])).code, 0);
+    assert.equal((await d.ctl(['register', 'web', '--class', 'vm', '--leader', String(sleepingLeaderPid()), '--address', '10.77.90.10', '--address', 'fd77:90::10'])).code, 0);
     await waitFor('web in the zone', async () => ((await xfr([ZONE, 'AXFR'])).records.length === 6 ? true : undefined));
   });
 
-  after(async () => {
-    secondary.close();
-    for (const pid of sleepers.splice(0)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-    if (d) assert.equal(await d.stop(), 0);
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  after(() =>
+    eachStep([
+      () => secondary.close(),
+      () => endSleepingLeaders(),
+      async () => d && assert.equal(await d.stop(), 0),
+      () => dir && rmSync(dir, { recursive: true, force: true }),
+    ]));
 
   test('AXFR: SOA, NS, the records, SOA, with the zone TTL; direct answers keep TTL 0', async () => {
     const s = await serial();
@@ -288,7 +276,7 @@ describe('DNS zones: transfers', () => {
 
   test('IXFR: incremental from a recent serial, the SOA alone when up to date or newer, the whole zone when the history is gone', async () => {
     const s0 = await serial();
-    assert.equal((await d.ctl(['register', 'db', '--class', 'vm', '--leader', String(sleeper()), '--address', '10.77.90.11'])).code, 0);
+    assert.equal((await d.ctl(['register', 'db', '--class', 'vm', '--leader', String(sleepingLeaderPid()), '--address', '10.77.90.11'])).code, 0);
     await waitFor('a new serial', async () => ((await serial()) !== s0 ? true : undefined));
     const s1 = await serial();
     assert.equal((await d.ctl(['unregister', 'web'])).code, 0);
@@ -385,10 +373,10 @@ describe('DNS zones: transfers', () => {
     silent = true;
     const n0 = notifies.length;
     try {
-      assert.equal((await d.ctl(['register', 'late1', '--class', 'vm', '--leader', String(sleeper()), '--address', '10.77.90.31'])).code, 0);
+      assert.equal((await d.ctl(['register', 'late1', '--class', 'vm', '--leader', String(sleepingLeaderPid()), '--address', '10.77.90.31'])).code, 0);
       const s1 = await serial();
       await waitFor(`a NOTIFY of ${s1}`, () => (notifies.slice(n0).some((n) => n.serial === s1) ? true : undefined), 5000);
-      assert.equal((await d.ctl(['register', 'late2', '--class', 'vm', '--leader', String(sleeper()), '--address', '10.77.90.32'])).code, 0);
+      assert.equal((await d.ctl(['register', 'late2', '--class', 'vm', '--leader', String(sleepingLeaderPid()), '--address', '10.77.90.32'])).code, 0);
       const s2 = await waitFor('the second change in the zone', async () => {
         const s = await serial();
         return s > s1 ? s : undefined;
@@ -437,7 +425,7 @@ describe('DNS zones: transfers', () => {
     mkdirSync(file); // a directory where the file should be: open gives EISDIR, rename EISDIR
     d = await d.restart();
     const s0 = await serial();
-    assert.equal((await d.ctl(['register', 'web2', '--class', 'vm', '--leader', String(sleeper()), '--address', '10.77.90.12'])).code, 0);
+    assert.equal((await d.ctl(['register', 'web2', '--class', 'vm', '--leader', String(sleepingLeaderPid()), '--address', '10.77.90.12'])).code, 0);
     await waitFor('a new serial', async () => ((await serial()) !== s0 ? true : undefined));
     assert.ok((await serial()) > s0);
     const warnings = [...d.logLines('dns zone serials not read: starting them afresh'), ...d.logLines('dns zone serials not saved')].map((l) => [l.msg, l.error]);
@@ -473,11 +461,12 @@ describe('DNS zones: a zone of thousands of machines', () => {
     await waitFor('every machine in the zone', async () => ((await dig('127.0.0.1', port, [`m${N - 1}.${ZONE}`, 'A'])).answer.length === 1 ? true : undefined), 10_000);
   });
 
-  after(async () => {
-    if (d) assert.equal(await d.stop(), 0);
-    await leaders?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  after(() =>
+    eachStep([
+      async () => d && assert.equal(await d.stop(), 0),
+      () => leaders?.stop(),
+      () => dir && rmSync(dir, { recursive: true, force: true }),
+    ]));
 
   test('it is sent in many messages; a client that stops reading is closed and delays nobody', async () => {
     await waitFor('the zone to settle', async () => {

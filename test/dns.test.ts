@@ -3,7 +3,6 @@
 // only ever asked about, never sent to; queries go to the daemon on 127.0.0.1 and ::1.
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
@@ -14,7 +13,8 @@ import { makeContainer, removeAllContainers, type Container } from './helpers/co
 import { DAEMON, startDaemon, type Daemon } from './helpers/daemon.js';
 import { parseDig } from './helpers/dig.js';
 import { freePort } from './helpers/ports.js';
-import { run, sleep, waitFor } from './helpers/run.js';
+import { eachStep, run, sleep, waitFor } from './helpers/run.js';
+import { endSleepingLeaders, sleepingLeaderPid } from './helpers/leaders.js';
 
 const A = (name: string, a: string) => [name, '0', 'IN', 'A', a];
 const AAAA = (name: string, a: string) => [name, '0', 'IN', 'AAAA', a];
@@ -24,21 +24,6 @@ const serials = new Map<string, string>();
 /** The zone's SOA record; owner: the zone as the question spelled it. */
 const SOA = (zone: string, owner = zone) => [owner, '0', 'IN', 'SOA', `${zone} hostmaster.${zone} ${serials.get(zone)} 3600 600 86400 0`];
 
-const sleepers: number[] = [];
-function sleeper(): number {
-  const p = spawn('sleep', ['1086'], { stdio: 'ignore' });
-  sleepers.push(p.pid!);
-  return p.pid!;
-}
-function killSleepers(): void {
-  for (const pid of sleepers.splice(0)) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-}
 
 /** A DNS query message (dns-packet), with an id of our choosing. */
 function query(id: number, name: string, type: dnsPacket.RecordType = 'A', extra: Partial<dnsPacket.Packet> = {}): Buffer {
@@ -178,21 +163,22 @@ describe('DNS server', () => {
     });
     const reg = async (args: string[]) => assert.equal((await d.ctl(['register', ...args])).code, 0, args.join(' '));
     await reg(['Web86', '--leader', String(web.pid), '--netif', String(web.hostIfIndex)]);
-    await reg(['vm86', '--class', 'vm', '--leader', String(sleeper()), '--address', '10.77.86.60', '--address', 'fd77:86::60']);
-    await reg(['v4only86', '--class', 'vm', '--leader', String(sleeper()), '--address', '10.77.86.70']);
-    await reg(['big86', '--class', 'vm', '--leader', String(sleeper()), ...big.flatMap((a) => ['--address', a])]);
+    await reg(['vm86', '--class', 'vm', '--leader', String(sleepingLeaderPid()), '--address', '10.77.86.60', '--address', 'fd77:86::60']);
+    await reg(['v4only86', '--class', 'vm', '--leader', String(sleepingLeaderPid()), '--address', '10.77.86.70']);
+    await reg(['big86', '--class', 'vm', '--leader', String(sleepingLeaderPid()), ...big.flatMap((a) => ['--address', a])]);
     // The container's addresses are read from its namespace: wait until they are in.
     await waitFor('the container in DNS', async () => ((await dig(['web86.machine', 'AAAA'])).answer.length > 0 ? true : undefined));
   });
   beforeEach(async () => {
     for (const zone of ['machine.', '77.10.in-addr.arpa.']) serials.set(zone, (await dig([zone, 'SOA'])).answer[0][4].split(' ')[2]);
   });
-  after(async () => {
-    killSleepers();
-    await removeAllContainers();
-    if (d) assert.equal(await d.stop(), 0, 'the daemon stops cleanly with DNS on');
-    d?.cleanup();
-  });
+  after(() =>
+    eachStep([
+      () => endSleepingLeaders(),
+      () => removeAllContainers(),
+      async () => d && assert.equal(await d.stop(), 0, 'the daemon stops cleanly with DNS on'),
+      () => d?.cleanup(),
+    ]));
 
   test('A, AAAA and ANY of a container in the zone: authoritative, TTL 0, no link-local address', async () => {
     const a = await dig(['web86.machine', 'A']);
@@ -452,7 +438,7 @@ describe('DNS server', () => {
   });
 
   test('a removed machine stops resolving, by name and by address', async () => {
-    const pid = sleeper();
+    const pid = sleepingLeaderPid();
     assert.equal((await d.ctl(['register', 'gone86', '--class', 'vm', '--leader', String(pid), '--address', '10.77.86.80'])).code, 0);
     assert.deepEqual((await dig(['gone86.machine', 'A'])).answer, [A('gone86.machine.', '10.77.86.80')]);
     process.kill(pid, 'SIGKILL');
@@ -472,10 +458,10 @@ describe('DNS server without a zone', () => {
   before(async () => {
     port = await freePort();
     d = await startDaemon({ args: ['--dns', `127.0.0.1:${port}`] });
-    assert.equal((await d.ctl(['register', 'solo86', '--class', 'vm', '--leader', String(sleeper()), '--address', '10.77.86.90'])).code, 0);
+    assert.equal((await d.ctl(['register', 'solo86', '--class', 'vm', '--leader', String(sleepingLeaderPid()), '--address', '10.77.86.90'])).code, 0);
   });
   after(async () => {
-    killSleepers();
+    endSleepingLeaders();
     await d?.stop();
     d?.cleanup();
   });

@@ -183,7 +183,8 @@ test('OpenMachineShell refusals: no such user, no such program, relative path, b
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /Access denied/);
   // Nothing of these left a helper behind.
-  assert.equal((await run('pgrep', ['-af', 'mymachines-enter pty '])).stdout, '');
+  // The daemon's children only: other test files run helpers of their own meanwhile.
+  assert.equal((await run('pgrep', ['-a', '-P', String(daemon.proc.pid), '-f', 'mymachines-enter pty '])).stdout, '');
 });
 
 test('machinectl copy-to and copy-from: trees, ownership mapped through the user namespace, --replace, errors', async () => {

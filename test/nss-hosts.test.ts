@@ -4,14 +4,13 @@
 // Addresses: 10.77.31.0/24 and fd77:31::/64; VMs (given addresses, no network) 10.77.32.0-10.77.41.255.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { chmodSync, chownSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeNssEnv, type NssEnv } from './helpers/nss-env.js';
 import { makeContainer, removeAllContainers, type Container } from './helpers/container.js';
 import { ROOT, startDaemon, type Daemon } from './helpers/daemon.js';
 import { must, run, waitFor } from './helpers/run.js';
-import { sleepingLeaders } from './helpers/leaders.js';
+import { endSleepingLeaders, sleepingLeaderPid, sleepingLeaders } from './helpers/leaders.js';
 import { VarlinkClient } from '../src/varlink/client.js';
 
 const V4 = '10.77.31.2';
@@ -24,14 +23,6 @@ const hostsLines = (name: string, addrs: string[]) => addrs.map((a) => `${a.padE
 /** getent ahosts*: three socket types per address; the canonical name on the first line only. */
 const ahostsLines = (canon: string, addrs: string[]) =>
   addrs.flatMap((a, i) => ['STREAM', 'DGRAM', 'RAW'].map((t, j) => `${a.padEnd(15)} ${t.padEnd(6)} ${i === 0 && j === 0 ? canon : ''}\n`)).join('');
-
-/** A leader for a VM: a sleeping process, ended in after(). */
-const sleepers_: { kill(): void }[] = [];
-function sleeper(): number {
-  const p = spawn('sleep', ['1031'], { stdio: 'ignore' });
-  sleepers_.push({ kill: () => void p.kill('SIGKILL') });
-  return p.pid!;
-}
 
 /** The link-local address of an interface once usable (not tentative): getaddrinfo orders addresses by
  *  the source addresses the host has for them, and an unusable one puts the link-local address last. */
@@ -60,7 +51,7 @@ describe('NSS hosts through glibc', () => {
     assert.equal(r.code, 0, r.stderr);
   });
   after(async () => {
-    for (const s of sleepers_) s.kill();
+    endSleepingLeaders();
     await removeAllContainers();
     await d?.stop();
     d?.cleanup();
@@ -113,7 +104,7 @@ describe('NSS hosts through glibc', () => {
   });
 
   test('a VM registered with given addresses', async () => {
-    const r = await d.ctl(['register', 'vm31', '--class', 'vm', '--leader', String(sleeper()), '--address', '10.77.31.60', '--address', 'fd77:31::60']);
+    const r = await d.ctl(['register', 'vm31', '--class', 'vm', '--leader', String(sleepingLeaderPid()), '--address', '10.77.31.60', '--address', 'fd77:31::60']);
     assert.equal(r.code, 0, r.stderr);
     assert.equal((await getent('hosts', 'vm31')).stdout, hostsLines('vm31', ['fd77:31::60']));
     assert.equal((await getent('ahostsv4', 'vm31')).stdout, ahostsLines('vm31', ['10.77.31.60']));
@@ -218,7 +209,7 @@ describe('NSS hosts from the daemon\'s table: fresh in every process, whatever t
   });
   after(async () => {
     client?.close();
-    for (const s of sleepers_) s.kill();
+    endSleepingLeaders();
     if (d && d.proc.exitCode === null && d.proc.signalCode === null) process.kill(d.proc.pid!, 'SIGCONT');
     await d?.stop();
     d?.cleanup();
@@ -287,8 +278,9 @@ describe('NSS hosts from the daemon\'s table: fresh in every process, whatever t
       }
       return n;
     })();
+    let replaced = 0;
     try {
-      assert.equal((await client.call('io.systemd.Machine.Register', { name: 'steady31', class: 'vm', leader: leaders.pids[1090], addresses: ['10.77.41.200'] })) !== undefined, true);
+      assert.deepEqual(await client.call('io.systemd.Machine.Register', { name: 'steady31', class: 'vm', leader: leaders.pids[1090], addresses: ['10.77.41.200'] }), {});
       const threads = await env.run(env.lookupProgram(), ['threads', 'steady31', '10.77.41.200', '16', '2000'], { timeoutMs: 120_000 });
       assert.deepEqual([threads.code, threads.stdout], [0, 'ok 32000\n'], threads.stderr);
       for (let i = 0; i < 10; i++) {
@@ -297,12 +289,13 @@ describe('NSS hosts from the daemon\'s table: fresh in every process, whatever t
       }
     } finally {
       stop = true;
-      assert.ok((await churn) > 10, 'the table was replaced meanwhile');
+      replaced = await churn;
     }
+    assert.ok(replaced > 10, 'the table was replaced meanwhile');
   });
 
   test('a table the daemon did not write is refused: another owner, or writable by others', async () => {
-    assert.equal((await client.call('io.systemd.Machine.Register', { name: 'own31', class: 'vm', leader: leaders.pids[1091], addresses: ['10.77.41.201'] })) !== undefined, true);
+    assert.deepEqual(await client.call('io.systemd.Machine.Register', { name: 'own31', class: 'vm', leader: leaders.pids[1091], addresses: ['10.77.41.201'] }), {});
     const table = join(d.runtimeDir, 'nss-table');
     assert.equal((await env.run('getent', ['hosts', 'own31'])).stdout, hostsLines('own31', ['10.77.41.201']));
     try {
@@ -323,7 +316,7 @@ describe('NSS hosts from the daemon\'s table: fresh in every process, whatever t
   });
 
   test('stopped (SIGSTOP): hit, miss and reverse answered at once; killed: UNAVAIL at once, files answer; restarted: its table is used', async () => {
-    assert.equal((await d.ctl(['register', 'stop31', '--class', 'vm', '--leader', String(sleeper()), '--address', '10.77.31.70'])).code, 0);
+    assert.equal((await d.ctl(['register', 'stop31', '--class', 'vm', '--leader', String(sleepingLeaderPid()), '--address', '10.77.31.70'])).code, 0);
     assert.equal((await env.run('getent', ['hosts', 'stop31'])).stdout, hostsLines('stop31', ['10.77.31.70']));
 
     // getaddrinfo/getnameinfo timed inside the process (test/helpers/nss-lookup.c), after one untimed
@@ -345,11 +338,12 @@ describe('NSS hosts from the daemon\'s table: fresh in every process, whatever t
     } finally {
       process.kill(d.proc.pid!, 'SIGCONT');
     }
-    // A lookup never waits for the daemon: none of them takes anywhere near the 500 ms that a
-    // socket round trip waited before (10 ms of slack for a loaded 2-core machine).
+    // A lookup never waits for the daemon: none of them comes near the 500 ms that the socket client
+    // waited before (the bound tells a wait from none, with room for a loaded 2-core machine; how long a
+    // lookup takes is measured in bench/nss-hosts.ts).
     for (const [what, r, want] of [['hit', hit, 'found'], ['miss', miss, 'failed'], ['reverse', rev, 'found']] as const) {
       assert.equal(r.what, want, `${what}: ${r.out}`);
-      assert.ok(r.maxMs < 10, `${what} with the daemon stopped took up to ${r.maxMs} ms`);
+      assert.ok(r.maxMs < 250, `${what} with the daemon stopped took up to ${r.maxMs} ms`);
     }
     assert.equal(viaGetent.stdout, ahostsLines('stop31', ['10.77.31.70']));
     assert.match(fresh.stdout, /^found /, 'a new process maps the stopped daemon\'s table');
@@ -358,20 +352,20 @@ describe('NSS hosts from the daemon\'s table: fresh in every process, whatever t
     assert.ok(existsSync(join(d.runtimeDir, 'nss-table')));
     const dead = await warm('stop31', 20);
     assert.equal(dead.what, 'failed', dead.out);
-    assert.ok(dead.minMs < 2, `took at least ${dead.minMs} ms`);
+    assert.ok(dead.minMs < 250, `took at least ${dead.minMs} ms`);
     // UNAVAIL, so the next source answers (hosts: mymachines files).
     assert.equal((await env.run('getent', ['hosts', FILES_NAME])).stdout, hostsLines(FILES_NAME, [FILES_ADDR]));
     assert.equal((await env.run('getent', ['hosts', 'stop31'])).code, 2);
 
     d = await d.restart();
     assert.equal((await env.run('getent', ['hosts', 'stop31'])).stdout, hostsLines('stop31', ['10.77.31.70']), 'the machine again, from the new daemon\'s table');
-    assert.equal((await d.ctl(['register', 'new31', '--class', 'vm', '--leader', String(sleeper()), '--address', '10.77.31.71'])).code, 0);
+    assert.equal((await d.ctl(['register', 'new31', '--class', 'vm', '--leader', String(sleepingLeaderPid()), '--address', '10.77.31.71'])).code, 0);
     assert.equal((await env.run('getent', ['hosts', 'new31'])).stdout, hostsLines('new31', ['10.77.31.71']));
 
     await d.stop(); // SIGTERM: the table goes with the daemon
     assert.equal(existsSync(join(d.runtimeDir, 'nss-table')), false);
     const gone = await warm('stop31', 20);
     assert.equal(gone.what, 'failed', gone.out);
-    assert.ok(gone.minMs < 2, `took at least ${gone.minMs} ms`);
+    assert.ok(gone.minMs < 250, `took at least ${gone.minMs} ms`);
   });
 });

@@ -3,7 +3,6 @@
 // the read-only machines, in milliseconds; test/registry.test.ts covers the same through the daemon.
 import { after, afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,13 +10,9 @@ import { RegistryError } from '../src/registry/errors.js';
 import type { Machine } from '../src/registry/machine.js';
 import { Registry, type ScopeAllocator, type ScopeRequest } from '../src/registry/registry.js';
 import { waitFor } from './helpers/run.js';
+import { endSleepingLeaders, sleepingLeader, sleepingLeaderPid } from './helpers/leaders.js';
 
-const leaders: ChildProcess[] = [];
-function leader(): number {
-  const p = spawn('sleep', ['1000'], { stdio: 'ignore' });
-  leaders.push(p);
-  return p.pid!;
-}
+const leader = sleepingLeaderPid;
 
 const quiet = { info() {}, warn() {}, debug() {} };
 
@@ -79,9 +74,7 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-after(() => {
-  for (const p of leaders) p.kill('SIGKILL');
-});
+after(endSleepingLeaders);
 
 const names = () => reg.list().map((m) => m.name);
 
@@ -185,8 +178,7 @@ describe('registry model', () => {
   });
 
   test('a machine goes when its leader exits, its state file with it', async () => {
-    const p = spawn('sleep', ['1000'], { stdio: 'ignore' });
-    leaders.push(p);
+    const p = sleepingLeader();
     const removed: string[] = [];
     reg.on('removed', (m) => removed.push(m.name));
     await reg.register({ name: 'brief', leader: p.pid!, allocateUnit: true });

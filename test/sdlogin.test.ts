@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { makeContainer, removeAllContainers, type Container } from './helpers/container.js';
 import { ROOT, startDaemon, type Daemon } from './helpers/daemon.js';
-import { must, waitFor } from './helpers/run.js';
+import { eachStep, must, waitFor } from './helpers/run.js';
 import { type Bus, busClient, cgroupMounts, runInSystemdNs, startBus } from './helpers/dbus.js';
 
 const MGR = 'org.freedesktop.machine1.Manager';
@@ -46,17 +46,18 @@ before(async () => {
   }
 });
 
-after(async () => {
-  // Leaders first, so that the daemon removes the scope it made before it stops.
-  await removeAllContainers();
-  if (client) await waitFor('the machines to go', async () => ((await client.call('/org/freedesktop/machine1', MGR, 'ListMachines'))[0].length === 1 ? true : undefined));
-  client?.close();
-  await daemon?.stop();
-  daemon?.cleanup();
-  await bus?.stop();
-  for (const h of hierarchies) if (unitCgroup) rmdirSync(join(h, unitCgroup));
-  rmSync(dir, { recursive: true, force: true });
-});
+after(() =>
+  eachStep([
+    // Leaders first, so that the daemon removes the scope it made before it stops.
+    () => removeAllContainers(),
+    () => client && waitFor('the machines to go', async () => ((await client.call('/org/freedesktop/machine1', MGR, 'ListMachines'))[0].length === 1 ? true : undefined)),
+    () => client?.close(),
+    () => daemon?.stop(),
+    () => daemon?.cleanup(),
+    () => bus?.stop(),
+    ...hierarchies.map((h) => () => unitCgroup && rmdirSync(join(h, unitCgroup))),
+    () => rmSync(dir, { recursive: true, force: true }),
+  ]));
 
 test('sd-login and ps see a registered and a created machine', async () => {
   await client.call('/org/freedesktop/machine1', MGR, 'RegisterMachineWithNetwork', 'sayssusai', ['sdl-reg', Buffer.alloc(0), '', 'container', registered.pid, '', [registered.hostIfIndex]]);

@@ -13,7 +13,7 @@ import { after, before, test } from 'node:test';
 import dbus from 'dbus-next';
 import { makeContainer, removeAllContainers, type Container } from './helpers/container.js';
 import { ROOT, startDaemon, type Daemon } from './helpers/daemon.js';
-import { waitFor } from './helpers/run.js';
+import { eachStep, waitFor } from './helpers/run.js';
 import { cgroup2Mount, enterSidRoot, type SidWorld, type Started } from './helpers/sid-root.js';
 import * as c from '../src/registry/linux/libc.js';
 import { processPidfdId } from '../src/registry/linux/leader.js';
@@ -106,17 +106,18 @@ before(async () => {
   }
 });
 
-after(async () => {
-  theirs?.conn.disconnect();
-  ours?.conn.disconnect();
-  // machined first: it would signal its callers when their machines' leaders go.
-  await theirsWorld?.close();
-  await oursWorld?.close();
-  await daemon?.stop();
-  daemon?.cleanup();
-  await removeAllContainers();
-  for (const d of cgroups) rmdirSync(d);
-});
+after(() =>
+  eachStep([
+    () => theirs?.conn.disconnect(),
+    () => ours?.conn.disconnect(),
+    // machined first: it would signal its callers when their machines' leaders go.
+    () => theirsWorld?.close(),
+    () => oursWorld?.close(),
+    () => daemon?.stop(),
+    () => daemon?.cleanup(),
+    () => removeAllContainers(),
+    ...cgroups.map((d) => () => rmdirSync(d)),
+  ]));
 
 test('the D-Bus interfaces of machined 262 and ours: the same members and signatures', async () => {
   const [theirManager] = await theirs.call(MGR_PATH, 'org.freedesktop.DBus.Introspectable', 'Introspect');

@@ -14,7 +14,7 @@ import { after, before, test } from 'node:test';
 import { CTL, DAEMON, startDaemon, type Daemon } from './helpers/daemon.js';
 import { startBus, type Bus } from './helpers/dbus.js';
 import { makeNssEnv, type NssEnv } from './helpers/nss-env.js';
-import { run, waitFor, type RunResult } from './helpers/run.js';
+import { eachStep, run, waitFor, type RunResult } from './helpers/run.js';
 import { enterSidRoot, type SidWorld } from './helpers/sid-root.js';
 import { processPidfdId } from '../src/registry/linux/leader.js';
 
@@ -80,9 +80,7 @@ after(async () => {
     () => bus?.stop(),
     () => dir && rmSync(dir, { recursive: true, force: true }),
   ];
-  const failures: unknown[] = [];
-  for (const step of steps) await Promise.resolve().then(step).catch((e) => failures.push(e));
-  if (failures.length) throw failures[0];
+  await eachStep(steps);
 });
 
 test('run as the user: sockets and state under $XDG_RUNTIME_DIR where machined 262 --user has them, the user\'s alone', () => {

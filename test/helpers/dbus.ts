@@ -97,6 +97,9 @@ export async function startBus(dir: string, opts: BusOptions = {}): Promise<Bus>
       await waitFor('the dbus-daemon socket', () => {
         if (p.exitCode !== null) throw new Error(`dbus-daemon exited with ${p.exitCode}`);
         return existsSync(socket) ? true : undefined;
+      }).catch((e) => {
+        p.kill('SIGKILL'); // never answered: not left running
+        throw e;
       });
     },
     async stop() {

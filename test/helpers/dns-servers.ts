@@ -52,7 +52,8 @@ function start(ns: NetNs, cmd: string, args: string[]): ServerProcess {
   };
 }
 
-/** Waits until the server answers a query over UDP (any answer at all). */
+/** Waits until the server answers a query over UDP (any answer at all); one that does not is stopped
+ *  (the caller never gets its handle to stop it). */
 async function answering(ns: NetNs, s: ServerProcess, address: string, name: string): Promise<void> {
   await waitFor(
     `${name} to answer on ${address}`,
@@ -66,7 +67,10 @@ async function answering(ns: NetNs, s: ServerProcess, address: string, name: str
       }
     },
     15_000,
-  );
+  ).catch(async (e) => {
+    await s.stop();
+    throw e;
+  });
 }
 
 export interface Secondary {

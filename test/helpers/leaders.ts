@@ -1,7 +1,7 @@
 // Many cheap leader processes for tests and benchmarks that register many machines
 // (test/helpers/sleepers.c: spawning thousands of `sleep` costs seconds); stop() ends them all, and so does the end of the test process
 // (they go when their parent's standard input closes).
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,4 +26,23 @@ export async function sleepingLeaders(n: number): Promise<{ pids: number[]; stop
       await exited;
     },
   };
+}
+
+const sleeping = new Set<ChildProcess>();
+
+/** One leader of the test's own (a sleeping process, for a VM or a machine that needs no namespaces);
+ *  endSleepingLeaders() ends those still running, by their PIDs. */
+export function sleepingLeader(): ChildProcess {
+  const p = spawn('sleep', ['3600'], { stdio: 'ignore' });
+  sleeping.add(p);
+  p.once('exit', () => sleeping.delete(p));
+  return p;
+}
+
+/** The PID of a new sleepingLeader(). */
+export const sleepingLeaderPid = (): number => sleepingLeader().pid!;
+
+export function endSleepingLeaders(): void {
+  for (const p of sleeping) p.kill('SIGKILL');
+  sleeping.clear();
 }

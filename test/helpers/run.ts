@@ -48,3 +48,20 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
     await sleep(25);
   }
 }
+
+/** Cleanup for after(): every step runs whatever the others did (a daemon that exits non-zero must not
+ *  leave its namespace, servers and directories behind); then the first failure, if any, is thrown. */
+export async function eachStep(steps: (() => unknown)[]): Promise<void> {
+  const failures: unknown[] = [];
+  for (const step of steps) await Promise.resolve().then(step).catch((e) => failures.push(e));
+  if (failures.length) throw failures[0];
+}
+
+/** Signals a process the test started, by its PID; one that has exited already is no error. */
+export function killPid(pid: number, signal: NodeJS.Signals = 'SIGKILL'): void {
+  try {
+    process.kill(pid, signal);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
+  }
+}
