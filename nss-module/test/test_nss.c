@@ -895,6 +895,20 @@ static void *lookup_thread(void *arg) {
         return NULL;
 }
 
+/* Stops the lookup threads, joins them, and gives the sum of what they saw. */
+static struct replace_stats join_lookup_threads(pthread_t *t, const struct replace_stats *st, int n) {
+        struct replace_stats sum = { 0 };
+
+        atomic_store(&stop_threads, true);
+        for (int i = 0; i < n; i++) {
+                pthread_join(t[i], NULL);
+                sum.lookups += st[i].lookups;
+                sum.torn += st[i].torn;
+                sum.failed += st[i].failed;
+        }
+        return sum;
+}
+
 static int env_int(const char *name, int dflt) {
         const char *v = getenv(name);
         return v ? atoi(v) : dflt;
@@ -905,7 +919,6 @@ static void test_replacement(void) {
         int n = env_int("TEST_THREADS", 16), reps = env_int("TEST_REPLACEMENTS", 1000), maps;
         pthread_t t[64];
         struct replace_stats st[64] = { 0 };
-        long lookups = 0, torn = 0, failed = 0;
         char cmd[64];
         double t0 = now_ms();
 
@@ -919,18 +932,12 @@ static void test_replacement(void) {
         CHECK(control(cmd), "%s", cmd);
         snprintf(cmd, sizeof cmd, "replace %d delta", reps);
         CHECK(control(cmd), "%s", cmd);
-        atomic_store(&stop_threads, true);
-        for (int i = 0; i < n; i++) {
-                pthread_join(t[i], NULL);
-                lookups += st[i].lookups;
-                torn += st[i].torn;
-                failed += st[i].failed;
-        }
-        CHECK(torn == 0 && failed == 0, "%ld torn answers, %ld failed lookups of %ld", torn, failed, lookups);
+        struct replace_stats sum = join_lookup_threads(t, st, n);
+        CHECK(sum.torn == 0 && sum.failed == 0, "%ld torn answers, %ld failed lookups of %ld", sum.torn, sum.failed, sum.lookups);
         maps = table_mappings();
         CHECK(maps >= 1 && maps <= 2, "%d table mappings left", maps);
         printf("  %d threads, %ld lookups while the table was replaced %d times and extended %d times in %.0f ms: "
-               "%ld torn, %ld failed, %d table(s) mapped\n", n, lookups, reps, reps, now_ms() - t0, torn, failed, maps);
+               "%ld torn, %ld failed, %d table(s) mapped\n", n, sum.lookups, reps, reps, now_ms() - t0, sum.torn, sum.failed, maps);
 }
 
 static void *replacer(void *arg) {
@@ -995,7 +1002,6 @@ static void test_fork_during_swaps(void) {
         int n = env_int("TEST_THREADS", 16) / 2, max_forks = slow ? 40 : 200, forks = 0, bad = 0, status, marker;
         pthread_t t[32], r;
         struct replace_stats st[32] = { 0 };
-        long lookups = 0, torn = 0, failed = 0;
         struct stat mst;
         char buf[2048];
         double t0 = now_ms();
@@ -1036,19 +1042,13 @@ static void test_fork_during_swaps(void) {
         }
         alarm(0);
         pthread_join(r, NULL);
-        atomic_store(&stop_threads, true);
-        for (int i = 0; i < n; i++) {
-                pthread_join(t[i], NULL);
-                lookups += st[i].lookups;
-                torn += st[i].torn;
-                failed += st[i].failed;
-        }
+        struct replace_stats sum = join_lookup_threads(t, st, n);
         close(marker);
         CHECK(forks > 0 && bad == 0, "%d of %d children failed", bad, forks);
-        CHECK(torn == 0 && failed == 0, "%ld torn answers, %ld failed lookups of %ld", torn, failed, lookups);
+        CHECK(sum.torn == 0 && sum.failed == 0, "%ld torn answers, %ld failed lookups of %ld", sum.torn, sum.failed, sum.lookups);
         CHECK(call_gh4("web1", buf, sizeof buf).st == NSS_STATUS_SUCCESS, "parent after fork");
         printf("  %d forks while %d threads swapped tables in (%ld lookups) in %.0f ms: %d children failed\n", forks, n,
-               lookups, now_ms() - t0, bad);
+               sum.lookups, now_ms() - t0, bad);
 }
 
 /* ---------------------------------------------------------------- descriptors */
