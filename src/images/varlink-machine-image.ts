@@ -1,7 +1,7 @@
 // The Varlink front end of the image pool: io.systemd.MachineImage as systemd-machined 262 defines it
 // (List, Update, Clone, Remove, SetPoolLimit, CleanPool), served on <machine-dir>/io.systemd.MachineImage.
 // It only translates between Varlink and ImagePool calls.
-import { errorTable, expectedMore, invalidParameter, permissionDenied, systemError, VarlinkError } from '../varlink/errors.js';
+import { errorTable, expectedMore, invalidParameter, requireRootOr, systemError, VarlinkError } from '../varlink/errors.js';
 import { t, type InterfaceDef } from '../varlink/schema.js';
 import { mapErrors, type CallContext, type Handler } from '../varlink/server.js';
 import { ImageError } from './errors.js';
@@ -74,9 +74,7 @@ function toVarlinkError(e: unknown): unknown {
 }
 
 /** Root, and `owner` (a per-user registry's user), may change images, as io.systemd.Machine. */
-function requireChanger(ctx: CallContext, owner: number): void {
-  if (ctx.peer.uid !== 0 && ctx.peer.uid !== owner) throw permissionDenied();
-}
+const requireChanger = (ctx: CallContext, owner: number) => requireRootOr(ctx.peer.uid, owner);
 
 const pairs = (m: Map<string, string>) => [...m].map(([k, v]) => `${k}=${v}`);
 

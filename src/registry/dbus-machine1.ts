@@ -138,8 +138,9 @@ type BusProperty = [string, dbus.Variant];
 /** What a registration carries besides its name, as the front end hands it to the registry. */
 type Registration = Omit<RegisterRequest, 'name' | 'leader' | 'supervisor' | 'uid' | 'allocateUnit'> & { leader?: number };
 
-/** Registers (allocateUnit: creates) a machine for a caller, who must be root (or the owner of a per-user registry). The leader defaults to
- *  the caller; a caller that is not the leader is the machine's supervisor, as machined 258+ records. */
+/** Registers (allocateUnit: creates) a machine for a caller, who must be root (or a per-user registry's
+ *  user). The leader defaults to the caller; a caller that is not the leader is the machine's
+ *  supervisor, as machined 258+ records. */
 async function register(reg: Registry, caller: Caller, allocateUnit: boolean, name: string, r: Registration, scope: BusProperty[] = []) {
   await caller.mayChange('machines');
   const { pid, uid } = await caller.creds();

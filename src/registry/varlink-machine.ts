@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { RawJson, mapErrors, type CallContext, type Handler } from '../varlink/server.js';
 import { t, type InterfaceDef, type VType } from '../varlink/schema.js';
-import { FAILED_ERROR, VarlinkError, errorTable, expectedMore, invalidParameter, permissionDenied, systemError } from '../varlink/errors.js';
+import { FAILED_ERROR, VarlinkError, errorTable, expectedMore, invalidParameter, requireRootOr, systemError } from '../varlink/errors.js';
 import { RegistryError, type RegistryErrorKind, SystemError } from './errors.js';
 import { OperationError } from './machine-ops.js';
 import { HOST_ID_RANGE, type IdKind, findOwner, outerId, validId } from './id-mapping.js';
@@ -363,9 +363,7 @@ function checkSignal(signal: number): void {
 
 export function machineHandlers(reg: Registry, opts: MachineHandlerOptions = {}): Record<string, Handler> {
   const ops = opts.operations ?? {};
-  const requireChanger = (ctx: CallContext) => {
-    if (ctx.peer.uid !== 0 && ctx.peer.uid !== opts.owner) throw permissionDenied();
-  };
+  const requireChanger = (ctx: CallContext) => requireRootOr(ctx.peer.uid, opts.owner);
   /** The machine a call names, as machined 262 finds it: by name, by a process in it, or both (the same
    *  machine); NoSuchMachine when none is named or found. */
   const select = async (p: Selector, ctx: CallContext): Promise<Machine> => {

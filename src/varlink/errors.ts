@@ -26,6 +26,11 @@ export const interfaceNotFound = (iface: string) => new VarlinkError(`${SERVICE}
 export const invalidParameter = (parameter: string, message?: string) =>
   new VarlinkError(`${SERVICE}.InvalidParameter`, message === undefined ? { parameter } : { parameter, message }, message);
 export const permissionDenied = () => new VarlinkError(`${SERVICE}.PermissionDenied`);
+/** PermissionDenied unless the peer (SO_PEERCRED's UID) is root or `owner` (a per-user registry's user;
+ *  as D-Bus's Caller.mayChange). */
+export function requireRootOr(peerUid: number, owner: number | undefined): void {
+  if (peerUid !== 0 && peerUid !== owner) throw permissionDenied();
+}
 export const expectedMore = () => new VarlinkError(`${SERVICE}.ExpectedMore`);
 export const methodNotImplemented = (method: string) => new VarlinkError(`${SERVICE}.MethodNotImplemented`, { method });
 
