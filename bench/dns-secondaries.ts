@@ -13,14 +13,12 @@ import { dig } from '../test/helpers/dig.js';
 import { bindKeyText, makeTsigSecret, startBind, startKnot, type ServerProcess } from '../test/helpers/dns-servers.js';
 import { sleepingLeaders } from '../test/helpers/leaders.js';
 import { makeNetns } from '../test/helpers/netns.js';
+import { median } from './stats.js';
 
 const ZONE = 'follow.test';
 const PRIMARY = '127.0.0.2';
 const SECONDARIES = { bind: '127.0.0.4', knot: '127.0.0.5' } as const;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 20);
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const max = (xs: number[]) => Math.max(...xs);
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'mymachines-bench-dns2-'));
@@ -83,9 +81,9 @@ async function main(): Promise<void> {
     await c.close();
     for (const [which, x] of Object.entries(seen)) {
       results[`${which}AddMedianMs`] = median(x.add);
-      results[`${which}AddMaxMs`] = max(x.add);
+      results[`${which}AddMaxMs`] = Math.max(...x.add);
       results[`${which}RemoveMedianMs`] = median(x.remove);
-      results[`${which}RemoveMaxMs`] = max(x.remove);
+      results[`${which}RemoveMaxMs`] = Math.max(...x.remove);
       results[`${which}DigQueryMedianMs`] = median(x.query);
     }
   } finally {

@@ -12,6 +12,7 @@ import { ROOT, startDaemon } from '../test/helpers/daemon.js';
 import { freePort } from '../test/helpers/ports.js';
 import { run } from '../test/helpers/run.js';
 import { sleepingLeaders } from '../test/helpers/leaders.js';
+import { percentile } from './stats.js';
 
 const ZONE = 'bench.test';
 const REV6 = '2.9.0.0.7.7.d.f.ip6.arpa';
@@ -41,8 +42,6 @@ async function latencies(port: number, ms: number, names: string[]): Promise<num
   s.close();
   return out.sort((a, b) => a - b);
 }
-
-const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))];
 
 async function axfrMs(port: number, zone: string, records: number): Promise<number> {
   const t0 = performance.now();
@@ -94,11 +93,11 @@ async function main(): Promise<void> {
     const loaded = await latencies(port, 5000, names);
     busy = false;
     results.transfersDuringQueries = await transfers;
-    results.queryP50MsQuiet = pct(quiet, 50);
-    results.queryP99MsQuiet = pct(quiet, 99);
+    results.queryP50MsQuiet = percentile(quiet, 50);
+    results.queryP99MsQuiet = percentile(quiet, 99);
     results.queryMaxMsQuiet = quiet.at(-1)!;
-    results.queryP50MsDuringAxfr = pct(loaded, 50);
-    results.queryP99MsDuringAxfr = pct(loaded, 99);
+    results.queryP50MsDuringAxfr = percentile(loaded, 50);
+    results.queryP99MsDuringAxfr = percentile(loaded, 99);
     results.queryMaxMsDuringAxfr = loaded.at(-1)!;
   } finally {
     await d.stop();

@@ -16,13 +16,11 @@ import { UserRecords } from '../src/userdb/records.js';
 import { ROOT } from '../test/helpers/daemon.js';
 import { must } from '../test/helpers/run.js';
 import { sleepingLeaders } from '../test/helpers/leaders.js';
+import { mean, median, percentile } from './stats.js';
 
 const SIZES = [1000, 10_000];
 const SAMPLE = 1000;
 const quiet = { info() {}, warn() {}, debug() {}, error(o: object, msg: string) { console.error(msg, o); } };
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const p99 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.99)];
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 const dir = mkdtempSync(join(tmpdir(), 'mymachines-bench-table-'));
 mkdirSync(join(dir, 'fs'));
@@ -55,7 +53,7 @@ try {
       times.push((performance.now() - t0) * 1000);
     }
     results[`publishMedianUs${n}`] = median(times);
-    results[`publishP99Us${n}`] = p99(times);
+    results[`publishP99Us${n}`] = percentile(times, 99);
     results[`publishMeanUs${n}`] = mean(times);
     results[`publishMaxMs${n}`] = Math.max(...times) / 1000;
     // A whole table, as a rebuild or a start writes it: a second publisher, its own file.

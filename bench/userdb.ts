@@ -17,6 +17,7 @@ import { run, type RunResult } from '../test/helpers/run.js';
 import { compile } from './compile.js';
 import { ROOT } from '../test/helpers/daemon.js';
 import { makeUserdbEnv } from '../test/helpers/userdb-env.js';
+import { median } from './stats.js';
 
 const ROUNDS = Number(process.env.USERDB_BENCH_ROUNDS ?? 5);
 const COUNT = Number(process.env.USERDB_BENCH_COUNT ?? 4000);
@@ -56,8 +57,6 @@ interface Row {
   p99Us: number;
   goalMedianUs?: number;
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const d = await startDaemon({ args: ['--log-level', 'info'] });
 const env = makeUserdbEnv({ socket: d.socket, userdbSocket: join(d.userdbDir, 'io.systemd.Machine') });
