@@ -11,6 +11,7 @@ import { makeContainer, removeAllContainers, type Container } from './helpers/co
 import { startDaemon, type Daemon } from './helpers/daemon.js';
 import { type Bus, busClient, errorName, runInSystemdNs, startBus } from './helpers/dbus.js';
 import { must, run, waitFor } from './helpers/run.js';
+import { type Terminal, withMachinectlTerminal } from './helpers/terminal.js';
 
 const MGR_PATH = '/org/freedesktop/machine1';
 const MGR = 'org.freedesktop.machine1.Manager';
@@ -31,23 +32,7 @@ const mounts: string[] = [];
 const machinectl = (args: string[], timeoutMs = 20_000) =>
   runInSystemdNs(bus, daemon.stateDir, ['sh', '-c', 'exec "$@" </dev/null', 'sh', 'machinectl', '--no-pager', '-q', ...args], { timeoutMs });
 
-/** Runs machinectl in a real terminal: tmux, on a server of this test's own. */
-async function inTmux(args: string[], body: (screen: () => Promise<string>, keys: (...k: string[]) => Promise<string>) => Promise<void>) {
-  const server = `mm-${process.pid}`;
-  const script = join(dir, `tmux-${args[0]}.sh`);
-  writeFileSync(script, [
-    'mkdir -p /run/systemd && mount -t tmpfs tmpfs /run/systemd',
-    `mkdir -p /run/systemd/system /run/systemd/machines && mount --bind '${daemon.stateDir}' /run/systemd/machines`,
-    `exec machinectl ${args.map((a) => `'${a}'`).join(' ')}`,
-  ].join('\n'));
-  const tmux = (...a: string[]) => must('tmux', ['-L', server, ...a]);
-  await tmux('new-session', '-d', '-s', 'test', '-x', '120', '-y', '30', '-e', `DBUS_SYSTEM_BUS_ADDRESS=${bus.address}`, `unshare --mount --propagation private -- sh ${script}; sleep 30`);
-  try {
-    await body(() => tmux('capture-pane', '-p', '-t', 'test'), (...k) => tmux('send-keys', '-t', 'test', ...k));
-  } finally {
-    await run('tmux', ['-L', server, 'kill-server']);
-  }
-}
+const inTerminal = (args: string[], body: (t: Terminal) => Promise<void>) => withMachinectlTerminal(bus, daemon.stateDir, dir, args, body);
 const callMgr = (member: string, sig = '', body: unknown[] = []) => client.call(MGR_PATH, MGR, member, sig, body);
 
 /** A devpts of the container's own, /dev/ptmx and /dev/null, as container managers give them. */
@@ -149,7 +134,7 @@ test('machinectl shell into a container that shares the host root', async () => 
 });
 
 test('machinectl shell root@bb1 is interactive through a real terminal (tmux)', async () => {
-  await inTmux(['shell', 'root@bb1'], async (screen, keys) => {
+  await inTerminal(['shell', 'root@bb1'], async ({ screen, keys }) => {
     await waitFor('a prompt', async () => ((await screen()).includes('~ #') ? true : undefined), 10_000);
     await keys('echo "typed $((6*7))"; cat /etc/marker', 'Enter');
     await waitFor('the answer', async () => ((await screen()).includes('typed 42') ? true : undefined), 10_000);
@@ -160,7 +145,7 @@ test('machinectl shell root@bb1 is interactive through a real terminal (tmux)', 
 });
 
 test("machinectl login shows the container's getty prompt (busybox getty, started directly) and logs in", async () => {
-  await inTmux(['login', 'bb1'], async (screen, keys) => {
+  await inTerminal(['login', 'bb1'], async ({ screen, keys }) => {
     await waitFor('the login prompt', async () => ((await screen()).includes('login:') ? true : undefined), 10_000);
     await keys('root', 'Enter');
     await waitFor('a shell prompt', async () => ((await screen()).includes('~ #') ? true : undefined), 10_000);

@@ -4,13 +4,14 @@
 // registers it with mymachinesd over our private bus.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { startDaemon, type Daemon } from './helpers/daemon.js';
 import { type Bus, busClient, startBus, systemdNsArgv } from './helpers/dbus.js';
-import { must, run, waitFor } from './helpers/run.js';
+import { run, waitFor } from './helpers/run.js';
+import { withMachinectlTerminal } from './helpers/terminal.js';
 import { sidRoot } from './helpers/sid-root.js';
 
 const NAME = 'sysd1';
@@ -65,41 +66,30 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** Runs machinectl in a real terminal (tmux, a server of this test's own); `check` reads the screen. */
-async function inTmux(args: string, check: (screen: string) => boolean, what: string): Promise<string> {
-  const server = `mmsd-${process.pid}`;
-  const script = join(dir, 'tmux.sh');
-  writeFileSync(script, [
-    'mkdir -p /run/systemd && mount -t tmpfs tmpfs /run/systemd',
-    `mkdir -p /run/systemd/system /run/systemd/machines && mount --bind '${daemon.stateDir}' /run/systemd/machines`,
-    `exec machinectl ${args}`,
-  ].join('\n'));
-  await must('tmux', ['-L', server, 'new-session', '-d', '-s', 't', '-x', '150', '-y', '30', '-e', `DBUS_SYSTEM_BUS_ADDRESS=${bus.address}`, `unshare --mount --propagation private -- sh ${script}; sleep 30`]);
-  try {
-    return await waitFor(what, async () => {
-      const screen = await must('tmux', ['-L', server, 'capture-pane', '-p', '-t', 't']);
-      return check(screen) ? screen : undefined;
+/** Runs machinectl in a real terminal until `check` accepts the screen; on a timeout, the screen and the
+ *  container's journal go into the error. */
+function inTerminal(args: string[], check: (screen: string) => boolean, what: string): Promise<string> {
+  return withMachinectlTerminal(bus, daemon.stateDir, dir, args, async ({ screen }) =>
+    waitFor(what, async () => {
+      const s = await screen();
+      return check(s) ? s : undefined;
     }, 20_000).catch(async (e) => {
-      const screen = await must('tmux', ['-L', server, 'capture-pane', '-p', '-t', 't']);
       const journal = await run('nsenter', ['-t', String(leader), '-a', 'sh', '-c', 'journalctl --no-pager -n 8 -o cat; ls -la /dev/ptmx /dev/pts; cat /proc/1/mountinfo | grep -E "pts|/dev "']);
-      throw new Error(`${(e as Error).message}; screen:\n${screen}\njournal:\n${journal.stdout}`);
-    });
-  } finally {
-    await run('tmux', ['-L', server, 'kill-server']);
-  }
+      throw new Error(`${(e as Error).message}; screen:\n${await screen()}\njournal:\n${journal.stdout}`);
+    }));
 }
 
 // (machinectl 252 with its stdin not a terminal loses the output: systemd 262's terminal reset asks the
 // terminal for its size and hangs the PTY up; through a real terminal it works, as people use it.)
 test('machinectl shell into a container with systemd: a transient container-shell@ unit of its own systemd', { timeout: 60_000 }, async () => {
-  const screen = await inTmux(`shell ${NAME} /bin/sh -c 'cat /proc/self/cgroup; echo user=$(id -un); sleep 20'`, (s) => s.includes('user='), 'the output');
+  const screen = await inTerminal(['shell', NAME, '/bin/sh', '-c', 'cat /proc/self/cgroup; echo user=$(id -un); sleep 20'], (s) => s.includes('user='), 'the output');
   assert.match(screen, /^0::\/system\.slice\/system-container\\x2dshell\.slice\/container-shell@\d+\.service$/m);
   assert.match(screen, /^user=root$/m);
   assert.match(daemon.output(), /"way":"service-manager"/);
 });
 
 test('machinectl login: the container\'s own getty (container-getty@N.service)', { timeout: 60_000 }, async () => {
-  const screen = await inTmux(`login ${NAME}`, (s) => s.includes('login:'), 'the login prompt');
+  const screen = await inTerminal(['login', NAME], (s) => s.includes('login:'), 'the login prompt');
   assert.match(screen, /login:/);
   assert.match(daemon.output(), /"mode":"login".*"way":"service-manager"/);
 });
