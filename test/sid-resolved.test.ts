@@ -6,11 +6,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { startDaemon, type Daemon } from './helpers/daemon.js';
 import { makeNssEnv, type NssEnv } from './helpers/nss-env.js';
+import { freePort } from './helpers/ports.js';
 import { run, waitFor } from './helpers/run.js';
 import { enterSidRoot, type SidWorld, type Started } from './helpers/sid-root.js';
 import { VarlinkClient } from '../src/varlink/client.js';
 
-const DNS_PORT = 20000 + (process.pid % 20000);
+let dnsPort = 0;
 let d: Daemon;
 let world: SidWorld;
 let resolved: Started;
@@ -29,7 +30,8 @@ async function register(name: string, addresses: string[]): Promise<ChildProcess
 }
 
 before(async () => {
-  d = await startDaemon({ args: ['--dns', `127.0.0.1:${DNS_PORT}`] });
+  dnsPort = await freePort();
+  d = await startDaemon({ args: ['--dns', `127.0.0.1:${dnsPort}`] });
   await register('web1', ['10.77.1.5', 'fd00:77::5']);
   await register('ai', ['10.77.1.6']);
   world = await enterSidRoot({
@@ -77,7 +79,7 @@ test('getent hosts through nss-resolve 262 agrees with our NSS module', async ()
 test('dig at resolved 262\'s stub agrees with our DNS front end, TTL 0', async () => {
   for (const type of ['A', 'AAAA']) {
     const stub = await world.runHost(['dig', '+noall', '+answer', '@127.0.0.53', 'web1', type]);
-    const ours = await run('dig', ['+noall', '+answer', '-p', String(DNS_PORT), '@127.0.0.1', 'web1', type]);
+    const ours = await run('dig', ['+noall', '+answer', '-p', String(dnsPort), '@127.0.0.1', 'web1', type]);
     assert.equal(stub.code, 0, stub.stderr);
     assert.deepEqual(digShort(stub), [type === 'A' ? 'web1.\t\t\t0\tIN\tA\t10.77.1.5' : 'web1.\t\t\t0\tIN\tAAAA\tfd00:77::5']);
     assert.deepEqual(digShort(stub), digShort(ours));
