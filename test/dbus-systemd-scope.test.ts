@@ -12,11 +12,14 @@ import dbus from 'dbus-next';
 import { cgroupPlaceOf, removeSubtree, subtreeProcesses } from '../src/registry/linux/cgroup.js';
 import { RegistryError, SystemdError } from '../src/registry/errors.js';
 import type { ScopeProperty, ScopeRequest } from '../src/registry/registry.js';
-import { BusService, type InterfaceDef } from '../src/dbus/bus-service.js';
-import { SystemdScopes } from '../src/registry/linux/systemd-scope.js';
+import { BusService, type InterfaceDef, openBus } from '../src/dbus/bus-service.js';
+import { type OpenSystemdBus, SystemdScopes } from '../src/registry/linux/systemd-scope.js';
 import { makeContainer, removeAllContainers, type Container } from './helpers/container.js';
 import { eachStep, run, sleep, waitFor } from './helpers/run.js';
 import { cgroupMounts, fakeBus, startBus } from './helpers/dbus.js';
+
+/** Connections to the test's bus, where the daemon's go to the system bus. */
+const onBus = (address: string): OpenSystemdBus => (onLost, o) => openBus(address, onLost, o);
 
 const SYSTEMD = 'org.freedesktop.systemd1';
 const MANAGER = 'org.freedesktop.systemd1.Manager';
@@ -82,7 +85,7 @@ before(async () => {
     why = `no systemd user manager here: ${(e as Error).message}`;
     return;
   }
-  scopes = new SystemdScopes(cg.v2, cg.legacy, { busAddress: address, jobTimeoutMs: 10_000 });
+  scopes = new SystemdScopes(cg.v2, cg.legacy, onBus(address), { jobTimeoutMs: 10_000 });
   client = dbus.sessionBus({ busAddress: address } as dbus.SessionBusOptions);
 });
 
@@ -216,7 +219,7 @@ test("a start job that fails: org.freedesktop.systemd1.JobFailed with machined's
 
 test("systemd's own errors keep their name and message; the deadline of a refused Create never fires", async (t) => {
   if (why) return t.skip(why);
-  const quick = new SystemdScopes(cg.v2, cg.legacy, { busAddress: address, jobTimeoutMs: 300 });
+  const quick = new SystemdScopes(cg.v2, cg.legacy, onBus(address), { jobTimeoutMs: 300 });
   const c = await leader();
   try {
     const e = await quick.create('sd-bad', c.pid, request('container', [{ name: 'NoSuchProperty', signature: 's', value: 'x' }])).catch((x) => x);
@@ -234,7 +237,7 @@ test("systemd's own errors keep their name and message; the deadline of a refuse
 
 test('a start job that does not finish in time: refused, the job cancelled, the leader where it was, no unhandled rejection', async (t) => {
   if (why) return t.skip(why);
-  const quick = new SystemdScopes(cg.v2, cg.legacy, { busAddress: address, jobTimeoutMs: 1000 });
+  const quick = new SystemdScopes(cg.v2, cg.legacy, onBus(address), { jobTimeoutMs: 1000 });
   const c = await leader();
   try {
     // The scope waits for a service that takes 3 s to start.
@@ -304,7 +307,7 @@ test('a fake systemd: JobRemoved before the reply is not missed; a failed job is
     },
   });
   fake.start();
-  const quick = new SystemdScopes(cg.v2, cg.legacy, { busAddress: bus.address, jobTimeoutMs: 1000 });
+  const quick = new SystemdScopes(cg.v2, cg.legacy, onBus(bus.address), { jobTimeoutMs: 1000 });
   try {
     await waitFor('the fake systemd', () => (fake.isConnected ? true : undefined));
     const { path, unit } = await quick.create('fake-1', process.pid, request('container'));
@@ -340,7 +343,7 @@ test('a fake systemd: JobRemoved before the reply is not missed; a failed job is
 test('a bus that refuses Hello: Create is refused as a lost connection, and no rejection is left unhandled', async () => {
   const socket = join(dir, 'refusing-bus');
   const fake = await fakeBus(socket, 'refuse');
-  const quick = new SystemdScopes(cg.v2, cg.legacy, { busAddress: `unix:path=${socket}`, jobTimeoutMs: 2000 });
+  const quick = new SystemdScopes(cg.v2, cg.legacy, onBus(`unix:path=${socket}`), { jobTimeoutMs: 2000 });
   try {
     const e = await quick.create('refused', process.pid, request('container')).catch((x) => x);
     assert.ok(e instanceof RegistryError && !(e instanceof SystemdError), String(e));

@@ -91,7 +91,10 @@ async function run(opts: DaemonOptions): Promise<void> {
       const { v2: mount, legacy } = await findCgroupMounts();
       if (!mount) log.warn({}, 'no cgroup2 hierarchy: creating machines (allocateUnit) is not supported');
       // Where systemd is PID 1 it owns the cgroup tree: scopes are asked of it, as machined does.
-      if (mount && systemdIsPid1()) scopes = new (await import('../registry/linux/systemd-scope.js')).SystemdScopes(mount, legacy);
+      if (mount && systemdIsPid1()) {
+        const [{ SystemdScopes }, { busAddress, openBus }] = await Promise.all([import('../registry/linux/systemd-scope.js'), import('../dbus/bus-service.js')]);
+        scopes = new SystemdScopes(mount, legacy, (onLost, o) => openBus(busAddress('system', process.env), onLost, o));
+      }
       else if (mount) scopes = new Cgroups(mount, legacy);
     }
     registry = new Registry({

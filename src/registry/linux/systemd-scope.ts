@@ -15,7 +15,6 @@ import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import dbus from 'dbus-next';
 import { cgroupPlaceOf, killSubtree, moveBack, subtreeProcesses } from './cgroup.js';
-import { busAddress, openBus } from '../../dbus/bus-service.js';
 import { RegistryError, SystemdError, failed } from '../errors.js';
 import { scopeUnitName } from '../names.js';
 import { readCgroupPath } from './proc.js';
@@ -47,6 +46,15 @@ interface Waiter {
   done?: (result: string) => void;
 }
 
+/** Opens a connection to the bus where systemd is, as the daemon's D-Bus library does (openBus): onLost
+ *  is called once, with the connection closed, when it breaks, when the bus refuses it, or when answered()
+ *  is not called within timeoutMs. The daemon passes it in, so that the registry imports no protocol
+ *  library (DESIGN.md). */
+export type OpenSystemdBus = (
+  onLost: (why: string) => void,
+  opts: { timeoutMs: number; timeoutWhy: string },
+) => { bus: dbus.MessageBus; answered(): void; close(): void };
+
 export class SystemdScopes implements ScopeAllocator {
   private conn: Promise<Connection> | undefined;
   /** By unit name: the registry lets one Create per machine name run at a time. */
@@ -58,12 +66,10 @@ export class SystemdScopes implements ScopeAllocator {
     private readonly cgroupMount: string,
     /** Where a refused Create's leader is also put back: the legacy mount of findCgroupMounts. */
     private readonly legacyMount: string | undefined,
-    /** For tests, as close() is: the daemon talks to PID 1 on the system bus, within JOB_TIMEOUT_MS. */
-    private readonly opts: {
-      /** The bus where systemd is: by default the system bus (DBUS_SYSTEM_BUS_ADDRESS honoured). */
-      busAddress?: string;
-      jobTimeoutMs?: number;
-    } = {},
+    /** The daemon's: the system bus (DBUS_SYSTEM_BUS_ADDRESS honoured); tests pass their own bus. */
+    private readonly openSystemdBus: OpenSystemdBus,
+    /** For tests, as close() is: the daemon waits for PID 1 for JOB_TIMEOUT_MS. */
+    private readonly opts: { jobTimeoutMs?: number } = {},
   ) {}
 
   /** The connection to systemd, made at the first use and again after it broke. */
@@ -83,7 +89,7 @@ export class SystemdScopes implements ScopeAllocator {
       };
       // May throw at once for a bad address: the executor turns that into a rejection. A bus that never
       // answers (Hello, AddMatch, Subscribe) must not hold every later Create too.
-      const opened = openBus(this.opts.busAddress ?? busAddress('system', process.env), broken, {
+      const opened = this.openSystemdBus(broken, {
         timeoutMs: this.opts.jobTimeoutMs ?? JOB_TIMEOUT_MS,
         timeoutWhy: 'no answer from the bus',
       });
