@@ -96,7 +96,7 @@ export class MachineOperations {
   }
 
   /** The way shells and logins take into this machine, and why. */
-  shellWay(m: Machine): ShellWay {
+  private shellWay(m: Machine): ShellWay {
     return m.class === 'container' && hasServiceManager(m.leader) ? 'service-manager' : 'direct';
   }
 
@@ -104,8 +104,10 @@ export class MachineOperations {
     const m = this.container(name, 'Opening PTYs');
     const req = mode === 'shell' ? this.checkShell(shell) : undefined;
     const leader = this.leader(m);
-    // A container's systemd takes the terminal's other end as the shell's standard input and output.
-    const peer = mode === 'shell' && this.shellWay(m) === 'service-manager';
+    // Chosen once: the PTY's shape depends on it (a container's systemd takes the terminal's other end
+    // as the shell's standard input and output).
+    const way = mode === 'tty' ? 'direct' : this.shellWay(m);
+    const peer = mode === 'shell' && way === 'service-manager';
     const pty = await runHelper(['pty', String(leader), ...(peer ? ['peer'] : [])]).catch((e) => {
       throw fromHelper(e, `Cannot allocate a pseudo-terminal in machine '${name}'`);
     });
@@ -117,7 +119,7 @@ export class MachineOperations {
     }
     if (mode === 'tty') return { fd, path };
     try {
-      await this.startOnPty(m, leader, path, mode, req, slave);
+      await this.startOnPty(m, leader, path, mode, way, req, slave);
     } catch (e) {
       close(fd);
       throw e;
@@ -142,8 +144,8 @@ export class MachineOperations {
 
   /** Starts the getty (login) or the program (shell) on the PTY: through the container's systemd where
    *  it runs one (as machined), else directly; returns once it runs. */
-  private async startOnPty(m: Machine, leader: number, pty: string, mode: 'login' | 'shell', req?: Required<ShellRequest>, slave?: number): Promise<void> {
-    if (this.shellWay(m) === 'service-manager' && (mode === 'login' || slave !== undefined)) {
+  private async startOnPty(m: Machine, leader: number, pty: string, mode: 'login' | 'shell', way: ShellWay, req?: Required<ShellRequest>, slave?: number): Promise<void> {
+    if (way === 'service-manager') {
       try {
         const r = req ?? { user: 'root', path: '', args: [], environment: [] };
         if (mode === 'login') await startServiceGetty(leader, pty);
