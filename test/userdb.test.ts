@@ -4,7 +4,8 @@
 // and a private nsswitch.conf) so that the host's files are never touched.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chownSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { chownSync, existsSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { VarlinkClient } from '../src/varlink/client.js';
@@ -12,7 +13,7 @@ import { VarlinkError } from '../src/varlink/errors.js';
 import { NSS_LIB_DIR, type PasswdSource, type UserdbEnv, makeUserdbEnv } from './helpers/userdb-env.js';
 import { type Container, makeContainer, removeAllContainers } from './helpers/container.js';
 import { DAEMON, startDaemon, type Daemon } from './helpers/daemon.js';
-import { run, waitFor } from './helpers/run.js';
+import { killPid, run, waitFor } from './helpers/run.js';
 
 const SERVICE = 'io.systemd.Machine';
 const LONG = 'averyveryverylongname-2345'; // 26 characters: vu-<LONG>-0 is 31, the longest user name
@@ -402,5 +403,26 @@ describe('userdb', () => {
     assert.equal(await getent('systemd', 'passwd', 'vu-gone-0'), '');
     assert.equal(await getent('mymachines', 'passwd', '600000'), '');
     assert.equal(await getent('mymachines', 'group', 'vg-gone-1'), '');
+  });
+
+  test('a container whose ID maps are written after it registered: its records come with the maps', async () => {
+    // As container managers do: the user namespace exists first, its maps are written afterwards.
+    const leader = spawn('unshare', ['--user', '--', 'sleep', '600'], { stdio: 'ignore' });
+    try {
+      const ownNs = readlinkSync('/proc/self/ns/user');
+      await waitFor('the user namespace', () => (readlinkSync(`/proc/${leader.pid}/ns/user`) !== ownNs ? true : undefined));
+      const r = await d.ctl(['register', 'late', '--leader', String(leader.pid)]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(await userError({ uid: 800000 }), NO_RECORD);
+      writeFileSync(`/proc/${leader.pid}/uid_map`, '0 800000 65536\n');
+      writeFileSync(`/proc/${leader.pid}/gid_map`, '0 800000 65536\n');
+      await waitFor('the records', () => user({ uid: 800000 }).then((u) => u, () => undefined));
+      assert.equal((await user({ userName: 'vu-late-3' })).record.uid, 800003);
+      assert.equal(await getent('mymachines', 'passwd', '800000'), pwLine('vu-late-0', 800000, 0, 'late'));
+      assert.equal(await getent('systemd', 'group', 'vg-late-1'), 'vg-late-1:x:800001:');
+    } finally {
+      killPid(leader.pid!);
+    }
+    await waitFor('the machine to go', () => user({ uid: 800000 }).then(() => undefined, () => true));
   });
 });

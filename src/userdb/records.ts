@@ -40,7 +40,7 @@ interface Entry {
   name: string;
   hostId: number;
   inner: number;
-  machine: Machine;
+  machine: string;
 }
 
 const PREFIX = { user: 'vu-', group: 'vg-' } as const;
@@ -52,15 +52,16 @@ function validUserName(s: string): boolean {
 
 /** What userdb needs of the registry: machines by name, all of them, and word of every change. */
 export interface RegistryView extends MachineSource {
-  on(event: 'added' | 'removed' | 'changed', listener: (m: Machine) => void): unknown;
+  on(event: 'added' | 'removed', listener: (m: Machine) => void): unknown;
+  on(event: 'changed', listener: (m: Machine, previous: Machine) => void): unknown;
 }
 
-/** Host IDs start..end-1 are base.. inside machine. */
+/** Host IDs start..end-1 are base.. inside the machine of that name. */
 interface Segment {
   start: number;
   end: number;
   base: number;
-  machine: Machine;
+  machine: string;
 }
 
 /**
@@ -81,7 +82,7 @@ class RangeIndex {
     return (this.segments ??= this.build());
   }
 
-  find(hostId: number): { machine: Machine; inner: number } | undefined {
+  find(hostId: number): { machine: string; inner: number } | undefined {
     const s = (this.segments ??= this.build());
     let lo = 0;
     let hi = s.length - 1;
@@ -102,7 +103,7 @@ class RangeIndex {
     const all: Segment[] = [];
     for (const m of this.src.list()) {
       if (!hasRecords(m)) continue;
-      for (const l of ownedLines(this.kind === 'user' ? m.uidMap : m.gidMap)) all.push({ start: l.shift, end: l.shift + l.range, base: l.base, machine: m });
+      for (const l of ownedLines(this.kind === 'user' ? m.uidMap : m.gidMap)) all.push({ start: l.shift, end: l.shift + l.range, base: l.base, machine: m.name });
     }
     all.sort((a, b) => a.start - b.start);
     // Where the maps of two machines overlap (a misconfiguration), the range that starts first keeps the
@@ -134,7 +135,7 @@ function userRecord(e: Entry): UserRecord {
     userName: e.name,
     uid: e.hostId,
     gid: GID_NOBODY,
-    realName: `UID ${e.inner} of Container ${e.machine.name}`,
+    realName: `UID ${e.inner} of Container ${e.machine}`,
     homeDirectory: '/',
     shell: NOLOGIN,
     locked: true,
@@ -147,7 +148,7 @@ function groupRecord(e: Entry): GroupRecord {
   return {
     groupName: e.name,
     gid: e.hostId,
-    description: `GID ${e.inner} of Container ${e.machine.name}`,
+    description: `GID ${e.inner} of Container ${e.machine}`,
     service: SERVICE,
     disposition: 'container',
   };
@@ -159,11 +160,16 @@ export class UserRecords {
 
   constructor(private readonly src: RegistryView) {
     this.index = { user: new RangeIndex(src, 'user'), group: new RangeIndex(src, 'group') };
-    const changed = () => {
+    const invalidate = () => {
       this.index.user.invalidate();
       this.index.group.invalidate();
     };
-    for (const event of ['added', 'removed', 'changed'] as const) src.on(event, changed);
+    src.on('added', invalidate);
+    src.on('removed', invalidate);
+    // Most changes are of addresses or the like: the ranges stand (a changed map is a new array).
+    src.on('changed', (m, previous) => {
+      if (m.uidMap !== previous.uidMap || m.gidMap !== previous.gidMap || hasRecords(m) !== hasRecords(previous)) invalidate();
+    });
   }
 
   userByUid(uid: number): UserRecord | undefined {
@@ -196,14 +202,14 @@ export class UserRecords {
   /** The host ID ranges that lookups by ID search, sorted and disjoint (where two machines' maps overlap,
    *  the range that starts first keeps the IDs both claim), with the name of the machine each belongs to. */
   ranges(kind: IdKind): { start: number; end: number; base: number; machine: string }[] {
-    return this.index[kind].all().map((s) => ({ start: s.start, end: s.end, base: s.base, machine: s.machine.name }));
+    return this.index[kind].all().map((s) => ({ ...s }));
   }
 
   private entryById(kind: IdKind, hostId: number): Entry | undefined {
     if (!validId(hostId) || hostId < HOST_ID_RANGE) return undefined;
     const owner = this.index[kind].find(hostId);
     if (!owner) return undefined;
-    const name = `${PREFIX[kind]}${owner.machine.name}-${owner.inner}`;
+    const name = `${PREFIX[kind]}${owner.machine}-${owner.inner}`;
     // A name that breaks the user-name rules (a dot, too long) is not synthesized, as machined.
     return validUserName(name) ? { name, hostId, inner: owner.inner, machine: owner.machine } : undefined;
   }
