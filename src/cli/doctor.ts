@@ -35,7 +35,7 @@ export interface NssLine {
   items: { source: string; actions: string[] }[];
 }
 
-export function nssLine(text: string, db: string): NssLine | undefined {
+function nssLine(text: string, db: string): NssLine | undefined {
   for (const raw of text.split('\n')) {
     const line = raw.replace(/#.*/, '');
     const m = /^\s*([a-z_]+)\s*:(.*)$/i.exec(line);
@@ -52,7 +52,7 @@ export function nssLine(text: string, db: string): NssLine | undefined {
 
 /** Whether an action item such as [NOTFOUND=return] or [!UNAVAIL=return] makes a NOTFOUND answer end
  *  the lookup. */
-export function returnsOnNotFound(action: string): boolean {
+function returnsOnNotFound(action: string): boolean {
   let returns = false;
   for (const m of action.slice(1, -1).matchAll(/(!?)\s*([a-z]+)\s*=\s*([a-z]+)/gi)) {
     const [, not, status, act] = m;

@@ -29,7 +29,7 @@ function bytes(n: number | undefined): string {
 
 const when = (us: number | undefined) => (us ? new Date(us / 1000).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC') : '-');
 
-export function imageTable(images: ImageJson[]): string {
+function imageTable(images: ImageJson[]): string {
   const rows = images.map((i) => [i.name, i.type, i.readOnly ? 'yes' : 'no', bytes(i.usage), when(i.creationTimestamp), when(i.modificationTimestamp)]);
   const body = rows.length ? table(['NAME', 'TYPE', 'RO', 'USAGE', 'CREATED', 'MODIFIED'], rows) + '\n' : '';
   return `${body}${rows.length} image${rows.length === 1 ? '' : 's'} listed.\n`;

@@ -24,7 +24,7 @@ import { makeLogger } from './logging.js';
 import { HELP, parseOptions, UsageError, type DaemonOptions } from './options.js';
 import { serviceManager } from './sd-notify.js';
 
-export const SOCKET_NAME = 'io.systemd.Machine';
+const SOCKET_NAME = 'io.systemd.Machine';
 
 function version(): string {
   return JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')).version;

@@ -28,7 +28,7 @@ export interface DaemonOptions {
   /** Where io.systemd.MachineImage is served (machined 258+'s /run/systemd/machine); '' turns it off. */
 }
 
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
 
 export const HELP = `Usage: mymachinesd [OPTIONS]
 

@@ -578,4 +578,4 @@ export function busAddress(bus: string, env: NodeJS.ProcessEnv): string | undefi
   return bus;
 }
 
-export const unknownObject = (path: string) => new BusError(E.UnknownObject, `Unknown object '${path}'.`);
+const unknownObject = (path: string) => new BusError(E.UnknownObject, `Unknown object '${path}'.`);

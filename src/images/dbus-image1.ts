@@ -6,7 +6,7 @@ import { BusError, type BusObject, type Caller, E, type InterfaceDef, type Metho
 import { ImageError, type ImageErrorKind } from './errors.js';
 import type { Image, ImagePool } from './pool.js';
 
-export const IMAGE_PREFIX = '/org/freedesktop/machine1/image/';
+const IMAGE_PREFIX = '/org/freedesktop/machine1/image/';
 const IMAGE = 'org.freedesktop.machine1.Image';
 const UINT64_MAX = 0xffffffffffffffffn;
 

@@ -6,7 +6,7 @@ export const AF_INET = 2;
 export const AF_INET6 = 10;
 
 /** The kernel's address scopes (rtnetlink RT_SCOPE_*): the lower, the farther an address reaches. */
-export const RT_SCOPE_UNIVERSE = 0;
+const RT_SCOPE_UNIVERSE = 0;
 export const RT_SCOPE_LINK = 253;
 export const RT_SCOPE_HOST = 254;
 

@@ -16,7 +16,7 @@ import { busLabelEscape, busLabelUnescape } from '../dbus/bus-label.js';
 import { BusError, type BusObject, type BusService, type Caller, E, type InterfaceDef, type MethodDef, type ObjectTree, type PropertyDef, errnoErrorName } from '../dbus/bus-service.js';
 
 export const BUS_NAME = 'org.freedesktop.machine1';
-export const MANAGER_PATH = '/org/freedesktop/machine1';
+const MANAGER_PATH = '/org/freedesktop/machine1';
 const MANAGER = 'org.freedesktop.machine1.Manager';
 const MACHINE = 'org.freedesktop.machine1.Machine';
 const MACHINE_PREFIX = '/org/freedesktop/machine1/machine/';
@@ -50,7 +50,7 @@ export function toBusError(e: unknown): BusError | undefined {
   return e instanceof RegistryError && e.kind !== 'System' ? new BusError(ERROR_NAMES[e.kind], e.message) : undefined;
 }
 
-export function machinePath(name: string): string {
+function machinePath(name: string): string {
   const path = MACHINE_PREFIX + busLabelEscape(name);
   // Escaping only makes [A-Za-z0-9_]; checked anyway, as a bad path would break the whole reply.
   if (!/^(\/[A-Za-z0-9_]+)+$/.test(path)) throw new BusError(E.Failed, `Cannot make an object path for machine '${name}'`);

@@ -32,7 +32,7 @@ export function validId(id: number): boolean {
  * machine_owns_uid: the ID inside container `m` that host ID `hostId` is, or undefined. Lines with shift 0
  * are skipped: they are the identity map of a machine without a user namespace, which owns no host IDs.
  */
-export function innerId(m: Machine, kind: IdKind, hostId: number): number | undefined {
+function innerId(m: Machine, kind: IdKind, hostId: number): number | undefined {
   if (m.class !== 'container') return undefined;
   for (const l of lines(m, kind)) {
     if (l.shift !== 0 && hostId >= l.shift && hostId < l.shift + l.range) return hostId - l.shift + l.base;

@@ -1,6 +1,6 @@
 // Names of machines and of the units that hold them, with the rules machined uses (reference §2.1).
 
-export const MACHINE_NAME_MAX = 64;
+const MACHINE_NAME_MAX = 64;
 
 /** A machine name must be a valid host name: ASCII letters, digits, '-' and '.', 1..64 characters,
  *  no label that starts with '.' or '-' or ends with '-', no '..', no trailing dot. */
@@ -16,7 +16,7 @@ export function isValidMachineName(name: string): boolean {
 
 /** systemd's unit name escaping (unit_name_escape): '/' becomes '-', a leading '.' and every byte
  *  outside [A-Za-z0-9:_.] (so '-' too) becomes \xNN. */
-export function escapeUnitName(s: string): string {
+function escapeUnitName(s: string): string {
   let out = '';
   const bytes = Buffer.from(s, 'utf8');
   for (let i = 0; i < bytes.length; i++) {

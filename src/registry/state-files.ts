@@ -301,7 +301,7 @@ function parseIdMap(text: string): IdMapLine[] {
 }
 
 /** C-style escaping as systemd's cescape(): backslash, quotes and non-printable bytes. */
-export function cescape(s: string): string {
+function cescape(s: string): string {
   let out = '';
   for (const b of Buffer.from(s, 'utf8')) {
     const c = String.fromCharCode(b);
@@ -314,7 +314,7 @@ export function cescape(s: string): string {
   return out;
 }
 
-export function cunescape(s: string): string {
+function cunescape(s: string): string {
   if (!s.includes('\\')) return s;
   const bytes: number[] = [];
   for (let i = 0; i < s.length; i++) {

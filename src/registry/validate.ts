@@ -28,8 +28,8 @@ export interface RegisterRequest {
   allocateUnit?: boolean;
 }
 
-export const MAX_GIVEN_ADDRESSES = 64;
-export const MAX_IFINDICES = 64;
+const MAX_GIVEN_ADDRESSES = 64;
+const MAX_IFINDICES = 64;
 
 export function validateRequest(r: RegisterRequest): MachineSpec {
   if (!isValidMachineName(r.name)) {

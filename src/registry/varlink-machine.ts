@@ -239,7 +239,7 @@ interface Metadata {
   osReleaseError?: string;
 }
 
-export function machineJson(m: Machine, meta: Metadata = {}): Record<string, unknown> {
+function machineJson(m: Machine, meta: Metadata = {}): Record<string, unknown> {
   // Plain assignments rather than conditional spreads: List builds one of these per machine.
   const j: Record<string, unknown> = { name: m.name };
   if (m.id) j.id = m.id;

@@ -74,7 +74,7 @@ export interface Prefix {
 }
 
 /** "10.0.0.0/8", "fd00::/64", or a bare address (all of its bits). Throws an Error saying what is wrong. */
-export function parsePrefix(text: string): Prefix {
+function parsePrefix(text: string): Prefix {
   const [addr, len, more] = text.split('/');
   const a = parseAddress(addr);
   if (!a || more !== undefined) throw new Error(`'${text}': expected an address or a prefix such as 10.77.0.0/16 or fd77::/48`);
@@ -152,7 +152,7 @@ export interface TransferRule {
 }
 
 /** "127.0.0.2", "10.1.0.0/16", "key=xfr", "10.1.0.0/16,key=xfr" (both must hold). */
-export function parseTransferRule(text: string): TransferRule {
+function parseTransferRule(text: string): TransferRule {
   const rule: TransferRule = {};
   for (const part of text.split(',')) {
     if (part.startsWith('key=')) {
@@ -178,7 +178,7 @@ export interface NotifyTarget extends DnsListen {
 }
 
 /** "127.0.0.5", "127.0.0.5:5300", "[::1]:5300,key=xfr". */
-export function parseNotifyTarget(text: string): NotifyTarget {
+function parseNotifyTarget(text: string): NotifyTarget {
   const [where, ...rest] = text.split(',');
   const target: NotifyTarget = parseDnsListen(where);
   for (const part of rest) {
@@ -201,7 +201,7 @@ export interface DnsZoneOptions {
 }
 
 /** The longest zone TTL accepted: a week. */
-export const MAX_ZONE_TTL = 604800;
+const MAX_ZONE_TTL = 604800;
 
 /** Parses the zone flags' values; throws an Error that starts with the flag's name. */
 export function parseDnsZoneOptions(v: { 'dns-ns'?: string[]; 'dns-zone-ttl'?: string; 'dns-transfer-allow'?: string[]; 'dns-notify'?: string[]; 'dns-tsig-key'?: string[] }): DnsZoneOptions {

@@ -6,12 +6,12 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseKeyName } from './dns-config.js';
 
-export const ALGORITHM = 'hmac-sha256';
+const ALGORITHM = 'hmac-sha256';
 const MAC_BYTES = 32;
 /** RFC 8945 5.2.2.1: a MAC shorter than half the hash (or 10 bytes) is a format error. */
 const MIN_MAC_BYTES = MAC_BYTES / 2;
 /** Seconds a signature's time may differ from ours (RFC 8945 recommends 300). */
-export const FUDGE = 300;
+const FUDGE = 300;
 const TYPE_TSIG = 250;
 const CLASS_ANY = 255;
 
@@ -48,7 +48,7 @@ export function readKeyFiles(paths: readonly string[]): Map<string, TsigKey> {
   return keys;
 }
 
-export function parseKeyFile(text: string, path: string): TsigKey[] {
+function parseKeyFile(text: string, path: string): TsigKey[] {
   const fail = (what: string) => new Error(`--dns-tsig-key ${path}: ${what}`);
   // Strings, comments as named.conf has them (#, // and /* */, never inside a string), punctuation, words.
   const tokens = (text.match(/"[^"]*"|\/\*[\s\S]*?\*\/|(?:#|\/\/)[^\n]*|[{};]|[^\s{};"#]+/g) ?? []).filter((t) => !/^(#|\/\/|\/\*)/.test(t));

@@ -125,7 +125,7 @@ export function parseQuery(msg: Buffer): Query | HeaderOnly | undefined {
 }
 
 /** The offset after a name that may use compression; -1 if it is malformed. */
-export function skipName(msg: Buffer, off: number): number {
+function skipName(msg: Buffer, off: number): number {
   for (let n = 0; n < 128; n++) {
     if (off >= msg.length) return -1;
     const len = msg[off];

@@ -5,7 +5,7 @@
 import { closeSync, constants, fstatSync, openSync, readSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-export const STORE_NAME = '.mymachines-dns-zones';
+const STORE_NAME = '.mymachines-dns-zones';
 /** A store larger than this is not ours. */
 const MAX_BYTES = 1 << 20;
 

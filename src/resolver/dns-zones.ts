@@ -119,19 +119,19 @@ function recordHash(k: string): bigint {
 }
 
 /** RFC 1982: a is greater than b in serial number arithmetic. */
-export function serialGreater(a: number, b: number): boolean {
+function serialGreater(a: number, b: number): boolean {
   return a !== b && ((a > b && a - b < 0x80000000) || (a < b && b - a > 0x80000000));
 }
 
 /** The serial after `serial`: the clock's seconds where they are ahead, else one more. */
-export function nextSerial(serial: number, nowSeconds: number): number {
+function nextSerial(serial: number, nowSeconds: number): number {
   const now = nowSeconds >>> 0;
   const plus = (serial + 1) >>> 0;
   return serialGreater(now, plus) ? now : plus;
 }
 
 /** The name under in-addr.arpa or ip6.arpa that an address's PTR record has. */
-export function reverseName(a: Pick<HostAddress, 'family' | 'bytes'>): string {
+function reverseName(a: Pick<HostAddress, 'family' | 'bytes'>): string {
   if (a.family === AF_INET) return `${[...a.bytes].reverse().join('.')}.in-addr.arpa`;
   return `${a.bytes
     .flatMap((b) => [b >> 4, b & 15])

@@ -26,7 +26,7 @@ export const HEADER = {
   delta: 48, // u32 offset of the top delta section (0: none), then u32 its complement
   deltaArea: 56, // u32: where delta sections go, one after another, up to the file's end
 } as const;
-export const STATE_CURRENT = 0;
+const STATE_CURRENT = 0;
 /** A newer file has been renamed over this one: look the path up again. */
 export const STATE_SUPERSEDED = 1;
 

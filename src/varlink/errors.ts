@@ -25,7 +25,7 @@ export const interfaceNotFound = (iface: string) => new VarlinkError(`${SERVICE}
 /** `message`, for people, goes along as a parameter of ours beside the specification's `parameter`. */
 export const invalidParameter = (parameter: string, message?: string) =>
   new VarlinkError(`${SERVICE}.InvalidParameter`, message === undefined ? { parameter } : { parameter, message }, message);
-export const permissionDenied = () => new VarlinkError(`${SERVICE}.PermissionDenied`);
+const permissionDenied = () => new VarlinkError(`${SERVICE}.PermissionDenied`);
 /** PermissionDenied unless the peer (SO_PEERCRED's UID) is root or `owner` (a per-user registry's user;
  *  as D-Bus's Caller.mayChange). */
 export function requireRootOr(peerUid: number, owner: number | undefined): void {
@@ -37,7 +37,7 @@ export const methodNotImplemented = (method: string) => new VarlinkError(`${SERV
 /** Ours, for what the server itself refuses: a request that breaks the protocol (not JSON, not a
  *  request, too long, never finished), answered just before the connection is closed; and a handler
  *  that failed unexpectedly (logged; the client learns nothing more). */
-export const PROTOCOL_ERROR = 'io.mymachines.ProtocolError';
+const PROTOCOL_ERROR = 'io.mymachines.ProtocolError';
 export const INTERNAL_ERROR = 'io.mymachines.InternalError';
 export const protocolError = (message: string) => new VarlinkError(PROTOCOL_ERROR, { message }, message);
 /** Ours, for a failure that has no errno to name it (systemd refused to make a scope): the message says

@@ -15,7 +15,7 @@ const MSG_DONTWAIT = 0x40;
 const MSG_NOSIGNAL = 0x4000;
 const EAGAIN = 11;
 /** At most this many descriptors with one message, as sd-varlink's limit. */
-export const MAX_FDS = 253;
+const MAX_FDS = 253;
 
 /** Sends `data` (a byte or a few) with `fds` on the socket; the number of bytes sent, 'again' when the
  *  socket's buffer is full, or -errno. The descriptors stay the caller's. */

@@ -8,7 +8,7 @@ const RESOLVE_NO_MAGICLINKS = 0x02;
 const RESOLVE_IN_ROOT = 0x10;
 
 /** Whether `path` (relative to the root) exists in the root of process `pid`, as a directory if asked. */
-export function existsInRoot(pid: number, path: string, directory = false): boolean {
+function existsInRoot(pid: number, path: string, directory = false): boolean {
   const root = c.open(`/proc/${pid}/root`, c.O_PATH | c.O_DIRECTORY | c.O_CLOEXEC);
   if (root < 0) return false;
   try {

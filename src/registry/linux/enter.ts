@@ -14,7 +14,7 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../../../..');
 /** In the source tree (make) or installed beside dist/ (make install). */
 const CANDIDATES = [join(ROOT, 'helper/build/mymachines-enter'), join(ROOT, 'libexec/mymachines-enter')];
 
-export function helperPath(): string {
+function helperPath(): string {
   const found = process.env.MYMACHINES_ENTER || CANDIDATES.find((p) => existsSync(p));
   if (!found) throw new HelperError('ENOENT', `mymachines-enter is not built (looked in ${CANDIDATES.join(', ')})`);
   return found;

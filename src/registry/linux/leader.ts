@@ -31,7 +31,7 @@ export function pidfdId(fd: number): number {
 const pollfd = Buffer.alloc(8);
 
 /** Whether the process of a pidfd has exited (a pidfd is readable from then on, zombie or not). */
-export function pidfdExited(fd: number): boolean {
+function pidfdExited(fd: number): boolean {
   pollfd.writeInt32LE(fd, 0);
   pollfd.writeInt16LE(c.POLLIN, 4);
   pollfd.writeInt16LE(0, 6);

@@ -22,8 +22,8 @@ export const read = libc.func('long read(int fd, _Out_ void *buf, unsigned long 
 export const write = libc.func('long write(int fd, const void *buf, unsigned long count)');
 export const setsockopt = libc.func('int setsockopt(int fd, int level, int name, const void *val, uint32_t len)');
 export const fstatfs = libc.func('int fstatfs(int fd, _Out_ void *buf)');
-export const getrlimit = libc.func('int getrlimit(int resource, _Out_ void *rlim)');
-export const setrlimit = libc.func('int setrlimit(int resource, const void *rlim)');
+const getrlimit = libc.func('int getrlimit(int resource, _Out_ void *rlim)');
+const setrlimit = libc.func('int setrlimit(int resource, const void *rlim)');
 /** openat2(2) has no glibc wrapper on Debian 12: call it by number (x86_64 and aarch64 share 437). */
 export const syscall4 = libc.func('long syscall(long nr, int dirfd, const char *path, const void *how, unsigned long size)');
 export const SYS_openat2 = 437;
@@ -55,7 +55,7 @@ export const EINVAL = 22;
 export const EAGAIN = 11;
 export const EINTR = 4;
 export const ENOSYS = 38;
-export const RLIMIT_NOFILE = 7;
+const RLIMIT_NOFILE = 7;
 /** statfs f_type of pidfs, where each process has an inode of its own (Linux 6.9+). */
 export const PIDFS_MAGIC = 0x50494446;
 
