@@ -11,6 +11,7 @@ import dbus from 'dbus-next';
 import { startDaemon, type Daemon } from './helpers/daemon.js';
 import { type Bus, startBus } from './helpers/dbus.js';
 import { waitFor } from './helpers/run.js';
+import { processPidfdId } from '../src/registry/linux/leader.js';
 import * as c from '../src/registry/linux/libc.js';
 
 const MGR_PATH = '/org/freedesktop/machine1';
@@ -52,12 +53,15 @@ test('RegisterMachineEx by pidfd: SSH info, vsock CID, supervisor and UID, kept 
     assert.deepEqual(await call(MGR_PATH, MGR, 'RegisterMachineEx', 'sa(sv)', ['vm1', props]), [`${MGR_PATH}/machine/vm1`]);
     c.close(fd);
     const state = readFileSync(join(d.stateDir, 'vm1'), 'utf8');
-    assert.match(state, new RegExp(`\\nSUPERVISOR=${process.pid}\\n`));
+    const supervisorId = processPidfdId(process.pid);
+    assert.ok(supervisorId > 0);
+    assert.match(state, new RegExp(`\\nSUPERVISOR=${process.pid}\\nSUPERVISOR_PIDFDID=${supervisorId}\\n`));
     assert.match(state, /\nVSOCK_CID=7\nSSH_ADDRESS=vsock\/7\nSSH_PRIVATE_KEY_PATH=\/run\/vm1\/key\n/);
     const check = async () => {
       assert.deepEqual(await call(MGR_PATH, MGR, 'GetMachineSSHInfo', 's', ['vm1']), ['vsock/7', '/run/vm1/key']);
       assert.equal(await prop('vm1', 'Leader'), leader.pid);
       assert.equal(await prop('vm1', 'Supervisor'), process.pid);
+      assert.equal(await prop('vm1', 'SupervisorPIDFDId'), BigInt(supervisorId));
       assert.equal(await prop('vm1', 'VSockCID'), 7);
       assert.equal(await prop('vm1', 'UID'), 0);
     };

@@ -7,7 +7,7 @@ import type dbus from 'dbus-next';
 import { RegistryError, type RegistryErrorKind, SystemError, SystemdError } from './errors.js';
 import { type IdKind, mapFromMachine, mapToMachine } from './id-mapping.js';
 import { close as closeFd } from './linux/libc.js';
-import { pidOfPidfd, processPidfdId } from './linux/leader.js';
+import { pidOfPidfd } from './linux/leader.js';
 import { type Machine, uidShift } from './machine.js';
 import { type MachineOperations, OperationError } from './machine-ops.js';
 import type { Registry, ScopeProperty } from './registry.js';
@@ -147,9 +147,8 @@ async function register(reg: Registry, caller: Caller, allocateUnit: boolean, na
   const leader = r.leader || pid;
   // As machined, which pins the leader first: no such process is ESRCH, named so on the bus.
   if (!existsSync(`/proc/${leader}`)) throw new BusError('org.freedesktop.DBus.Error.UnixProcessIdUnknown', `Failed to pin process ${leader}: No such process`);
-  const supervisor = pid !== leader ? { pid, pidfdId: processPidfdId(pid) } : undefined;
   const properties: ScopeProperty[] = scope.map(([n, v]) => ({ name: n, signature: v.signature, value: v.value }));
-  const m = await reg.register({ ...r, name, leader, supervisor, uid, allocateUnit }, properties);
+  const m = await reg.register({ ...r, name, leader, supervisor: pid, uid, allocateUnit }, properties);
   return [machinePath(m.name)];
 }
 

@@ -158,6 +158,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
 
   async register(req: RegisterRequest, scopeProperties: ScopeProperty[] = []): Promise<Machine> {
     let spec = validateRequest(req);
+    if (spec.supervisor) spec = { ...spec, supervisor: { pid: spec.supervisor.pid, pidfdId: processPidfdId(spec.supervisor.pid) } };
     if (spec.allocateUnit && !this.opts.scopes && this.opts.adoptUnscoped) {
       this.opts.log.info({ machine: spec.name }, 'no scopes can be made here: the leader is adopted where it is');
       spec = { ...spec, allocateUnit: false };

@@ -22,7 +22,9 @@ export interface RegisterRequest {
   /** The inode number of a pidfd the registrant holds for the leader: the registration is refused
    *  unless the leader is that very process. */
   leaderPidfdId?: number;
-  supervisor?: { pid: number; pidfdId: number };
+  /** The registering process, from the caller's socket: the machine's supervisor unless it is the
+   *  leader (machined 258+). The registry pins it by its pidfd ID. */
+  supervisor?: number;
   /** The registering user (0: root). */
   uid?: number;
   allocateUnit?: boolean;
@@ -89,9 +91,7 @@ export function validateRequest(r: RegisterRequest): MachineSpec {
     throw invalid('leaderPidfdId', `Invalid leader pidfd ID ${r.leaderPidfdId}: must be > 0`);
   }
   const sup = r.supervisor;
-  if (sup && (!Number.isSafeInteger(sup.pid) || sup.pid <= 0 || !Number.isSafeInteger(sup.pidfdId) || sup.pidfdId < 0)) {
-    throw invalid('supervisor', `Invalid supervisor PID ${sup.pid}`);
-  }
+  if (sup !== undefined && (!Number.isSafeInteger(sup) || sup <= 0)) throw invalid('supervisor', `Invalid supervisor PID ${sup}`);
   const uid = r.uid ?? 0;
   if (!Number.isSafeInteger(uid) || uid < 0 || uid > 0xfffffffe) throw invalid('uid', `Invalid UID ${uid}`);
   return {
@@ -107,7 +107,8 @@ export function validateRequest(r: RegisterRequest): MachineSpec {
     sshAddress: r.sshAddress,
     sshPrivateKeyPath: key,
     controlAddress: control,
-    supervisor: r.supervisor && r.supervisor.pid !== r.leader ? { ...r.supervisor } : undefined,
+    // Its pidfd ID is read where the machine is made (register).
+    supervisor: sup !== undefined && sup !== r.leader ? { pid: sup, pidfdId: 0 } : undefined,
     uid,
     allocateUnit: r.allocateUnit ?? false,
   };

@@ -12,7 +12,6 @@ import { FAILED_ERROR, VarlinkError, errorTable, expectedMore, invalidParameter,
 import { RegistryError, type RegistryErrorKind, SystemError } from './errors.js';
 import { OperationError } from './machine-ops.js';
 import { HOST_ID_RANGE, type IdKind, findOwner, outerId, validId } from './id-mapping.js';
-import { processPidfdId } from './linux/leader.js';
 import { type Machine, uidShift } from './machine.js';
 import { isValidMachineName } from './names.js';
 import type { Registry } from './registry.js';
@@ -438,7 +437,7 @@ export function machineHandlers(reg: Registry, opts: MachineHandlerOptions = {})
         addresses: p.addresses,
         allocateUnit: p.allocateUnit,
         // A caller in another PID namespace has no PID here (SO_PEERCRED gives 0): then there is none.
-        supervisor: ctx.peer.pid > 0 ? { pid: ctx.peer.pid, pidfdId: processPidfdId(ctx.peer.pid) } : undefined,
+        supervisor: ctx.peer.pid > 0 ? ctx.peer.pid : undefined,
         uid: ctx.peer.uid,
       };
       try {
