@@ -282,8 +282,9 @@ export class ImagePool {
 
   /** Quotas need btrfs (machined: "Quota is only supported on btrfs."). */
   async setLimit(name: string | undefined, limit: number): Promise<void> {
-    const path = name === undefined ? this.path : (await this.get(name)).path;
-    if (name !== undefined) this.changeable(await this.get(name));
+    const img = name === undefined ? undefined : await this.get(name);
+    if (img) this.changeable(img);
+    const path = img?.path ?? this.path;
     if (fsType(path) !== BTRFS_SUPER_MAGIC) throw new ImageError('NotSupported', 'Quota is only supported on btrfs.');
     await run('btrfs', ['qgroup', 'limit', limit >= Number.MAX_SAFE_INTEGER ? 'none' : String(limit), path]).catch((e: { stderr?: string }) => {
       throw systemError(errnoOfMessage(e.stderr ?? ''), `Cannot set the quota of ${path}: ${e.stderr?.trim()}`);
