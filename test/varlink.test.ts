@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { VarlinkClient } from '../src/varlink/client.js';
 import { VarlinkError, expectedMore } from '../src/varlink/errors.js';
 import { describeInterface, t, validate, type InterfaceDef } from '../src/varlink/schema.js';
-import { VarlinkServer, type CallContext, type VarlinkServerOptions } from '../src/varlink/server.js';
+import { VarlinkServer, mapErrors, type CallContext, type VarlinkServerOptions } from '../src/varlink/server.js';
 
 const tmp = fs.mkdtempSync(join(os.tmpdir(), 'varlink-test-'));
 fs.chmodSync(tmp, 0o755); // the peer credentials test connects as uid 65534
@@ -508,6 +508,25 @@ test('a listener may serve only some interfaces', async (t) => {
   await rejectsWith(c.call('org.varlink.service.GetInterfaceDescription', { interface: 'org.example.test' }),
     'org.varlink.service.InterfaceNotFound', { interface: 'org.example.test' });
   await assert.rejects(server.listen(socketPath(), 0o666, ['org.example.nope']), /unknown interface/);
+});
+
+test("mapErrors: a handler's thrown and rejected errors are mapped; an answer at once stays one", async () => {
+  const mapped = (e: unknown) => new VarlinkError('org.example.test.Mapped', { was: (e as Error).message });
+  const h = mapErrors({
+    Now: () => ({ at: 'once' }),
+    Throws: () => {
+      throw new Error('sync');
+    },
+    Rejects: async () => {
+      throw new Error('async');
+    },
+    Later: async () => ({ at: 'later' }),
+  }, mapped);
+  const ctx = {} as CallContext;
+  assert.deepEqual(h.Now({}, ctx), { at: 'once' });
+  assert.throws(() => h.Throws({}, ctx), { name: 'org.example.test.Mapped', parameters: { was: 'sync' } });
+  await assert.rejects(h.Rejects({}, ctx) as Promise<object>, { name: 'org.example.test.Mapped', parameters: { was: 'async' } });
+  assert.deepEqual(await h.Later({}, ctx), { at: 'later' });
 });
 
 test('a handler that sends many replies waits for a slow reader instead of cutting it off', async (t) => {

@@ -41,17 +41,20 @@ export class RawJson {
 export type Handler = (params: any, ctx: CallContext) => object | void | Promise<object | void>;
 
 /** The handlers with every exception of theirs passed through `map` (a part's own errors as the Varlink
- *  errors that name them); what `map` gives back is thrown. */
+ *  errors that name them); what `map` gives back is thrown. A handler that answers at once still does
+ *  (no promise is made for it). */
 export function mapErrors(handlers: Record<string, Handler>, map: (e: unknown) => unknown): Record<string, Handler> {
   return Object.fromEntries(
     Object.entries(handlers).map(([k, h]) => [
       k,
-      async (p: any, ctx: CallContext) => {
+      (p: any, ctx: CallContext) => {
+        let r: ReturnType<Handler>;
         try {
-          return await h(p, ctx);
+          r = h(p, ctx);
         } catch (e) {
           throw map(e);
         }
+        return r instanceof Promise ? r.catch((e: unknown) => Promise.reject(map(e))) : r;
       },
     ]),
   );
