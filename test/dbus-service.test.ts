@@ -3,7 +3,7 @@
 // errors, on which connection replies go out, and what it does with an address that cannot work.
 import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { BusService, type BusLog, type InterfaceDef, type ObjectTree } from '../src/dbus/bus-service.js';
@@ -25,12 +25,12 @@ const iface: InterfaceDef<null> = {
     Slow: { in: 'key:s', out: 'key:s', call: async (_t, _c, key: string) => (await new Promise<void>((r) => gates.set(key, r)), [key]) },
     /** A bug: a string where the signature says u. */
     BadReply: { in: '', out: 'n:u', call: () => ['not a number'] },
-    /** A Node error with this code escaping a method. */
+    /** A Node error with this code and errno escaping a method (errno 0: none, as Node's own errors). */
     Throw: {
-      in: 'code:s',
+      in: 'code:s errno:i',
       out: '',
-      call: (_t, _c, code: string) => {
-        throw Object.assign(new Error(`${code}: something failed, stat '/x'`), { code });
+      call: (_t, _c, code: string, errno: number) => {
+        throw Object.assign(new Error(`${code}: something failed, stat '/x'`), { code, ...(errno ? { errno } : {}) });
       },
     },
   },
@@ -119,12 +119,15 @@ test('Node system errors are named as sd-bus names an errno, with their message'
     ['ESRCH', 'org.freedesktop.DBus.Error.UnixProcessIdUnknown'],
     ['ENOTSUP', 'org.freedesktop.DBus.Error.NotSupported'],
   ]) {
-    const e = await call('Throw', 's', [code]);
+    const e = await call('Throw', 'si', [code, -(constants.errno as Record<string, number>)[code]]);
     assert.equal(e.type, name, code);
     assert.equal(e.text, `${code}: something failed, stat '/x'`);
   }
+  // An errno libuv has no name for comes as UNKNOWN: it is named by its number.
+  const quota = await call('Throw', 'si', ['UNKNOWN', -122]);
+  assert.deepEqual([quota.type, quota.text], ['System.Error.EDQUOT', 'disk quota exceeded (EDQUOT)']);
   // Anything else is a bug: logged, and answered without its stack.
-  const e = await call('Throw', 's', ['ERR_SOMETHING']);
+  const e = await call('Throw', 'si', ['ERR_SOMETHING', 0]);
   assert.equal(e.type, 'org.freedesktop.DBus.Error.Failed');
   assert.equal(e.text, 'Internal error');
 });

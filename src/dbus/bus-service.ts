@@ -14,8 +14,8 @@
 import { EventEmitter } from 'node:events';
 import { closeSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { getSystemErrorMap } from 'node:util';
 import dbus from 'dbus-next';
+import { errnoOf, errnoText } from '../errno.js';
 
 const { Message, Variant } = dbus;
 const METHOD_CALL = dbus.MessageType.METHOD_CALL;
@@ -193,20 +193,19 @@ export function errnoErrorName(code: string): string {
 
 /** A Node system error (one with an errno code such as EBUSY) as sd-bus sends a method's -errno. */
 function errnoBusError(e: unknown): BusError | undefined {
-  const code = (e as NodeJS.ErrnoException | undefined)?.code;
-  if (typeof code !== 'string' || !/^E[A-Z0-9]+$/.test(code)) return undefined;
-  return new BusError(errnoErrorName(code), (e as Error).message || code);
+  const en = errnoOf(e);
+  if (!en) return undefined;
+  // A number without a name has no System.Error name either. Node's message names libuv's code, which
+  // for an errno libuv does not know is UNKNOWN: then the errno's own words.
+  const text = (e as NodeJS.ErrnoException).code === en.name && (e as Error).message ? (e as Error).message : errnoText(e);
+  return new BusError(/^E[A-Z0-9]+$/.test(en.name) ? errnoErrorName(en.name) : E.Failed, text);
 }
 
 /** A connection error in words: "connect: no such file or directory (ENOENT)" for a system error (the
  *  socket library's own message names its source file and line, which says nothing to an administrator). */
 function errorText(e: unknown): string {
-  const err = e as NodeJS.ErrnoException | undefined;
-  if (typeof err?.code === 'string' && typeof err.errno === 'number') {
-    const text = getSystemErrorMap().get(-Math.abs(err.errno))?.[1] ?? err.code;
-    return `${err.syscall ? `${err.syscall}: ` : ''}${text} (${err.code})`;
-  }
-  return err?.message ?? String(e);
+  const syscall = (e as NodeJS.ErrnoException | undefined)?.syscall;
+  return errnoOf(e) ? `${syscall ? `${syscall}: ` : ''}${errnoText(e)}` : ((e as Error | undefined)?.message ?? String(e));
 }
 
 /** The top-level 'h' values of a reply (a method's out descriptors: OpenMachinePTY's "hs"). */

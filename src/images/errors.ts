@@ -1,6 +1,6 @@
 // The image pool's errors. Each front end maps `kind` to its protocol's name, in one place (dbus-image1.ts,
 // varlink-machine-image.ts).
-import { constants } from 'node:os';
+import { errnoNumber, errnoOf } from '../errno.js';
 
 export type ImageErrorKind =
   | 'NoSuchImage'
@@ -22,16 +22,16 @@ export class ImageError extends Error {
 
   /** The errno's number, for 'System'. */
   get errno(): number {
-    return (constants.errno as Record<string, number>)[this.code] ?? 5;
+    return errnoNumber(this.code) ?? 5;
   }
 }
 
 export const noSuchImage = (name: string) => new ImageError('NoSuchImage', `No image '${name}' known`);
 export const systemError = (code: string, message: string) => new ImageError('System', message, code);
 
-/** A Node system error as an ImageError naming what failed; anything else as it is. */
+/** A Node system error as an ImageError naming what failed ("...: disk quota exceeded (EDQUOT)");
+ *  anything else as it is. */
 export function fromNodeError(what: string, e: unknown): unknown {
-  const err = e as NodeJS.ErrnoException;
-  if (typeof err?.code !== 'string' || !/^E[A-Z0-9]+$/.test(err.code)) return e;
-  return systemError(err.code, `${what}: ${err.message.replace(/^[A-Z0-9]+: /, '')}`);
+  const en = errnoOf(e);
+  return en ? systemError(en.name, `${what}: ${en.text} (${en.name})`) : e;
 }

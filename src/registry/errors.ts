@@ -1,5 +1,5 @@
 // The registry's errors. Each front end maps `kind` to its protocol's error name, in one place.
-import { getSystemErrorMap } from 'node:util';
+import { errnoOf } from '../errno.js';
 
 export type RegistryErrorKind =
   | 'NoSuchMachine'
@@ -58,8 +58,6 @@ export class SystemError extends RegistryError {
  *  ("Cannot write state file /run/systemd/machines/web1: no space left on device (ENOSPC)"); any other
  *  exception as it is. */
 export function systemError(what: string, e: unknown): unknown {
-  const err = e as NodeJS.ErrnoException;
-  if (typeof err?.code !== 'string' || typeof err.errno !== 'number') return e;
-  const text = getSystemErrorMap().get(err.errno)?.[1] ?? err.code;
-  return new SystemError(err.code, Math.abs(err.errno), `${what}: ${text} (${err.code})`);
+  const en = errnoOf(e);
+  return en ? new SystemError(en.name, en.errno, `${what}: ${en.text} (${en.name})`) : e;
 }

@@ -2,8 +2,8 @@
 // copies and its root directory (machined's machine-dbus.c operations), as model-level calls that the
 // D-Bus and Varlink front ends translate. The work inside the container is done by mymachines-enter
 // (linux/enter.ts); which way a shell is started is chosen here (see shellWay).
-import { constants } from 'node:os';
 import { posix } from 'node:path';
+import { errnoNumber } from '../errno.js';
 import { RegistryError, SystemError, invalid } from './errors.js';
 import { findCgroupMounts, cgroupPlaceOf } from './linux/cgroup.js';
 import { hasServiceManager } from './linux/container-root.js';
@@ -71,7 +71,7 @@ function checkPath(field: string, p: unknown): string {
 function fromHelper(e: unknown, what: string): unknown {
   if (!(e instanceof HelperError)) return e;
   if (e.name === 'NoSuchUser' || e.name === 'NoIPC') return new OperationError(e.name, e.message);
-  const n = (constants.errno as Record<string, number>)[e.name];
+  const n = errnoNumber(e.name);
   return n ? new SystemError(e.name, n, `${what}: ${e.message}`) : new RegistryError('Failed', `${what}: ${e.message}`);
 }
 

@@ -8,6 +8,7 @@
 // only after its file is written anyway.
 import { closeSync, constants, fstatSync, mkdirSync, openSync, readSync, readdirSync, readlinkSync, renameSync, symlinkSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { errnoText } from '../errno.js';
 import { addressToString, parseAddress } from './address.js';
 import { systemError } from './errors.js';
 import { checkPrivateDirectory } from './linux/private-dir.js';
@@ -170,8 +171,7 @@ export class StateFiles {
     try {
       fd = openSync(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      return { skipped: code === 'ELOOP' ? 'a symbolic link' : `cannot be opened (${code})` };
+      return { skipped: (e as NodeJS.ErrnoException).code === 'ELOOP' ? 'a symbolic link' : `cannot be opened: ${errnoText(e)}` };
     }
     try {
       const st = fstatSync(fd);
@@ -183,7 +183,7 @@ export class StateFiles {
       if (n > MAX_STATE_FILE) return { skipped: `larger than ${MAX_STATE_FILE} bytes` };
       return { text: buf.toString('utf8', 0, n) };
     } catch (e) {
-      return { skipped: `cannot be read (${(e as NodeJS.ErrnoException).code})` };
+      return { skipped: `cannot be read: ${errnoText(e)}` };
     } finally {
       closeSync(fd);
     }

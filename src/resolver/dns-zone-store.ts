@@ -4,6 +4,7 @@
 // at start (temporary '.#' files, 'unit:' links) never removes it; machined skips dot files too.
 import { closeSync, constants, fstatSync, openSync, readSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { errnoText } from '../errno.js';
 
 const STORE_NAME = '.mymachines-dns-zones';
 /** A store larger than this is not ours. */
@@ -41,7 +42,7 @@ export class ZoneStore {
       const fd = openSync(this.path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
       try {
         const st = fstatSync(fd);
-        if (!st.isFile() || st.size > MAX_BYTES) throw Object.assign(new Error('not a regular file of at most 1 MiB'), { code: 'EINVAL' });
+        if (!st.isFile() || st.size > MAX_BYTES) throw new Error('not a regular file of at most 1 MiB');
         const buf = Buffer.alloc(st.size);
         let n = 0;
         while (n < buf.length) {
@@ -54,8 +55,7 @@ export class ZoneStore {
         closeSync(fd);
       }
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code !== 'ENOENT') this.log.warn({ file: this.path, error: code ?? (e as Error).message }, 'dns zone serials not read: starting them afresh');
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ file: this.path, error: errnoText(e) }, 'dns zone serials not read: starting them afresh');
       return out;
     }
     try {
@@ -85,9 +85,9 @@ export class ZoneStore {
       } catch {
         /* never made */
       }
-      const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
-      if (this.failing !== code) this.log.warn({ file: this.path, error: code }, 'dns zone serials not saved');
-      this.failing = code;
+      const why = errnoText(e);
+      if (this.failing !== why) this.log.warn({ file: this.path, error: why }, 'dns zone serials not saved');
+      this.failing = why;
     }
   }
 }

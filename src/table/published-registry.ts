@@ -4,7 +4,7 @@
 // the registry's named error for a failed system call (its errno) with a message that says what failed and where: a registration is
 // then undone (the table and the registry stay without it); an Unregister or Terminate cannot be, and
 // the old table is withdrawn (lookups fail, UNAVAIL) until the table can be written again.
-import { constants } from 'node:os';
+import { errnoNumber } from '../errno.js';
 import { SystemError } from '../registry/errors.js';
 import type { Registry } from '../registry/registry.js';
 import type { TablePublisher } from './publisher.js';
@@ -13,7 +13,7 @@ import { TableWriteError } from './table-file.js';
 /** The table's write error as the registry's named error for a failed system call, as a state file's
  *  (D-Bus System.Error.<ERRNO>, Varlink io.systemd.System with the errno). */
 function systemFailure(e: TableWriteError, message: string): SystemError {
-  return new SystemError(e.code, (constants.errno as Record<string, number>)[e.code] ?? 5, message);
+  return new SystemError(e.code, errnoNumber(e.code) ?? 5, message);
 }
 
 export function publishedRegistry(registry: Registry, table: TablePublisher): Registry {

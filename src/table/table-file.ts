@@ -7,9 +7,9 @@
 // Synchronous on purpose, as the state files: the file is on /run (a tmpfs), and a registration is
 // answered only once its table is published anyway.
 import { closeSync, fchmodSync, fstatSync, ftruncateSync, openSync, readdirSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import { constants } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import koffi from 'koffi';
+import { errnoName, errnoOf, errnoText } from '../errno.js';
 import { HEADER, HEADER_SIZE, LOCK_BYTE, SECTION_ALIGN, STATE_SUPERSEDED, deltaWord, encodeHeader } from './format.js';
 
 const libc = koffi.load('libc.so.6');
@@ -32,11 +32,8 @@ export class TableWriteError extends Error {
 
 function writeError(path: string, op: string, e: unknown): TableWriteError {
   if (e instanceof TableWriteError) return e;
-  const err = e as NodeJS.ErrnoException;
-  const code = err.code ?? 'EIO';
-  // Node's message is "ENOSPC: no space left on device, write": keep the words, name the code once.
-  const words = /^[A-Z0-9]+: ([^,]+)/.exec(err.message)?.[1] ?? err.message;
-  return new TableWriteError(path, op, code, `${words} (${code})`);
+  const en = errnoOf(e);
+  return new TableWriteError(path, op, en?.name ?? 'EIO', errnoText(e));
 }
 
 /** Writes all of buf at position, or throws (a short write on a full file system is ENOSPC). */
@@ -44,7 +41,7 @@ function writeAll(fd: number, buf: Buffer, position: number): void {
   let done = 0;
   while (done < buf.length) {
     const n = writeSync(fd, buf, done, buf.length - done, position + done);
-    if (n <= 0) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    if (n <= 0) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28 });
     done += n;
   }
 }
@@ -58,8 +55,8 @@ function lock(fd: number): void {
   fl.writeBigInt64LE(1n, 16);
   if (fcntl(fd, F_SETLK, 'void *', fl) !== 0) {
     const errno = koffi.errno();
-    const code = Object.entries(constants.errno).find(([, v]) => v === errno)?.[0] ?? 'EIO';
-    throw Object.assign(new Error(`${code}: cannot lock it, fcntl`), { code });
+    const code = errnoName(errno);
+    throw Object.assign(new Error(`${code}: cannot lock it, fcntl`), { code, errno: -errno });
   }
 }
 

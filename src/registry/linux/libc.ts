@@ -1,5 +1,4 @@
 // The few libc calls that Node does not offer, through koffi. Loaded once per thread that imports it.
-import { constants } from 'node:os';
 import koffi from 'koffi';
 
 const libc = koffi.load('libc.so.6');
@@ -32,12 +31,7 @@ export function errno(): number {
   return koffi.errno();
 }
 
-const ERRNO_NAMES = new Map(Object.entries(constants.errno).map(([name, n]) => [n, name]));
-
-/** The symbolic name of an errno (ENOSPC), or errno N. */
-export function errnoName(n: number): string {
-  return ERRNO_NAMES.get(n) ?? `errno ${n}`;
-}
+export { errnoName } from '../../errno.js';
 
 export const O_RDONLY = 0;
 export const O_CLOEXEC = 0o2000000;
