@@ -12,6 +12,7 @@ import { findCgroupMounts } from '../src/registry/linux/cgroup.js';
 import { VarlinkClient } from '../src/varlink/client.js';
 import { VarlinkError } from '../src/varlink/errors.js';
 import { DAEMON, startDaemon, type Daemon } from './helpers/daemon.js';
+import { mountFaultyFs } from './helpers/faulty-fs.js';
 import { must, run, waitFor } from './helpers/run.js';
 import { endSleepingLeaders, sleepingLeaderPid } from './helpers/leaders.js';
 
@@ -137,6 +138,50 @@ describe('state directory faults', () => {
       assert.deepEqual(readdirSync(stateDir), []);
     } finally {
       await d.stop();
+    }
+  });
+
+  test('a failing disk, a full quota, a refused write (EIO, EDQUOT, EACCES): named errors, no temporary file, the registry as it was', async () => {
+    const dir = join(base, 'faulty');
+    mkdirSync(dir);
+    const faulty = await mountFaultyFs(dir, join(dir, 'machines'));
+    let d: Daemon | undefined;
+    try {
+      d = await startDaemon({ dir });
+      const file = (name: string) => join(d!.stateDir, name);
+      assert.equal((await d.ctl(['register', 'before', '--leader', String(leader())])).code, 0);
+      // Each fault where a disk meets it: the new file, its content, the rename over the old name.
+      for (const [errno, errnoName, op, words] of [
+        [122, 'EDQUOT', 'write', 'disk quota exceeded'],
+        [5, 'EIO', 'rename', 'i/o error'],
+        [13, 'EACCES', 'create', 'permission denied'],
+      ] as const) {
+        faulty.inject(errno, [op]);
+        const text = `${words} (${errnoName})`;
+        const r = await d.ctl(['register', 'web1', '--leader', String(leader())]);
+        assert.deepEqual([r.code, r.stderr], [1, `mymachinesctl: cannot write state file ${file('web1')}: ${text}\n`], `${errnoName} at ${op}`);
+        const c = await VarlinkClient.connect(d.socket);
+        const err = await c.call('io.systemd.Machine.Register', { name: 'web1', class: 'container', leader: leader() }).catch((e) => e);
+        c.close();
+        assert.ok(err instanceof VarlinkError);
+        assert.deepEqual([err.name, err.parameters], ['io.systemd.System', { origin: 'linux', errno, errnoName, message: `Cannot write state file ${file('web1')}: ${text}` }]);
+        assert.deepEqual(readdirSync(faulty.backing), ['before'], 'no temporary file, no new file');
+        assert.deepEqual(await names(d), ['before']);
+      }
+      // A file that cannot be removed stays, and so does its machine.
+      faulty.inject(13, ['unlink']);
+      const r = await d.ctl(['unregister', 'before']);
+      assert.deepEqual([r.code, r.stderr], [1, `mymachinesctl: cannot remove state file ${file('before')}: permission denied (EACCES)\n`]);
+      assert.deepEqual(await names(d), ['before']);
+      assert.doesNotMatch(d.output(), /at .*\.js:\d+/, 'no stack trace in the log');
+      faulty.heal();
+      assert.equal((await d.ctl(['register', 'web1', '--leader', String(leader())])).code, 0);
+      assert.equal((await d.ctl(['unregister', 'before'])).code, 0);
+      assert.deepEqual(readdirSync(faulty.backing), ['web1']);
+      assert.deepEqual(await names(d), ['web1']);
+    } finally {
+      await d?.stop();
+      await faulty.unmount();
     }
   });
 
@@ -279,8 +324,9 @@ describe('container roots that stall', () => {
   async function stalledLeader(): Promise<{ pid: number; end(): void }> {
     const fuse = openSync('/dev/fuse', 'r+');
     const p = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c',
-      // busybox is static: nothing it execs reads /etc (ld.so.cache would wait too)
-      'mount -t fuse -o fd=3,rootmode=40000,user_id=0,group_id=0 stall /etc && echo mounted && exec /bin/busybox sleep 1000'],
+      // busybox is static: nothing it execs reads /etc (ld.so.cache would wait too). -i: no mount.fuse helper,
+      // which would take the source for a program to run.
+      'mount -i -t fuse -o fd=3,rootmode=40000,user_id=0,group_id=0 stall /etc && echo mounted && exec /bin/busybox sleep 1000'],
     { stdio: ['ignore', 'pipe', 'inherit', fuse] });
     await new Promise<void>((resolve, reject) => {
       p.stdout!.once('data', () => resolve());
