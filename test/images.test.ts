@@ -2,7 +2,8 @@
 // mymachinesd on a private bus, D-Bus image objects, io.systemd.MachineImage over Varlink, and mymachinesctl's
 // image verbs. The pool is a small tmpfs of the test's own, so that a full disk can be met.
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -179,6 +180,44 @@ test('a long clone does not hold up the daemon: calls made meanwhile are answere
   await callMgr('RemoveImage', 's', ['many']);
   await callMgr('RemoveImage', 's', ['many2']);
   assert.deepEqual(names(), ['.hidden1', 'disk1.raw', 'tree1']);
+});
+
+test('an image whose /etc stalls (a FUSE mount that never answers): its metadata fails at the read limit, named; other images answer meanwhile', async () => {
+  makeTree('stall1', { 'usr/lib/os-release': 'ID=stall\n' });
+  mkdirSync(join(pool, 'stall1/etc'));
+  // The kernel's side of a FUSE mount whose file system never reads its requests: every lookup waits.
+  const fuse = openSync('/dev/fuse', 'r+');
+  const at = join(pool, 'stall1/etc');
+  await new Promise<void>((resolve, reject) => {
+    // -i: no mount.fuse helper, which would take the source for a program to run.
+    const p = spawn('mount', ['-i', '-t', 'fuse', '-o', 'fd=3,rootmode=40000,user_id=0,group_id=0', 'stall', at], { stdio: ['ignore', 'ignore', 'inherit', fuse] });
+    p.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`mount exited with ${code}`))));
+  });
+  const v = await VarlinkClient.connect(join(daemon.machineDir, 'io.systemd.MachineImage'));
+  try {
+    const order: string[] = [];
+    const stalled = v.call('io.systemd.MachineImage.List', { name: 'stall1', acquireMetadata: 'yes' }).then(
+      () => assert.fail('answered'),
+      (e) => (order.push('stall1'), e),
+    );
+    const other = await VarlinkClient.connect(join(daemon.machineDir, 'io.systemd.MachineImage'));
+    assert.equal((await other.call('io.systemd.MachineImage.List', { name: 'tree1', acquireMetadata: 'yes' })).hostname, 'tree-one');
+    order.push('tree1');
+    other.close();
+    const e = await stalled;
+    assert.deepEqual(order, ['tree1', 'stall1'], 'the stalled read held nothing else up');
+    assert.deepEqual([e.name, e.parameters], ['io.systemd.System', { origin: 'linux', errno: 110, errnoName: 'ETIMEDOUT', message: `Cannot read the metadata of image 'stall1': its root directory did not answer within 2 s` }]);
+    // While the read is still stuck: at once, and over D-Bus as sd-bus names ETIMEDOUT; without metadata
+    // the image is there.
+    assert.equal(await errorName(callMgr('GetImageHostname', 's', ['stall1'])), 'org.freedesktop.DBus.Error.Timeout');
+    const graceful = await v.call('io.systemd.MachineImage.List', { name: 'stall1', acquireMetadata: 'graceful' });
+    assert.deepEqual([graceful.name, graceful.hostname, graceful.OSRelease], ['stall1', undefined, undefined]);
+  } finally {
+    v.close();
+    closeSync(fuse); // aborts the mount: the stuck read returns
+    await must('umount', ['-l', at]);
+  }
+  await callMgr('RemoveImage', 's', ['stall1']);
 });
 
 test('io.systemd.MachineImage over Varlink: List, Update, Clone, Remove, SetPoolLimit, CleanPool', async () => {

@@ -59,6 +59,7 @@ async function run(opts: DaemonOptions): Promise<void> {
     await dns?.close();
     await server?.close();
     await registry?.stop();
+    await pool?.close();
     table?.close();
     log.flush?.();
     process.exit(0);
@@ -75,6 +76,7 @@ async function run(opts: DaemonOptions): Promise<void> {
     await dns?.close();
     await server?.close();
     await registry?.stop();
+    await pool?.close();
     table?.close();
     throw e;
   }

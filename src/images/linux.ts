@@ -1,6 +1,5 @@
 // The few system calls the image pool needs that Node does not offer: the immutable flag (machined marks
-// directory images read-only with it), renameat2 without replacing, the file system's type, and opening a
-// file inside an image with its symlinks resolved in the image (openat2 RESOLVE_IN_ROOT).
+// directory images read-only with it), renameat2 without replacing, the file system's type.
 import koffi from 'koffi';
 
 const libc = koffi.load('libc.so.6');
@@ -9,17 +8,11 @@ const close = libc.func('int close(int fd)');
 const ioctl = libc.func('int ioctl(int fd, unsigned long request, _Inout_ int *arg)');
 const renameat2 = libc.func('int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags)');
 const statfs = libc.func('int statfs(const char *path, _Out_ void *buf)');
-const syscall4 = libc.func('long syscall(long nr, int dirfd, const char *path, const void *how, unsigned long size)');
-const SYS_openat2 = 437;
 
 const O_RDONLY = 0;
 const O_NONBLOCK = 0o4000;
 const O_NOFOLLOW = 0o400000;
 const O_CLOEXEC = 0o2000000;
-const O_DIRECTORY = 0o200000;
-const O_PATH = 0o10000000;
-const RESOLVE_NO_MAGICLINKS = 0x02;
-const RESOLVE_IN_ROOT = 0x10;
 const AT_FDCWD = -100;
 const RENAME_NOREPLACE = 1;
 const FS_IOC_GETFLAGS = 0x80086601;
@@ -68,22 +61,4 @@ export function renameNoReplace(from: string, to: string): number {
 export function fsType(path: string): number | undefined {
   const buf = Buffer.alloc(120);
   return statfs(path, buf) === 0 ? Number(buf.readBigInt64LE(0)) : undefined;
-}
-
-/** An O_PATH descriptor of the directory at path (close it with closeFdSync), or -1. */
-export function openDirectoryPath(path: string): number {
-  return open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-}
-
-export const closeFdSync = (fd: number): void => void close(fd);
-
-/** Opens path for reading, non-blocking, inside the directory dirfd as its root: `..` and symlinks,
- *  absolute ones too, cannot leave it. On Node's thread pool; the descriptor, or -1. */
-export function openat2InRoot(dirfd: number, path: string): Promise<number> {
-  const how = Buffer.alloc(24);
-  how.writeBigUInt64LE(BigInt(O_RDONLY | O_CLOEXEC | O_NONBLOCK), 0);
-  how.writeBigUInt64LE(BigInt(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS), 16);
-  return new Promise((resolve, reject) =>
-    syscall4.async(SYS_openat2, dirfd, path, how, 24, (err: unknown, fd: number) => (err ? reject(err) : resolve(Number(fd)))),
-  );
 }

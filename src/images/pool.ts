@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { isValidMachineName } from '../registry/names.js';
 import { ImageError, fromNodeError, noSuchImage, systemError } from './errors.js';
+import { RootReadError, RootReader } from '../registry/linux/root-reader.js';
 import { readImageMetadata, type ImageMetadata } from './image-files.js';
 import { BTRFS_SUPER_MAGIC, fsType, isImmutable, renameNoReplace, setImmutable } from './linux.js';
 
@@ -46,6 +47,8 @@ export interface PoolOptions {
   /** Whether a running machine uses the image at this path (its root directory is in it). */
   inUse(path: string): boolean;
   log: { warn(o: object, msg: string): void; info(o: object, msg: string): void };
+  /** How long reading an image's metadata may take (default 2 s). */
+  readTimeoutMs?: number;
 }
 
 /** A host name, hidden ones ('.' first) too; never one of our temporary names ('.#'). */
@@ -74,7 +77,13 @@ export class ImagePool {
   /** What the last listing found: the D-Bus object tree lists image objects from it. */
   private known: string[] = [HOST];
 
-  constructor(private readonly opts: PoolOptions) {}
+  /** Image metadata is read through it: a pool on a file system that stops answering costs a worker
+   *  thread and a timeout, never Node's thread pool. */
+  private readonly roots: RootReader;
+
+  constructor(private readonly opts: PoolOptions) {
+    this.roots = new RootReader({ timeoutMs: opts.readTimeoutMs });
+  }
 
   get path(): string {
     return this.opts.path;
@@ -305,6 +314,13 @@ export class ImagePool {
   async metadata(name: string): Promise<ImageMetadata> {
     const img = await this.get(name);
     if (img.type === 'raw') throw new ImageError('NotSupported', `Reading the metadata of raw image '${name}' is not supported`);
-    return readImageMetadata(img.path);
+    return readImageMetadata(this.roots, img.path).catch((e) => {
+      throw e instanceof RootReadError ? systemError('ETIMEDOUT', `Cannot read the metadata of image '${name}': ${e.message}`) : e;
+    });
+  }
+
+  /** Ends the metadata reader's warm workers. */
+  close(): Promise<void> {
+    return this.roots.close();
   }
 }

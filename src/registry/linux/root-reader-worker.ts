@@ -1,5 +1,5 @@
-// Runs in a worker thread of root-reader.ts: reads small files below a process's root directory, with
-// blocking system calls. A container's root may be a FUSE or NFS mount that stops answering; then this
+// Runs in a worker thread of root-reader.ts: reads small files below a root directory (a process's, or an
+// image's), with blocking system calls. A root may be a FUSE or NFS mount that stops answering; then this
 // thread waits with it, and root-reader.ts gives up on it and uses another one: nothing else waits.
 import { fstatSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
@@ -7,7 +7,8 @@ import * as c from './libc.js';
 
 export interface ReadRequest {
   id: number;
-  pid: number;
+  /** A leader PID (its /proc/PID/root) or a directory's path. */
+  root: number | string;
   /** Tried in order; the first that is a regular file is read. */
   paths: string[];
   maxBytes: number;
@@ -27,7 +28,7 @@ how.writeBigUInt64LE(BigInt(c.O_RDONLY | c.O_CLOEXEC | O_NONBLOCK), 0);
 how.writeBigUInt64LE(BigInt(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS), 16);
 
 function read(r: ReadRequest): ReadReply {
-  const root = c.open(`/proc/${r.pid}/root`, O_PATH | c.O_DIRECTORY | c.O_CLOEXEC);
+  const root = c.open(typeof r.root === 'number' ? `/proc/${r.root}/root` : r.root, O_PATH | c.O_DIRECTORY | c.O_CLOEXEC);
   if (root < 0) return { id: r.id, error: 'no-root' };
   try {
     for (const path of r.paths) {
