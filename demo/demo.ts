@@ -24,7 +24,7 @@ async function main(): Promise<void> {
   const userdbDir = join(dir, 'userdb');
   const socket = join(runtimeDir, 'io.systemd.Machine');
   say(`Starting mymachinesd with private directories under ${dir}`);
-  const daemon = spawn(DAEMON, ['--runtime-dir', runtimeDir, '--state-dir', stateDir, '--userdb-dir', userdbDir, '--resolve-hook-dir', '', '--bus', 'none', '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const daemon = spawn(DAEMON, ['--runtime-dir', runtimeDir, '--state-dir', stateDir, '--userdb-dir', userdbDir, '--resolve-hook-dir', '', '--machine-dir', '', '--bus', 'none', '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
   const stopped = new Promise((r) => daemon.once('exit', r));
   try {
     await waitFor('the daemon socket', () => (existsSync(socket) ? true : undefined), 10_000);

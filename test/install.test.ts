@@ -101,7 +101,7 @@ test('the installed daemon and CLI run from there: Varlink, D-Bus (dbus-next wit
   const busDir = join(dest, 'bus');
   const bus = await startBus(busDir);
   const runtime = join(dest, 'run');
-  const daemon = spawn(join(dest, 'usr/local/bin/mymachinesd'), ['--runtime-dir', runtime, '--state-dir', join(dest, 'machines'), '--userdb-dir', '', '--bus', bus.address], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const daemon = spawn(join(dest, 'usr/local/bin/mymachinesd'), ['--runtime-dir', runtime, '--state-dir', join(dest, 'machines'), '--userdb-dir', '', '--resolve-hook-dir', '', '--machine-dir', '', '--bus', bus.address], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   daemon.stdout!.on('data', (b) => (out += b));
   daemon.stderr!.on('data', (b) => (out += b));

@@ -52,7 +52,7 @@ async function notifySocket(address: string): Promise<Receiver> {
 function spawnDaemon(name: string, env: NodeJS.ProcessEnv, args: string[] = []) {
   const d = join(dir, name);
   const socket = join(d, 'run', 'io.systemd.Machine');
-  const proc = spawn(DAEMON, ['--runtime-dir', join(d, 'run'), '--state-dir', join(d, 'machines'), '--userdb-dir', '', '--bus', 'none', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(DAEMON, ['--runtime-dir', join(d, 'run'), '--state-dir', join(d, 'machines'), '--userdb-dir', '', '--resolve-hook-dir', '', '--machine-dir', '', '--bus', 'none', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout!.on('data', (c) => (out += c));
   proc.stderr!.on('data', (c) => (out += c));
