@@ -253,6 +253,100 @@ function processGone(pid: number): boolean {
   }
 }
 
+/** The PID (here) of the systemd that systemd-nspawn `pid` booted: its child or grandchild. */
+function bootedInit(pid: number): number | undefined {
+  const children = (p: number) => {
+    try {
+      return readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    } catch {
+      return [];
+    }
+  };
+  const comm = (p: number) => {
+    try {
+      return readFileSync(`/proc/${p}/comm`, 'utf8').trim();
+    } catch {
+      return '';
+    }
+  };
+  for (const c of children(pid)) for (const p of [c, ...children(c)]) if (comm(p) === 'systemd') return p;
+  return undefined;
+}
+
+test('under systemd as PID 1 (this system with the package, booted by systemd-nspawn): started at boot and ready, scopes from PID 1, bind, shell, copy, a crash restarted, D-Bus activation', { timeout: 240_000 }, async () => {
+  // The root boots with an overlay of its own over it (--volatile=overlay: what the boot writes goes
+  // with the container), on a private network, registered nowhere; nspawn's own files go to a tmpfs
+  // over /run/systemd, never the host's.
+  const boot = spawn('nsenter', ['-t', String(holder!.pid), '-m', '--', 'unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c',
+    'mount -t tmpfs tmpfs /run/systemd && exec systemd-nspawn --quiet -D "$1" --volatile=overlay --register=no --keep-unit --private-network -M mmdebboot --boot', 'sh', R],
+  { env: { ...process.env, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  boot.stdout!.on('data', (d) => (output += d));
+  boot.stderr!.on('data', (d) => (output += d));
+  const exited = new Promise((r) => boot.once('exit', r));
+  try {
+    const init = await waitFor('the booted systemd', () => bootedInit(boot.pid!), 30_000).catch((e) => {
+      throw new Error(`${(e as Error).message}: ${output}`);
+    });
+    const inBoot = (args: string[]) => run('nsenter', ['-t', String(init), '-a', '--', ...args], { timeoutMs: 60_000 });
+    const mustInBoot = async (args: string[]) => {
+      const r = await inBoot(args);
+      assert.equal(r.code, 0, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
+      return r.stdout;
+    };
+    const show = async (unit: string, ...props: string[]) => Object.fromEntries((await mustInBoot(['systemctl', 'show', unit, ...props.map((p) => `-p${p}`)])).trim().split('\n').map((l) => l.split('=', 2)));
+    const journal = () => inBoot(['journalctl', '-u', 'mymachinesd.service', '--no-pager', '-o', 'cat']).then((r) => r.stdout);
+
+    // Enabled by the package: started at boot, and ready (READY=1) with the unit's sandboxing.
+    await waitFor('mymachinesd to be active', async () => ((await inBoot(['systemctl', 'is-active', 'mymachinesd.service'])).stdout.trim() === 'active' ? true : undefined), 90_000)
+      .catch(async (e) => assert.fail(`${(e as Error).message}; the unit's journal:\n${await journal()}`));
+    const first = await show('mymachinesd.service', 'Type', 'SubState', 'NRestarts', 'MainPID', 'WatchdogUSec');
+    assert.deepEqual({ ...first, MainPID: undefined }, { Type: 'notify', SubState: 'running', NRestarts: '0', MainPID: undefined, WatchdogUSec: '3min' });
+    assert.match(await journal(), /"msg":"ready"/);
+
+    // A machine whose scope PID 1 makes (StartTransientUnit), its leader started by PID 1 too.
+    await mustInBoot(['systemd-run', '--quiet', '--unit=mmtest-c1', '-p', 'Type=exec', 'unshare', '--mount', '--propagation', 'private', '--net', 'sleep', '600']);
+    const leader = Number((await show('mmtest-c1.service', 'MainPID')).MainPID);
+    assert.ok(leader > 0);
+    await mustInBoot(['mymachinesctl', 'register', 'c1', '--leader', String(leader), '--create']);
+    assert.equal((await mustInBoot(['systemctl', 'is-active', 'machine-c1.scope'])).trim(), 'active');
+    assert.match(await mustInBoot(['machinectl', 'status', 'c1', '--no-pager']), /^\s+Unit: machine-c1\.scope$/m);
+
+    // The verbs that need the host's mounts and capabilities (no mount namespace of the daemon's own).
+    await mustInBoot(['sh', '-c', 'mkdir -p /srv/bindsrc && echo bound > /srv/bindsrc/file']);
+    await mustInBoot(['machinectl', 'bind', '--mkdir', 'c1', '/srv/bindsrc', '/mnt/bound']);
+    assert.equal(await mustInBoot(['nsenter', '-t', String(leader), '-m', 'cat', '/mnt/bound/file']), 'bound\n');
+    await mustInBoot(['machinectl', 'copy-to', 'c1', '/etc/hostname', '/tmp/copied']);
+    assert.equal(await mustInBoot(['nsenter', '-t', String(leader), '-m', 'cat', '/tmp/copied']), await mustInBoot(['cat', '/etc/hostname']));
+    const shell = await mustInBoot(['sh', '-c', 'machinectl shell c1 /bin/sh -c "echo hi; id -un" </dev/null']);
+    assert.match(shell.replace(/\r/g, ''), /^hi\nroot$/m);
+
+    // Killed: Restart=on-failure starts it again, and it takes the machine back from its state file.
+    // (MainPID is a PID of the container's PID namespace: the signal is sent from inside.)
+    await mustInBoot(['kill', '-KILL', first.MainPID]);
+    const again = await waitFor('the restart', async () => {
+      const now = await show('mymachinesd.service', 'SubState', 'NRestarts', 'MainPID');
+      return now.SubState === 'running' && now.MainPID !== first.MainPID && now.MainPID !== '0' ? now : undefined;
+    }, 30_000);
+    assert.equal(again.NRestarts, '1');
+    assert.match(await mustInBoot(['machinectl', 'list', '--no-legend']), /^c1 +container /m);
+
+    // Stopped, it is started again by the first call to org.freedesktop.machine1 (D-Bus activation).
+    await mustInBoot(['systemctl', 'stop', 'mymachinesd.service']);
+    assert.equal((await inBoot(['systemctl', 'is-active', 'mymachinesd.service'])).stdout.trim(), 'inactive');
+    assert.match(await mustInBoot(['machinectl', 'list', '--no-legend']), /^c1 +container /m);
+    assert.equal((await mustInBoot(['systemctl', 'is-active', 'mymachinesd.service'])).trim(), 'active');
+  } finally {
+    // SIGTERM: nspawn powers the container off; what it started goes with it.
+    if (boot.exitCode === null) {
+      boot.kill('SIGTERM');
+      const t = setTimeout(() => boot.kill('SIGKILL'), 20_000);
+      await exited;
+      clearTimeout(t);
+    }
+  }
+});
+
 test("the OpenRC script under Debian's OpenRC: start, status, a crash restarted by supervise-daemon, stop", async () => {
   const debs = await Promise.all(['libeinfo1', 'librc1', 'insserv', 'openrc'].map(debianDeb));
   await mustInRoot(['dpkg', '-i', ...debs.map(inRootPath)]);
