@@ -1,13 +1,13 @@
 // systemd 262's clients against mymachinesd, unchanged: machinectl (over D-Bus and our io.systemd.Machine
 // where 262 looks for machined's), userdbctl (our userdb socket), systemd-nspawn --register=yes (through
-// io.systemd.Machine.Register), vmspawn's registration (replayed: QEMU cannot run here) and the control
-// socket it gives. They run in the sid root, where our bus, state files and sockets are bound; machinectl
+// io.systemd.Machine.Register), systemd-vmspawn itself (QEMU under TCG), and vmspawn's registration of a
+// VM with AF_VSOCK replayed (this kernel has no vhost-vsock) with the control socket it gives. They run in the sid root, where our bus, state files and sockets are bound; machinectl
 // 252 (the host's) asks the same daemon over the same bus.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { makeContainer, removeAllContainers, type Container } from './helpers/container.js';
 import { makeBusyboxRoot } from './helpers/busybox-root.js';
@@ -15,7 +15,7 @@ import { startDaemon, type Daemon } from './helpers/daemon.js';
 import { systemdNsArgv } from './helpers/dbus.js';
 import { makeNssEnv, type NssEnv } from './helpers/nss-env.js';
 import { must, run, waitFor } from './helpers/run.js';
-import { enterSidRoot, type SidWorld } from './helpers/sid-root.js';
+import { cgroup2Mount, enterSidRoot, type SidWorld } from './helpers/sid-root.js';
 import { processPidfdId } from '../src/registry/linux/leader.js';
 import { VarlinkServer } from '../src/varlink/server.js';
 
@@ -165,10 +165,49 @@ test('systemd-nspawn 262 --register=yes registers through io.systemd.Machine, re
   }
 });
 
-test('systemd-vmspawn 262\'s registration (replayed): machinectl 262 and 252 list the VM, poweroff and terminate go to its control socket', async () => {
-  // QEMU cannot run here: a process stands in for it, and the Register call is the one vmspawn 262 makes
-  // (src/shared/machine-register.c, from vmspawn's run_virtual_machine) for a VM with AF_VSOCK and its SSH
-  // key, started without --keep-unit: its keys in its order, the control socket in its runtime directory.
+test('systemd-vmspawn 262 itself (QEMU under TCG, a VM that never boots): it registers through io.systemd.Machine with its scope and control socket; machinectl 262 and 252 list it; terminate ends it', { timeout: 90_000 }, async () => {
+  // vmspawn wants a unit of its own to name (a cgroup that looks like one) and a system bus (the world's);
+  // an empty disk is enough: SeaBIOS finds nothing to boot, and QEMU waits. TCG, since this machine's
+  // KVM refuses the CPU flags vmspawn passes.
+  const cgroup = join(cgroup2Mount(), `mmtest-vmspawn-${process.pid}.scope`);
+  mkdirSync(cgroup);
+  await world.run(['truncate', '-s', '1M', '/tmp/vmreal.raw']);
+  const vmspawn = world.start(['sh', '-c', `echo $$ > /sys/fs/cgroup/${basename(cgroup)}/cgroup.procs && exec systemd-vmspawn --image=/tmp/vmreal.raw --machine=vmreal --console=headless --pass-ssh-key=no --firmware=bios --kvm=no </dev/null`], { env: { SYSTEMD_LOG_LEVEL: 'debug' } });
+  try {
+    await waitFor('vmspawn to register', async () => {
+      if (vmspawn.proc.exitCode !== null) throw new Error(`vmspawn exited with ${vmspawn.proc.exitCode}: ${vmspawn.output()}`);
+      return (await machinectl(['status', 'vmreal'])).code === 0 ? true : undefined;
+    }, 60_000);
+    // Through our io.systemd.Machine where machined 262's would be.
+    assert.match(vmspawn.output(), /"method":"io\.systemd\.Machine\.Register","parameters":\{"name":"vmreal"/);
+    const list = JSON.parse((await world.run(['varlinkctl', '--json=short', 'call', '/run/systemd/machine/io.systemd.Machine', 'io.systemd.Machine.List', '{"name":"vmreal"}'])).stdout);
+    const qemu = list.leader.pid as number;
+    assert.equal(readFileSync(`/proc/${qemu}/comm`, 'utf8').trim(), 'qemu-system-x86');
+    assert.deepEqual([list.class, list.service, list.unit, list.controlAddress, list.state, list.supervisor.pid], ['vm', 'systemd-vmspawn', 'machine-vmreal.scope', '/run/systemd/vmspawn/vmreal/control', 'running', vmspawn.pid]);
+    // allocateUnit: QEMU in the scope we made for it; vmspawn stays where it was.
+    assert.match(readFileSync(`/proc/${qemu}/cgroup`, 'utf8'), /machine\.slice\/machine-vmreal\.scope$/m);
+    for (const l of [await machinectl(['list']), await machinectl252(['list'])]) {
+      assert.equal(l.code, 0, l.stderr);
+      assert.deepEqual(listed(l.stdout), ['vmreal', 'web1']);
+    }
+    assert.match((await machinectl(['status', 'vmreal'])).stdout, /Superv\.: \d+ \(systemd-vmspawn\)|Superv\.: .*systemd-vmspawn/);
+    // terminate: machinectl 262 asks the VM's control socket; vmspawn quits QEMU, unregisters, exits 0.
+    const t = await machinectl(['terminate', 'vmreal']);
+    assert.deepEqual([t.code, t.stderr], [0, '']);
+    assert.equal(await vmspawn.exited, 0, vmspawn.output());
+    await waitFor('vmreal gone', async () => ((await machinectl(['status', 'vmreal'])).code === 1 ? true : undefined));
+  } finally {
+    await vmspawn.stop();
+    await waitFor('the test cgroup empty', () => (readFileSync(join(cgroup, 'cgroup.procs'), 'utf8') === '' ? true : undefined));
+    rmdirSync(cgroup);
+  }
+});
+
+test('systemd-vmspawn 262\'s registration with AF_VSOCK (replayed): machinectl 262 and 252 list the VM, poweroff and terminate go to its control socket', async () => {
+  // A VM with AF_VSOCK and its SSH key, which this kernel cannot give the real vmspawn (no vhost-vsock):
+  // a process stands in for QEMU, and the Register call is the one vmspawn 262 makes then
+  // (src/shared/machine-register.c, from vmspawn's run_virtual_machine), started without --keep-unit: its
+  // keys in its order, the control socket and key in its runtime directory.
   const qemu = spawn('sleep', ['600'], { stdio: 'ignore' });
   try {
     const leaderId = processPidfdId(qemu.pid!);
@@ -180,7 +219,7 @@ test('systemd-vmspawn 262\'s registration (replayed): machinectl 262 and 252 lis
       class: 'vm',
       vSockCid: 4711,
       sshAddress: 'vsock/4711',
-      sshPrivateKeyPath: '/run/systemd/vmspawn/vm262/machine-vm262-ed25519',
+      sshPrivateKeyPath: '/run/systemd/vmspawn/vm262/ed25519',
       controlAddress: '/run/systemd/vmspawn/vm262/control',
       allocateUnit: true,
       leaderProcessId: { pid: qemu.pid, pidfdId: leaderId, bootId },
