@@ -4,6 +4,7 @@
 // nothing, and holds no file open for writing (a state directory can still be remounted read-only). A
 // second daemon learns the holder's PID from /proc/locks, so that it can say who is in the way.
 import { closeSync, constants, openSync, readFileSync, statSync } from 'node:fs';
+import { errnoName } from '../errno.js';
 import * as c from '../registry/linux/libc.js';
 
 /** Locks `dir` for this process; throws an error naming the daemon that holds it. */
@@ -12,7 +13,7 @@ export function lockDirectory(dir: string, what: string): void {
   if (c.flock(fd, c.LOCK_EX | c.LOCK_NB) === 0) return; // held until we exit: the descriptor stays open
   const err = c.errno();
   closeSync(fd);
-  if (err !== c.EWOULDBLOCK) throw new Error(`cannot lock the ${what} ${dir}: ${c.errnoName(err)}`);
+  if (err !== c.EWOULDBLOCK) throw new Error(`cannot lock the ${what} ${dir}: ${errnoName(err)}`);
   const holder = lockHolder(dir);
   throw new Error(`another mymachinesd${holder ? ` (PID ${holder})` : ''} is already running on the ${what} ${dir}`);
 }

@@ -11,9 +11,9 @@ import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { RootReadError, RootReader } from '../registry/linux/root-reader.js';
 import { isValidMachineName } from '../registry/names.js';
 import { ImageError, fromNodeError, noSuchImage, systemError } from './errors.js';
-import { RootReadError, RootReader } from '../registry/linux/root-reader.js';
 import { readImageMetadata, type ImageMetadata } from './image-files.js';
 import { BTRFS_SUPER_MAGIC, fsType, isImmutable, renameNoReplace, setImmutable } from './linux.js';
 
@@ -47,8 +47,6 @@ export interface PoolOptions {
   /** Whether a running machine uses the image at this path (its root directory is in it). */
   inUse(path: string): boolean;
   log: { warn(o: object, msg: string): void; info(o: object, msg: string): void };
-  /** How long reading an image's metadata may take (default 2 s). */
-  readTimeoutMs?: number;
 }
 
 /** A host name, hidden ones ('.' first) too; never one of our temporary names ('.#'). */
@@ -77,13 +75,11 @@ export class ImagePool {
   /** What the last listing found: the D-Bus object tree lists image objects from it. */
   private known: string[] = [HOST];
 
-  /** Image metadata is read through it: a pool on a file system that stops answering costs a worker
-   *  thread and a timeout, never Node's thread pool. */
-  private readonly roots: RootReader;
+  /** Image metadata is read through it (2 s at most): an image on a file system that stops answering
+   *  costs a worker thread and a timeout, never Node's thread pool. */
+  private readonly roots = new RootReader();
 
-  constructor(private readonly opts: PoolOptions) {
-    this.roots = new RootReader({ timeoutMs: opts.readTimeoutMs });
-  }
+  constructor(private readonly opts: PoolOptions) {}
 
   get path(): string {
     return this.opts.path;

@@ -3,13 +3,13 @@
 // D-Bus and Varlink front ends translate. The work inside the container is done by mymachines-enter
 // (linux/enter.ts); which way a shell is started is chosen here (see shellWay).
 import { posix } from 'node:path';
-import { errnoNumber } from '../errno.js';
+import { errnoName, errnoNumber } from '../errno.js';
 import { RegistryError, SystemError, invalid } from './errors.js';
 import { findCgroupMounts, cgroupPlaceOf } from './linux/cgroup.js';
 import { hasServiceManager } from './linux/container-root.js';
 import { NoServiceManager, startServiceGetty, startServiceShell } from './linux/container-systemd.js';
 import { HelperError, runHelper } from './linux/enter.js';
-import { O_CLOEXEC, O_DIRECTORY, O_RDONLY, close, errno, errnoName, open } from './linux/libc.js';
+import { O_CLOEXEC, O_DIRECTORY, O_RDONLY, close, errno, open } from './linux/libc.js';
 import { type Machine, uidShift } from './machine.js';
 import type { Registry } from './registry.js';
 import { isNormalizedPath } from './validate.js';

@@ -8,7 +8,8 @@ import { constants } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import usocket from 'usocket';
-import { AF_UNIX, SOCK_CLOEXEC, SOCK_STREAM, close, errno, errnoName, socketpair } from './libc.js';
+import { errnoName } from '../../errno.js';
+import { AF_UNIX, SOCK_CLOEXEC, SOCK_STREAM, close, errno, socketpair } from './libc.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../../../..');
 /** In the source tree (make) or installed beside dist/ (make install). */

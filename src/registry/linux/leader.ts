@@ -1,6 +1,7 @@
 // A machine's leader as the registry holds it: a pidfd, which names that one process for good, and its
 // start time, which names it across a restart of the daemon (a state file keeps it).
 import { fstatSync } from 'node:fs';
+import { errnoName } from '../../errno.js';
 import { failed, invalid } from '../errors.js';
 import * as c from './libc.js';
 import { readProcStat, readSmallFile } from './proc.js';
@@ -46,7 +47,7 @@ export function openLeader(pid: number): Leader | undefined {
   if (fd < 0) {
     const e = c.errno();
     if (e === c.ESRCH || e === c.EINVAL) return undefined;
-    throw failed(`Cannot open a pidfd for leader PID ${pid}: ${c.errnoName(e)}`);
+    throw failed(`Cannot open a pidfd for leader PID ${pid}: ${errnoName(e)}`);
   }
   const st = readProcStat(pid);
   // The pidfd not readable after the read: its process had not exited, so the PID still named it.

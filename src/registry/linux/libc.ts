@@ -31,8 +31,6 @@ export function errno(): number {
   return koffi.errno();
 }
 
-export { errnoName } from '../../errno.js';
-
 export const O_RDONLY = 0;
 export const O_CLOEXEC = 0o2000000;
 export const O_DIRECTORY = 0o200000;
