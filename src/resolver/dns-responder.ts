@@ -3,12 +3,12 @@
 // ZoneSet. Authoritative for machine names only: never recursion, never forwarding. A signed request
 // (TSIG) is checked first, and its answer signed.
 import { AF_INET, AF_INET6, RT_SCOPE_LINK, addressToString, scopeOf } from '../registry/address.js';
-import type { Resolver } from './resolver.js';
+import { inDns, type Resolver } from './resolver.js';
 import { NIBBLE, OCTET, type TransferRule } from './dns-config.js';
 import { appendUnsignedTsig, ResponseSigner, timeOther, TSIG_ERROR, tsigErrorName, verify, type TsigKey } from './dns-tsig.js';
 import { axfrRecords, ixfrRecords, mayTransfer, nsRecords, soaRecord, transferMessages, type ZoneHead } from './dns-transfer.js';
 import { AA, CD, CLASS_IN, DO, QR, RCODE, RD, TC, TYPE, header, parseQuery, records, type Query, type RR } from './dns-wire.js';
-import { inDns, longestZone, type Zone, type ZoneSet } from './dns-zones.js';
+import { longestZone, type Zone, type ZoneSet } from './dns-zones.js';
 
 /** What the responder needs of the resolver. */
 export type DnsSource = Pick<Resolver, 'lookup' | 'reverse'>;

@@ -5,8 +5,8 @@
 // come together are taken in one new version (at most one every MIN_VERSION_MS).
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { AF_INET, AF_INET6, RT_SCOPE_LINK, addressToString, scopeOf } from '../registry/address.js';
-import type { HostAddress, HostEntry, Resolver } from './resolver.js';
+import { AF_INET, addressToString } from '../registry/address.js';
+import { type HostAddress, type HostEntry, inDns, type Resolver } from './resolver.js';
 import { isReverseZone } from './dns-config.js';
 import type { StoredZone, ZoneStore } from './dns-zone-store.js';
 
@@ -138,11 +138,6 @@ function reverseName(a: Pick<HostAddress, 'family' | 'bytes'>): string {
     .reverse()
     .map((n) => n.toString(16))
     .join('.')}.ip6.arpa`;
-}
-
-/** Addresses DNS can carry: no IPv6 link-local one (it needs a scope). */
-export function inDns(a: HostAddress): boolean {
-  return !a.ifindex && !(a.family === AF_INET6 && scopeOf(AF_INET6, a.bytes) === RT_SCOPE_LINK);
 }
 
 /** The longest zone that is the name or one of its ancestors (labels compared lower-cased). */

@@ -19,6 +19,10 @@ export interface HostEntry {
   addresses: HostAddress[];
 }
 
+/** Whether DNS can carry the address (as records of a zone, or through resolved's hook): not one that
+ *  needs a scope, which hostsAddresses gives IPv6 link-local addresses, and only them. */
+export const inDns = (a: HostAddress): boolean => !a.ifindex;
+
 /** The hosts policy of DESIGN.md "Name resolution" over a machine's addresses (already in machined's
  *  order): never loopback; IPv6 link-local only with its scope, the host-side interface through which it
  *  is reached: for an address read inside a container, the registered interface that is the veth peer

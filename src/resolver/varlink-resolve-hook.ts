@@ -14,7 +14,7 @@ import { AF_INET, AF_INET6 } from '../registry/address.js';
 import { invalidParameter } from '../varlink/errors.js';
 import { t, type InterfaceDef } from '../varlink/schema.js';
 import type { CallContext, Handler } from '../varlink/server.js';
-import type { Resolver } from './resolver.js';
+import { inDns, type Resolver } from './resolver.js';
 
 type RecordCodec = { encode(a: dnsPacket.Answer): Buffer };
 let rrCodec: RecordCodec | undefined;
@@ -124,15 +124,16 @@ export function resolveHookHandlers(resolver: Resolver): Record<string, Handler>
       resolver.off('changed', update);
       return {};
     },
-    async ResolveRecord(p) {
+    // resolved asks the hook before every lookup of the host: answered at once (no promise) unless a
+    // machine's records must be encoded before dns-packet is loaded.
+    ResolveRecord(p) {
       const keys: Key[] = (p.question as { key: Key }[]).map((q) => q.key);
       if (keys.length === 0 || keys.length > MAX_KEYS) throw invalidParameter('question');
       for (const k of keys) {
         if (k.name.length === 0 || k.name.length > MAX_NAME + 1 || !Number.isSafeInteger(k.type) || k.type < 0 || k.type > 0xffff) throw invalidParameter('question');
       }
       let found = false;
-      const codec = await recordCodec();
-      const answer: ReturnType<typeof answerFor>[] = [];
+      const records: [name: string, family: number, bytes: number[]][] = [];
       for (const k of keys) {
         const name = k.name.endsWith('.') ? k.name.slice(0, -1) : k.name;
         const entry = resolver.lookup(name);
@@ -141,11 +142,12 @@ export function resolveHookHandlers(resolver: Resolver): Record<string, Handler>
         if ((k.class ?? CLASS_IN) !== CLASS_IN || (k.type !== TYPE_A && k.type !== TYPE_AAAA)) continue;
         const family = k.type === TYPE_A ? AF_INET : AF_INET6;
         // The name as asked: resolved (and a DNS client behind its stub) matches answers to questions.
-        for (const a of entry.addresses) if (a.family === family && !a.ifindex) answer.push(answerFor(codec, k.name, a.family, a.bytes));
+        for (const a of entry.addresses) if (a.family === family && inDns(a)) records.push([k.name, a.family, a.bytes]);
       }
       // Not a machine: an empty reply lets resolved go on (DNS, LLMNR, ...), also below a machine's name.
       if (!found) return {};
-      return { rcode: RCODE_SUCCESS, answer };
+      const reply = (codec: RecordCodec) => ({ rcode: RCODE_SUCCESS, answer: records.map(([n, f, b]) => answerFor(codec, n, f, b)) });
+      return rrCodec ? reply(rrCodec) : recordCodec().then(reply);
     },
   };
 }
