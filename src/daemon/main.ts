@@ -49,18 +49,22 @@ async function run(opts: DaemonOptions): Promise<void> {
   let table: TablePublisher | undefined;
   // Installed first, so that a SIGTERM during start-up still stops the daemon cleanly.
   let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'stopping');
-    manager?.notify('STOPPING=1');
-    manager?.close();
+  /** What was opened goes (listening sockets are unlinked; the state files stay). */
+  const closeAll = async () => {
     bus?.stop();
     await dns?.close();
     await server?.close();
     await registry?.stop();
     await pool?.close();
     table?.close();
+  };
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    manager?.notify('STOPPING=1');
+    manager?.close();
+    await closeAll();
     log.flush?.();
     process.exit(0);
   };
@@ -71,13 +75,8 @@ async function run(opts: DaemonOptions): Promise<void> {
   try {
     await start();
   } catch (e) {
-    // What was opened goes (listening sockets are unlinked), and the caller says why we stop.
-    bus?.stop();
-    await dns?.close();
-    await server?.close();
-    await registry?.stop();
-    await pool?.close();
-    table?.close();
+    // The caller says why we stop.
+    await closeAll();
     throw e;
   }
 
