@@ -11,6 +11,8 @@ const MORE_NAMES: [string, number][] = [['EUCLEAN', 117], ['EREMOTEIO', 121], ['
 const NAMES = new Map([...Object.entries(constants.errno), ...MORE_NAMES].map(([name, n]) => [n, name]));
 
 const NUMBERS = new Map([...NAMES].map(([n, name]) => [name, n]));
+/** libuv's names and words by -errno: Node.js builds a new map at every getSystemErrorMap(). */
+let uvErrors: Map<number, [string, string]> | undefined;
 
 /** The number of an errno name (EDQUOT: 122), or undefined. */
 export const errnoNumber = (name: string): number | undefined => NUMBERS.get(name);
@@ -47,7 +49,7 @@ export function errnoOf(e: unknown): Errno | undefined {
   if (typeof n !== 'number' || !Number.isInteger(n) || n === 0 || Math.abs(n) > 4095) return undefined;
   const errno = Math.abs(n);
   // libuv's name first, as Node's codes give it (ENOTSUP, not its alias EOPNOTSUPP).
-  const uv = getSystemErrorMap().get(-errno);
+  const uv = (uvErrors ??= getSystemErrorMap()).get(-errno);
   const name = uv?.[0] ?? NAMES.get(errno) ?? `errno ${errno}`;
   return { name, errno, text: uv?.[1] ?? MORE_TEXTS[name] ?? `errno ${errno}` };
 }
