@@ -60,10 +60,15 @@ static int remove_tree(int dir, const char *name, int depth) {
     DIR *d = fdopendir(fd);
     if (!d) return close(fd), -errno;
     struct dirent *de;
-    while ((de = readdir(d)))
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) remove_tree(fd, de->d_name, depth + 1);
+    int first = 0; /* the first error below: it, not the ENOTEMPTY it leads to, says what went wrong */
+    while ((de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        int e = remove_tree(fd, de->d_name, depth + 1);
+        if (e < 0 && first == 0) first = e;
+    }
     closedir(d);
-    return unlinkat(dir, name, AT_REMOVEDIR) < 0 ? -errno : 0;
+    if (unlinkat(dir, name, AT_REMOVEDIR) < 0) return first ? first : -errno;
+    return 0;
 }
 
 static int copy_data(int in, int out) {
@@ -194,10 +199,11 @@ int copy_into(const struct endpoint *src, const struct endpoint *dst, const stru
             made = 0;
             int rr = remove_tree(dst->dir, tmp, 0);
             if (rr < 0) r = set_where(-rr, "remove the replaced", dst->name);
+        } else if (replace && errno != ENOENT) {
+            /* Only a destination that is not there yet (ENOENT) is made by the rename below. */
+            r = set_where(errno, "replace", dst->name);
         } else if (renameat2(dst->dir, tmp, dst->dir, dst->name, RENAME_NOREPLACE) < 0) {
             r = set_where(errno, "rename into", dst->name);
-        } else {
-            made = 0;
         }
     }
     if (r < 0 && made) remove_tree(dst->dir, tmp, 0);
