@@ -50,7 +50,10 @@ try {
     const leader = spawn('sleep', ['600'], { stdio: 'ignore' });
     const vm = `exit99-${i}`;
     const v = await d.ctl(['register', vm, '--class', 'vm', '--leader', String(leader.pid), '--address', `10.77.98.${10 + i}`]);
-    if (v.code !== 0) throw new Error(`register ${vm}: ${v.stderr}`);
+    if (v.code !== 0) {
+      leader.kill('SIGKILL');
+      throw new Error(`register ${vm}: ${v.stderr}`);
+    }
     const gone = new Promise((resolve) => leader.once('exit', resolve));
     leader.kill('SIGKILL');
     await gone;
