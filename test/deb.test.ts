@@ -15,7 +15,8 @@ import { after, before, test } from 'node:test';
 import { makeContainer, removeAllContainers, type Container } from './helpers/container.js';
 import { ROOT } from './helpers/daemon.js';
 import { debianDeb } from './helpers/debian-debs.js';
-import { run, waitFor, type RunResult } from './helpers/run.js';
+import { processTree, readSmallFile } from '../src/registry/linux/proc.js';
+import { alive, endChild, run, waitFor, type RunResult } from './helpers/run.js';
 
 const VERSION = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version;
 const DEB = join(ROOT, `build/deb/mymachines_${VERSION}_amd64.deb`);
@@ -239,39 +240,13 @@ test("the installed daemon, started by its init script, does the demo's job: nam
   }
   assert.equal((await mustInRoot(['/etc/init.d/mymachinesd', 'stop'])).trim(), 'Stopping mymachines registry: mymachinesd.');
   assert.equal((await inRoot(['/etc/init.d/mymachinesd', 'status'])).code, 3);
-  await waitFor('the daemon to exit', () => (processGone(pid) ? true : undefined));
+  await waitFor('the daemon to exit', () => (!alive(pid) ? true : undefined));
   rootPids.delete(pid);
   assert.equal((await inRoot(['test', '-e', '/run/mymachines/io.systemd.Machine'])).code, 1, 'its socket is removed');
 });
 
-function processGone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch {
-    return true;
-  }
-}
-
-/** The PID (here) of the systemd that systemd-nspawn `pid` booted: its child or grandchild. */
-function bootedInit(pid: number): number | undefined {
-  const children = (p: number) => {
-    try {
-      return readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-    } catch {
-      return [];
-    }
-  };
-  const comm = (p: number) => {
-    try {
-      return readFileSync(`/proc/${p}/comm`, 'utf8').trim();
-    } catch {
-      return '';
-    }
-  };
-  for (const c of children(pid)) for (const p of [c, ...children(c)]) if (comm(p) === 'systemd') return p;
-  return undefined;
-}
+/** The PID (here) of the systemd that systemd-nspawn `pid` booted: the first one below it. */
+const bootedInit = (pid: number) => processTree(pid).slice(1).find((p) => readSmallFile(`/proc/${p}/comm`)?.trim() === 'systemd');
 
 test('under systemd as PID 1 (this system with the package, booted by systemd-nspawn): started at boot and ready, scopes from PID 1, bind, shell, copy, a crash restarted, D-Bus activation', { timeout: 240_000 }, async () => {
   // The root boots with an overlay of its own over it (--volatile=overlay: what the boot writes goes
@@ -283,7 +258,6 @@ test('under systemd as PID 1 (this system with the package, booted by systemd-ns
   let output = '';
   boot.stdout!.on('data', (d) => (output += d));
   boot.stderr!.on('data', (d) => (output += d));
-  const exited = new Promise((r) => boot.once('exit', r));
   try {
     const init = await waitFor('the booted systemd', () => bootedInit(boot.pid!), 30_000).catch((e) => {
       throw new Error(`${(e as Error).message}: ${output}`);
@@ -338,12 +312,7 @@ test('under systemd as PID 1 (this system with the package, booted by systemd-ns
     assert.equal((await mustInBoot(['systemctl', 'is-active', 'mymachinesd.service'])).trim(), 'active');
   } finally {
     // SIGTERM: nspawn powers the container off; what it started goes with it.
-    if (boot.exitCode === null) {
-      boot.kill('SIGTERM');
-      const t = setTimeout(() => boot.kill('SIGKILL'), 20_000);
-      await exited;
-      clearTimeout(t);
-    }
+    await endChild(boot, 20_000);
   }
 });
 
@@ -373,7 +342,7 @@ test("the OpenRC script under Debian's OpenRC: start, status, a crash restarted 
   await waitFor('the restarted daemon to answer', async () => ((await inRoot(['mymachinesctl', 'list'])).code === 0 ? true : undefined), 10_000);
   const stopped = await inRoot(['/etc/init.d/mymachinesd-openrc', 'stop']);
   assert.equal(stopped.code, 0, stopped.stdout + stopped.stderr);
-  await waitFor('the daemon to exit', () => (processGone(second) ? true : undefined));
+  await waitFor('the daemon to exit', () => (!alive(second) ? true : undefined));
   assert.match((await inRoot(['/etc/init.d/mymachinesd-openrc', 'status'])).stdout, /status: stopped/);
   await mustInRoot(['rm', '/etc/init.d/mymachinesd-openrc']);
   // Back to sysvinit's rc for the rest, as the root was.
@@ -382,7 +351,7 @@ test("the OpenRC script under Debian's OpenRC: start, status, a crash restarted 
 
 test('remove, then purge: the files, the diversion, the enabled links and the nsswitch.conf entry go; nsswitch.conf is as before', async () => {
   process.kill(busPid, 'SIGTERM');
-  await waitFor('the root bus to exit', () => (processGone(busPid) ? true : undefined));
+  await waitFor('the root bus to exit', () => (!alive(busPid) ? true : undefined));
   rootPids.delete(busPid);
   await mustInRoot(['dpkg', '-r', 'mymachines']);
   assert.equal((await inRoot(['test', '-e', '/usr/bin/mymachinesd'])).code, 1);

@@ -5,14 +5,14 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, openSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findCgroupMounts } from '../src/registry/linux/cgroup.js';
 import { VarlinkClient } from '../src/varlink/client.js';
 import { VarlinkError } from '../src/varlink/errors.js';
 import { DAEMON, startDaemon, type Daemon } from './helpers/daemon.js';
-import { mountFaultyFs } from './helpers/faulty-fs.js';
+import { mountFaultyFs, stallingFuse } from './helpers/faulty-fs.js';
 import { must, run, waitFor } from './helpers/run.js';
 import { endSleepingLeaders, sleepingLeaderPid } from './helpers/leaders.js';
 
@@ -322,20 +322,18 @@ describe('container roots that stall', () => {
   /** A leader whose /etc is a FUSE mount that never answers (its INIT is never read: every lookup there
    *  waits), in a mount namespace of its own. Closing the descriptor aborts the mount. */
   async function stalledLeader(): Promise<{ pid: number; end(): void }> {
-    const fuse = openSync('/dev/fuse', 'r+');
-    const p = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c',
-      // busybox is static: nothing it execs reads /etc (ld.so.cache would wait too). -i: no mount.fuse helper,
-      // which would take the source for a program to run.
-      'mount -i -t fuse -o fd=3,rootmode=40000,user_id=0,group_id=0 stall /etc && echo mounted && exec /bin/busybox sleep 1000'],
-    { stdio: ['ignore', 'pipe', 'inherit', fuse] });
+    const fuse = stallingFuse();
+    // busybox is static: nothing it execs reads /etc (ld.so.cache would wait too).
+    const p = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', `${fuse.mount('/etc')} && echo mounted && exec /bin/busybox sleep 1000`],
+      { stdio: ['ignore', 'pipe', 'inherit', fuse.fd] });
     await new Promise<void>((resolve, reject) => {
       p.stdout!.once('data', () => resolve());
       p.once('exit', (code) => reject(new Error(`the stalled leader exited with ${code}`)));
     }).catch((e) => {
-      closeSync(fuse);
+      fuse.close();
       throw e;
     });
-    return { pid: p.pid!, end: () => (p.kill('SIGKILL'), closeSync(fuse)) };
+    return { pid: p.pid!, end: () => (p.kill('SIGKILL'), fuse.close()) };
   }
 
   test('a stalled root delays neither another machine\'s answers nor the daemon\'s own files; its reads fail with a message', async (t) => {

@@ -3,14 +3,15 @@
 // image verbs. The pool is a small tmpfs of the test's own, so that a full disk can be met.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { makeContainer, removeAllContainers } from './helpers/container.js';
 import { startDaemon, type Daemon } from './helpers/daemon.js';
 import { type Bus, busClient, errorName, runInSystemdNs, startBus } from './helpers/dbus.js';
-import { must, run, waitFor } from './helpers/run.js';
+import { stallingFuse } from './helpers/faulty-fs.js';
+import { eachStep, must, run, waitFor } from './helpers/run.js';
 import { VarlinkClient } from '../src/varlink/client.js';
 
 const MGR_PATH = '/org/freedesktop/machine1';
@@ -185,16 +186,16 @@ test('a long clone does not hold up the daemon: calls made meanwhile are answere
 test('an image whose /etc stalls (a FUSE mount that never answers): its metadata fails at the read limit, named; other images answer meanwhile', async () => {
   makeTree('stall1', { 'usr/lib/os-release': 'ID=stall\n' });
   mkdirSync(join(pool, 'stall1/etc'));
-  // The kernel's side of a FUSE mount whose file system never reads its requests: every lookup waits.
-  const fuse = openSync('/dev/fuse', 'r+');
+  const fuse = stallingFuse();
   const at = join(pool, 'stall1/etc');
-  await new Promise<void>((resolve, reject) => {
-    // -i: no mount.fuse helper, which would take the source for a program to run.
-    const p = spawn('mount', ['-i', '-t', 'fuse', '-o', 'fd=3,rootmode=40000,user_id=0,group_id=0', 'stall', at], { stdio: ['ignore', 'ignore', 'inherit', fuse] });
-    p.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`mount exited with ${code}`))));
-  });
-  const v = await VarlinkClient.connect(join(daemon.machineDir, 'io.systemd.MachineImage'));
+  let v: VarlinkClient | undefined;
+  let passed = false;
   try {
+    await new Promise<void>((resolve, reject) => {
+      const p = spawn('sh', ['-c', fuse.mount(at)], { stdio: ['ignore', 'ignore', 'inherit', fuse.fd] });
+      p.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`mount exited with ${code}`))));
+    });
+    v = await VarlinkClient.connect(join(daemon.machineDir, 'io.systemd.MachineImage'));
     const order: string[] = [];
     const stalled = v.call('io.systemd.MachineImage.List', { name: 'stall1', acquireMetadata: 'yes' }).then(
       () => assert.fail('answered'),
@@ -212,10 +213,15 @@ test('an image whose /etc stalls (a FUSE mount that never answers): its metadata
     assert.equal(await errorName(callMgr('GetImageHostname', 's', ['stall1'])), 'org.freedesktop.DBus.Error.Timeout');
     const graceful = await v.call('io.systemd.MachineImage.List', { name: 'stall1', acquireMetadata: 'graceful' });
     assert.deepEqual([graceful.name, graceful.hostname, graceful.OSRelease], ['stall1', undefined, undefined]);
+    passed = true;
   } finally {
-    v.close();
-    closeSync(fuse); // aborts the mount: the stuck read returns
-    await must('umount', ['-l', at]);
+    await eachStep([
+      () => v?.close(),
+      () => fuse.close(), // aborts the mount: the stuck read returns
+      () => run('umount', ['-l', at]), // not mounted (the mount failed): nothing to do
+      // After a failure, what the later tests must not find.
+      () => passed || rmSync(join(pool, 'stall1'), { recursive: true, force: true }),
+    ]);
   }
   await callMgr('RemoveImage', 's', ['stall1']);
 });

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { VarlinkClient } from '../src/varlink/client.js';
 import { makeContainer, removeAllContainers } from './helpers/container.js';
 import { startDaemon, type Daemon } from './helpers/daemon.js';
-import { run, sleep, waitFor } from './helpers/run.js';
+import { alive, run, sleep, waitFor } from './helpers/run.js';
 
 /** A cheap leader: a sleeping child that the test ends itself. */
 function leader(): { pid: number; kill(): void; exited: Promise<void> } {
@@ -47,14 +47,6 @@ async function leaderWithChild(ignoreTerm: boolean): Promise<{ pid: number; chil
   leaders.push({ kill });
   return { pid: p.pid!, child, kill };
 }
-
-const alive = (pid: number) => {
-  try {
-    return !['Z', 'X'].includes(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1][0]);
-  } catch {
-    return false;
-  }
-};
 
 async function listJson(d: Daemon): Promise<any[]> {
   const r = await d.ctl(['list', '--json']);

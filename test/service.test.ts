@@ -138,8 +138,14 @@ async function activationBus(name: string, serviceDirs: string[], onRequest: (un
   const bus = await startBus(join(dir, name), { activation: { serviceDirs } });
   const address = bus.address;
   const systemd = dbus.sessionBus({ busAddress: address } as dbus.SessionBusOptions);
-  await new Promise<void>((resolve, reject) => (systemd.once('connect', () => resolve()), systemd.once('error', reject)));
-  await systemd.requestName('org.freedesktop.systemd1', 0);
+  try {
+    await new Promise<void>((resolve, reject) => (systemd.once('connect', () => resolve()), systemd.once('error', reject)));
+    await systemd.requestName('org.freedesktop.systemd1', 0);
+  } catch (e) {
+    systemd.disconnect();
+    await bus.stop();
+    throw e;
+  }
   const requests: string[] = [];
   systemd.on('message', (m: dbus.Message) => {
     if (m.interface === 'org.freedesktop.systemd1.Activator' && m.member === 'ActivationRequest') {

@@ -14,8 +14,8 @@ import { makeBusyboxRoot } from './helpers/busybox-root.js';
 import { startDaemon, type Daemon } from './helpers/daemon.js';
 import { systemdNsArgv } from './helpers/dbus.js';
 import { makeNssEnv, type NssEnv } from './helpers/nss-env.js';
-import { must, run, waitFor } from './helpers/run.js';
-import { cgroup2Mount, enterSidRoot, type SidWorld } from './helpers/sid-root.js';
+import { eachStep, must, run, waitFor } from './helpers/run.js';
+import { cgroup2Mount, enterSidRoot, type SidWorld, type Started } from './helpers/sid-root.js';
 import { processPidfdId } from '../src/registry/linux/leader.js';
 import { VarlinkServer } from '../src/varlink/server.js';
 
@@ -171,11 +171,13 @@ test('systemd-vmspawn 262 itself (QEMU under TCG, a VM that never boots): it reg
   // KVM refuses the CPU flags vmspawn passes.
   const cgroup = join(cgroup2Mount(), `mmtest-vmspawn-${process.pid}.scope`);
   mkdirSync(cgroup);
-  await world.run(['truncate', '-s', '1M', '/tmp/vmreal.raw']);
-  const vmspawn = world.start(['sh', '-c', `echo $$ > /sys/fs/cgroup/${basename(cgroup)}/cgroup.procs && exec systemd-vmspawn --image=/tmp/vmreal.raw --machine=vmreal --console=headless --pass-ssh-key=no --firmware=bios --kvm=no </dev/null`], { env: { SYSTEMD_LOG_LEVEL: 'debug' } });
+  let vmspawn: Started | undefined;
   try {
+    await world.run(['truncate', '-s', '1M', '/tmp/vmreal.raw']);
+    vmspawn = world.start(['sh', '-c', `echo $$ > /sys/fs/cgroup/${basename(cgroup)}/cgroup.procs && exec systemd-vmspawn --image=/tmp/vmreal.raw --machine=vmreal --console=headless --pass-ssh-key=no --firmware=bios --kvm=no </dev/null`], { env: { SYSTEMD_LOG_LEVEL: 'debug' } });
+    const vm = vmspawn;
     await waitFor('vmspawn to register', async () => {
-      if (vmspawn.proc.exitCode !== null) throw new Error(`vmspawn exited with ${vmspawn.proc.exitCode}: ${vmspawn.output()}`);
+      if (vm.proc.exitCode !== null) throw new Error(`vmspawn exited with ${vm.proc.exitCode}: ${vm.output()}`);
       return (await machinectl(['status', 'vmreal'])).code === 0 ? true : undefined;
     }, 60_000);
     // Through our io.systemd.Machine where machined 262's would be.
@@ -190,16 +192,18 @@ test('systemd-vmspawn 262 itself (QEMU under TCG, a VM that never boots): it reg
       assert.equal(l.code, 0, l.stderr);
       assert.deepEqual(listed(l.stdout), ['vmreal', 'web1']);
     }
-    assert.match((await machinectl(['status', 'vmreal'])).stdout, /Superv\.: \d+ \(systemd-vmspawn\)|Superv\.: .*systemd-vmspawn/);
+    assert.match((await machinectl(['status', 'vmreal'])).stdout, /Superv\.: .*systemd-vmspawn/);
     // terminate: machinectl 262 asks the VM's control socket; vmspawn quits QEMU, unregisters, exits 0.
     const t = await machinectl(['terminate', 'vmreal']);
     assert.deepEqual([t.code, t.stderr], [0, '']);
     assert.equal(await vmspawn.exited, 0, vmspawn.output());
     await waitFor('vmreal gone', async () => ((await machinectl(['status', 'vmreal'])).code === 1 ? true : undefined));
   } finally {
-    await vmspawn.stop();
-    await waitFor('the test cgroup empty', () => (readFileSync(join(cgroup, 'cgroup.procs'), 'utf8') === '' ? true : undefined));
-    rmdirSync(cgroup);
+    await eachStep([
+      () => vmspawn?.stop(),
+      () => waitFor('the test cgroup empty', () => (readFileSync(join(cgroup, 'cgroup.procs'), 'utf8') === '' ? true : undefined)),
+      () => rmdirSync(cgroup),
+    ]);
   }
 });
 

@@ -1,5 +1,6 @@
 // Runs a command to its end and gives back what it did; never throws for a non-zero exit.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 
 export interface RunResult {
   code: number | null;
@@ -65,3 +66,25 @@ export function killPid(pid: number, signal: NodeJS.Signals = 'SIGKILL'): void {
     if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
   }
 }
+
+/** Whether a process runs (not gone, not a zombie). */
+export function alive(pid: number): boolean {
+  try {
+    return !['Z', 'X'].includes(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1][0]);
+  } catch {
+    return false;
+  }
+}
+
+/** Ends a child the test spawned: SIGTERM, SIGKILL after `graceMs`; resolves once it has exited. */
+export async function endChild(proc: ChildProcess, graceMs = 5000): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise((r) => proc.once('exit', r));
+  proc.kill('SIGTERM');
+  const t = setTimeout(() => proc.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(t);
+}
+
+/** `s` as one word of a sh command line. */
+export const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;

@@ -15,7 +15,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT } from './daemon.js';
-import { run, waitFor, type RunResult } from './run.js';
+import { run, shellQuote, waitFor, type RunResult } from './run.js';
 
 const BUILD = join(ROOT, 'scripts/sid-root');
 /** A clean environment for 262's programs: nothing of the host's (or the test runner's) leaks in. */
@@ -76,7 +76,7 @@ export function cgroup2Mount(): string {
   throw new Error('no cgroup2 hierarchy mounted');
 }
 
-const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+const q = shellQuote;
 
 export async function enterSidRoot(o: SidWorldOptions = {}): Promise<SidWorld> {
   const root = sidRoot();

@@ -5,7 +5,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Bus } from './dbus.js';
-import { must, run, waitFor } from './run.js';
+import { alive, must, run, shellQuote as quote, waitFor } from './run.js';
 
 export interface Terminal {
   screen(): Promise<string>;
@@ -13,15 +13,6 @@ export interface Terminal {
 }
 
 let sessions = 0;
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
-const quote = (a: string) => `'${a.replace(/'/g, `'\\''`)}'`;
 
 /** Runs `machinectl ARGS` on a terminal of 120x30 in a private mount namespace that shows `stateDir` as
  *  /run/systemd/machines, talking to `bus`; `body` reads the screen and types. */
@@ -36,11 +27,12 @@ export async function withMachinectlTerminal<T>(bus: Bus, stateDir: string, dir:
   const socket = join(dir, `${server}.tmux`);
   const tmux = (...a: string[]) => must('tmux', ['-S', socket, '-f', '/dev/null', ...a]);
   await tmux('new-session', '-d', '-s', 'test', '-x', '120', '-y', '30', '-e', `DBUS_SYSTEM_BUS_ADDRESS=${bus.address}`, `unshare --mount --propagation private -- sh ${script}; sleep 30`);
-  const pid = Number((await tmux('display-message', '-p', '#{pid}')).trim());
+  let pid = 0;
   try {
+    pid = Number((await tmux('display-message', '-p', '#{pid}')).trim());
     return await body({ screen: () => tmux('capture-pane', '-p', '-t', 'test'), keys: (...k) => tmux('send-keys', '-t', 'test', ...k) });
   } finally {
     await run('tmux', ['-S', socket, 'kill-server']);
-    await waitFor(`tmux server ${pid} to exit`, () => (alive(pid) ? undefined : true), 10_000);
+    if (pid > 0) await waitFor(`tmux server ${pid} to exit`, () => (alive(pid) ? undefined : true), 10_000);
   }
 }
